@@ -1,0 +1,46 @@
+# adrec — the two commands on a fresh machine are `make demo` and `make test`; each installs what it needs.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint format bench clean install
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Simulate a seeded ad market into ./adrec-demo/adrec.db and show what is in it.
+demo: $(STAMP)
+	$(BIN)/adrec demo
+
+## Run the whole test suite (PostgreSQL integration tests included; they skip, outside CI, without a server).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The suite without the slow tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+## Benchmarks write benchmarks/results/NAME.json and NAME.md.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_ingest --postgres postgresql://postgres@127.0.0.1:5432/test
+	$(BIN)/python -m benchmarks.bench_simulate
+
+clean:
+	rm -rf $(VENV) adrec-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""Settings: defaults, overridden by a TOML file, overridden by ``ADREC_*`` environment variables.
+
+Built by the CLI or the application at start-up, never at import time::
+
+    settings = Settings.load("adrec.toml")   # or Settings.load() for defaults + environment
+
+``config/adrec.example.toml`` lists every key with its default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adrec.exceptions import ConfigError
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every setting adrec reads. Environment variables are the upper-cased names with prefix ``ADREC_``."""
+
+    model_config = SettingsConfigDict(env_prefix="ADREC_", extra="forbid")
+
+    db_url: str = Field(
+        default="sqlite:///adrec-demo/adrec.db", description="store URL (sqlite:///… or postgresql://…)"
+    )
+    data_dir: Path = Field(default=Path("../shared/data"), description="folder of the shared real datasets")
+    demo_dir: Path = Field(default=Path("adrec-demo"), description="where `adrec demo` writes its files")
+    seed: int = Field(default=42, description="seed for everything random")
+    progress: bool = Field(default=True, description="show progress bars")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the TOML file at ``path`` (if any), then ``ADREC_*`` variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            p = Path(path)
+            try:
+                values = tomllib.loads(p.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"config file {p} does not exist") from None
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError(f"{p}: {err}") from None
+        try:
+            # Environment variables win over the file: pass file values as defaults via the class.
+            env = cls()  # defaults + environment
+            merged = {**values, **{k: v for k, v in env.model_dump().items() if k in env.model_fields_set}}
+            merged.update({k: v for k, v in overrides.items() if v is not None})
+            return cls(**merged)
+        except PydanticValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(x) for x in first["loc"])
+            raise ConfigError(f"setting {field!r}: {first['msg']} (from {path or 'environment'})") from None

@@ -1,0 +1,85 @@
+"""The exceptions adrec raises.
+
+Every error adrec raises on purpose derives from :class:`AdrecError`, so callers can catch one class::
+
+    AdrecError
+    ├── ConfigError            a setting is missing or malformed
+    ├── ValidationError        a value broke the domain model (names the field)
+    │   └── RowError           a row of an input file is malformed (names file, line and field)
+    ├── StoreError             the store could not be opened or written
+    │   ├── UnknownBackendError    the store URL names no registered backend
+    │   └── NotFoundError          a record that was asked for does not exist
+    └── ImportFormatError      an input file is not in the format the importer expects
+
+Messages say what was wrong, where, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdrecError",
+    "ConfigError",
+    "ImportFormatError",
+    "NotFoundError",
+    "RowError",
+    "StoreError",
+    "UnknownBackendError",
+    "ValidationError",
+]
+
+
+class AdrecError(Exception):
+    """Root of every error adrec raises on purpose."""
+
+
+class ConfigError(AdrecError):
+    """A setting is missing or malformed."""
+
+
+class ValidationError(AdrecError, ValueError):
+    """A value broke the domain model.
+
+    Parameters
+    ----------
+    field
+        Dotted name of the offending field, e.g. ``"campaign.bid"``.
+    message
+        What was wrong with it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class RowError(ValidationError):
+    """A row of an input file is malformed; the message reads ``file:line: field: problem``."""
+
+    def __init__(self, path: str, line: int, field: str, message: str) -> None:
+        self.path = path
+        self.line = line
+        ValidationError.__init__(self, field, message)
+        self.args = (f"{path}:{line}: {field}: {message}",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StoreError(AdrecError):
+    """The store could not be opened, migrated or written."""
+
+
+class UnknownBackendError(StoreError):
+    """The store URL names a scheme no backend is registered for."""
+
+
+class NotFoundError(StoreError, KeyError):
+    """A record that was asked for does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+class ImportFormatError(AdrecError):
+    """An input file or folder is not in the format the importer expects."""

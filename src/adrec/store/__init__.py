@@ -1,0 +1,23 @@
+"""Durable storage of the ad market and its event log, opened by URL (see :func:`open_store`)."""
+
+from adrec.store.base import (
+    CtrExample,
+    ErasureReport,
+    IngestResult,
+    MarketStats,
+    Store,
+    open_store,
+    register_backend,
+    registered_schemes,
+)
+
+__all__ = [
+    "CtrExample",
+    "ErasureReport",
+    "IngestResult",
+    "MarketStats",
+    "Store",
+    "open_store",
+    "register_backend",
+    "registered_schemes",
+]

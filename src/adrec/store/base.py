@@ -1,0 +1,165 @@
+"""The store protocol every backend implements, and the URL registry that opens one.
+
+A store holds the ad market (users, advertisers, campaigns, ads) and the append-only event log. Backends are
+chosen by URL scheme: ``sqlite:///path.db`` (embedded default) and ``postgresql://user@host/db`` (scale-out) are
+registered by :mod:`adrec.store.sql`. One contract test suite runs against every registered backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self, runtime_checkable
+
+from adrec.data.schema import Ad, Advertiser, Campaign, Event, EventBatch, EventType, User
+from adrec.exceptions import UnknownBackendError
+
+__all__ = [
+    "CtrExample",
+    "ErasureReport",
+    "IngestResult",
+    "MarketStats",
+    "Store",
+    "open_store",
+    "register_backend",
+    "registered_schemes",
+]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What an append did: ``inserted`` new events, ``duplicates`` already stored (same event id)."""
+
+    received: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What deleting a user removed."""
+
+    user_id: str
+    users: int
+    events: int
+
+
+@dataclass(frozen=True)
+class CtrExample:
+    """One labelled row of a CTR log with anonymous features (Criteo, Avazu): no user or ad identity."""
+
+    source: str
+    line: int
+    label: int
+    features: dict[str, Any]
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class MarketStats:
+    """Counts and click-through figures of what a store holds."""
+
+    users: int
+    advertisers: int
+    campaigns: int
+    ads: int
+    events: dict[str, int]
+    spend: float
+    ctr_examples: int
+    top_categories: list[tuple[str, int, int]] = field(default_factory=list)
+    """``(category, impressions, clicks)`` for the most-shown categories."""
+
+    @property
+    def ctr(self) -> float:
+        imps = self.events.get(EventType.IMPRESSION.name.lower(), 0)
+        return self.events.get(EventType.CLICK.name.lower(), 0) / imps if imps else 0.0
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The contract of a store backend.
+
+    Writes are durable when they return. Upserts replace a record with the same id; events are append-only and
+    idempotent by ``event_id``.
+    """
+
+    url: str
+
+    # -- users -------------------------------------------------------------------------------------------
+    def upsert_users(self, users: Iterable[User]) -> int: ...
+    def get_user(self, user_id: str) -> User: ...
+    def iter_users(self, batch_size: int = 10_000) -> Iterator[list[User]]: ...
+    def delete_user(self, user_id: str) -> ErasureReport: ...
+
+    # -- ad library --------------------------------------------------------------------------------------
+    def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int: ...
+    def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int: ...
+    def upsert_ads(self, ads: Iterable[Ad]) -> int: ...
+    def get_advertiser(self, advertiser_id: str) -> Advertiser: ...
+    def get_campaign(self, campaign_id: str) -> Campaign: ...
+    def get_ad(self, ad_id: str) -> Ad: ...
+    def iter_campaigns(self, batch_size: int = 10_000) -> Iterator[list[Campaign]]: ...
+    def iter_ads(self, batch_size: int = 10_000) -> Iterator[list[Ad]]: ...
+
+    # -- events ------------------------------------------------------------------------------------------
+    def append_events(self, events: EventBatch | Sequence[Event]) -> IngestResult: ...
+    def iter_events(
+        self,
+        *,
+        user_id: str | None = None,
+        ad_id: str | None = None,
+        types: Sequence[EventType] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        batch_size: int = 100_000,
+    ) -> Iterator[EventBatch]: ...
+    def count_events(self, *, user_id: str | None = None, type: EventType | None = None) -> int: ...
+
+    # -- CTR logs ----------------------------------------------------------------------------------------
+    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int: ...
+    def iter_ctr_examples(self, source: str | None = None, batch_size: int = 10_000) -> Iterator[list[CtrExample]]: ...
+
+    # -- whole store -------------------------------------------------------------------------------------
+    def stats(self, top: int = 10) -> MarketStats: ...
+    def schema_version(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+_BACKENDS: dict[str, Callable[[str], Store]] = {}
+
+
+def register_backend(scheme: str, factory: Callable[[str], Store]) -> None:
+    """Make :func:`open_store` open URLs whose scheme (before ``://`` and any ``+driver``) is ``scheme``."""
+    _BACKENDS[scheme] = factory
+
+
+def registered_schemes() -> list[str]:
+    _load_builtin_backends()
+    return sorted(_BACKENDS)
+
+
+def _load_builtin_backends() -> None:
+    # Imported lazily so that importing the protocol does not import SQLAlchemy.
+    import adrec.store.sql  # noqa: F401
+
+
+def open_store(url: str) -> Store:
+    """Open (and create or migrate, where needed) the store at ``url``.
+
+    Examples
+    --------
+    >>> store = open_store("sqlite:///adrec-demo/adrec.db")  # doctest: +SKIP
+    >>> store = open_store("postgresql://postgres@127.0.0.1:5432/test")  # doctest: +SKIP
+    """
+    _load_builtin_backends()
+    scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
+    factory = _BACKENDS.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{s}://" for s in sorted(_BACKENDS))
+        raise UnknownBackendError(f"no store backend for {url!r}; use a URL starting with one of: {known}")
+    return factory(url)

@@ -1,0 +1,53 @@
+"""Versioned schema migrations.
+
+A new database is created at the latest version from :mod:`adrec.store.tables` and stamped with it. An existing
+one is brought forward by running, in order, every migration above its stamped version. A migration is a
+function of a SQLAlchemy connection that issues explicit DDL; add one here (and bump
+:data:`adrec.store.tables.SCHEMA_VERSION`) whenever a table changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, select
+
+from adrec.exceptions import StoreError
+from adrec.store import tables
+
+Migration = Callable[[Connection], None]
+
+# version -> (description, function). Version 1 is the initial schema, created from the table definitions.
+MIGRATIONS: dict[int, tuple[str, Migration]] = {}
+
+
+def current_version(conn: Connection) -> int:
+    if not inspect(conn).has_table(tables.meta.name):
+        return 0
+    row = conn.execute(select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")).first()
+    return int(row[0]) if row else 0
+
+
+def _stamp(conn: Connection, version: int) -> None:
+    conn.execute(tables.meta.delete().where(tables.meta.c.key == "schema_version"))
+    conn.execute(tables.meta.insert().values(key="schema_version", value=str(version)))
+
+
+def migrate(conn: Connection) -> int:
+    """Create or upgrade the schema inside the caller's transaction; return the resulting version."""
+    version = current_version(conn)
+    if version == 0:
+        tables.metadata.create_all(conn)
+        _stamp(conn, tables.SCHEMA_VERSION)
+        return tables.SCHEMA_VERSION
+    if version > tables.SCHEMA_VERSION:
+        raise StoreError(
+            f"the store is at schema version {version}, newer than this adrec knows ({tables.SCHEMA_VERSION}); "
+            "upgrade adrec"
+        )
+    for target in range(version + 1, tables.SCHEMA_VERSION + 1):
+        if target not in MIGRATIONS:
+            raise StoreError(f"no migration to schema version {target}")
+        MIGRATIONS[target][1](conn)
+        _stamp(conn, target)
+    return tables.SCHEMA_VERSION

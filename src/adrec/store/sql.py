@@ -1,0 +1,440 @@
+"""The SQL store: one implementation over SQLAlchemy Core for SQLite (embedded) and PostgreSQL (scale-out).
+
+SQLite runs in WAL mode with ``synchronous=FULL``: a write that returned survives a crash of the process (and of
+the machine). PostgreSQL commits are durable by default. Bulk paths (events, users) use the driver's
+``executemany`` with ``INSERT ... ON CONFLICT``, which both engines understand.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Self
+
+import numpy as np
+from sqlalchemy import Connection, Engine, Integer, cast, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from adrec.data.schema import (
+    Ad,
+    Advertiser,
+    Campaign,
+    Event,
+    EventBatch,
+    EventType,
+    Targeting,
+    User,
+)
+from adrec.exceptions import NotFoundError, StoreError
+from adrec.store import tables as t
+from adrec.store.base import CtrExample, ErasureReport, IngestResult, MarketStats, register_backend
+from adrec.store.migrations import migrate
+
+__all__ = ["SqlStore"]
+
+# Rows per executemany call: large enough to amortise round trips, small enough to bound memory.
+CHUNK = 20_000
+
+
+def _engine_for(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise StoreError(f"malformed store URL {url!r}: {err}") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+        # psycopg 3 is the driver adrec installs (extra "postgres").
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        database = parsed.database or ""
+        memory = database in ("", ":memory:")
+        if not memory:
+            from pathlib import Path
+
+            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 60, "check_same_thread": False}}
+        if memory:
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(parsed, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as err:
+        raise StoreError(
+            f"the driver for {parsed.drivername} is not installed ({err.name}); pip install 'adrec[postgres]'"
+        ) from None
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=60000")
+    # 64 MiB page cache: index pages of a growing event log stay in memory during bulk ingest.
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.close()
+
+
+def _dump_targeting(targeting: Targeting) -> dict[str, Any]:
+    return {k: sorted(v) if isinstance(v, frozenset) else v for k, v in targeting.model_dump().items()}
+
+
+def _user_row(u: User, now: float) -> dict[str, Any]:
+    row = u.model_dump()
+    row["gender"] = u.gender.value
+    row["device"] = u.device.value
+    row["interests"] = list(u.interests)
+    row["updated_at"] = now
+    return row
+
+
+def _campaign_row(c: Campaign) -> dict[str, Any]:
+    return {
+        "campaign_id": c.campaign_id,
+        "advertiser_id": c.advertiser_id,
+        "name": c.name,
+        "objective": c.objective.value,
+        "pricing_model": c.pricing_model.value,
+        "bid": c.bid,
+        "daily_budget": c.daily_budget,
+        "total_budget": c.total_budget,
+        "start_ts": c.start.timestamp() if c.start else None,
+        "end_ts": c.end.timestamp() if c.end else None,
+        "status": c.status.value,
+        "targeting": _dump_targeting(c.targeting),
+    }
+
+
+def _ad_row(a: Ad) -> dict[str, Any]:
+    row = a.model_dump()
+    row["status"] = a.status.value
+    return row
+
+
+class SqlStore:
+    """A :class:`~adrec.store.base.Store` over a SQLAlchemy engine (SQLite or PostgreSQL).
+
+    Parameters
+    ----------
+    url
+        ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory) or
+        ``postgresql://user@host:port/db``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = _engine_for(url)
+        self._dialect = self._engine.dialect.name
+        self._ph = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+        # SQLite allows one writer; serialising writers in-process avoids busy waits between threads.
+        self._write_lock = threading.Lock()
+        try:
+            with self._engine.begin() as conn:
+                self._version = migrate(conn)
+        except OperationalError as err:
+            raise StoreError(f"cannot open store {url!r}: {err.orig}") from None
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url!r})"
+
+    def schema_version(self) -> int:
+        return self._version
+
+    def _insert(self, table: Any) -> Any:
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    def _upsert(self, table: Any, key: str, rows: Iterable[dict[str, Any]]) -> int:
+        stmt = self._insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[key], set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
+        )
+        n = 0
+        with self._write_lock, self._engine.begin() as conn:
+            batch: list[dict[str, Any]] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= CHUNK:
+                    n += self._execute_write(conn, stmt, batch, table.name)
+                    batch = []
+            if batch:
+                n += self._execute_write(conn, stmt, batch, table.name)
+        return n
+
+    @staticmethod
+    def _execute_write(conn: Connection, stmt: Any, batch: list[dict[str, Any]], what: str) -> int:
+        try:
+            conn.execute(stmt, batch)
+        except IntegrityError as err:
+            raise StoreError(f"cannot write {what}: {err.orig}") from None
+        return len(batch)
+
+    def _get(self, table: Any, key: str, value: str, kind: str) -> dict[str, Any]:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(table).where(table.c[key] == value)).mappings().first()
+        if row is None:
+            raise NotFoundError(f"no {kind} with id {value!r}")
+        return dict(row)
+
+    def _iter(self, table: Any, key: str, batch_size: int) -> Iterator[list[dict[str, Any]]]:
+        # Keyset pagination: bounded memory and no long-lived cursor across yields.
+        last: str | None = None
+        while True:
+            query = select(table).order_by(table.c[key]).limit(batch_size)
+            if last is not None:
+                query = query.where(table.c[key] > last)
+            with self._engine.connect() as conn:
+                rows = [dict(r) for r in conn.execute(query).mappings()]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][key]
+
+    # -- users -----------------------------------------------------------------------------------------------
+    def upsert_users(self, users: Iterable[User]) -> int:
+        now = time.time()
+        return self._upsert(t.users, "user_id", (_user_row(u, now) for u in users))
+
+    @staticmethod
+    def _user(row: dict[str, Any]) -> User:
+        row.pop("updated_at", None)
+        row["interests"] = tuple(row["interests"])
+        return User(**row)
+
+    def get_user(self, user_id: str) -> User:
+        return self._user(self._get(t.users, "user_id", user_id, "user"))
+
+    def iter_users(self, batch_size: int = 10_000) -> Iterator[list[User]]:
+        for rows in self._iter(t.users, "user_id", batch_size):
+            yield [self._user(r) for r in rows]
+
+    def delete_user(self, user_id: str) -> ErasureReport:
+        """Right to erasure: remove the user's record and every event about them, in one transaction."""
+        with self._write_lock, self._engine.begin() as conn:
+            n_events = conn.execute(t.events.delete().where(t.events.c.user_id == user_id)).rowcount
+            n_users = conn.execute(t.users.delete().where(t.users.c.user_id == user_id)).rowcount
+        if n_users == 0 and n_events == 0:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        return ErasureReport(user_id=user_id, users=n_users, events=n_events)
+
+    # -- ad library ------------------------------------------------------------------------------------------
+    def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int:
+        return self._upsert(t.advertisers, "advertiser_id", (a.model_dump() for a in advertisers))
+
+    def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int:
+        return self._upsert(t.campaigns, "campaign_id", (_campaign_row(c) for c in campaigns))
+
+    def upsert_ads(self, ads: Iterable[Ad]) -> int:
+        return self._upsert(t.ads, "ad_id", (_ad_row(a) for a in ads))
+
+    def get_advertiser(self, advertiser_id: str) -> Advertiser:
+        return Advertiser(**self._get(t.advertisers, "advertiser_id", advertiser_id, "advertiser"))
+
+    @staticmethod
+    def _campaign(row: dict[str, Any]) -> Campaign:
+        from datetime import UTC, datetime
+
+        start, end = row.pop("start_ts"), row.pop("end_ts")
+        row["start"] = datetime.fromtimestamp(start, UTC) if start is not None else None
+        row["end"] = datetime.fromtimestamp(end, UTC) if end is not None else None
+        row["targeting"] = Targeting(**row["targeting"])
+        return Campaign(**row)
+
+    def get_campaign(self, campaign_id: str) -> Campaign:
+        return self._campaign(self._get(t.campaigns, "campaign_id", campaign_id, "campaign"))
+
+    def get_ad(self, ad_id: str) -> Ad:
+        return Ad(**self._get(t.ads, "ad_id", ad_id, "ad"))
+
+    def iter_campaigns(self, batch_size: int = 10_000) -> Iterator[list[Campaign]]:
+        for rows in self._iter(t.campaigns, "campaign_id", batch_size):
+            yield [self._campaign(r) for r in rows]
+
+    def iter_ads(self, batch_size: int = 10_000) -> Iterator[list[Ad]]:
+        for rows in self._iter(t.ads, "ad_id", batch_size):
+            yield [Ad(**r) for r in rows]
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def append_events(self, events: EventBatch | Sequence[Event]) -> IngestResult:
+        """Append events atomically: the whole call is one transaction, durable when it returns.
+
+        Events whose ``event_id`` is already stored are skipped (idempotent resend) and counted as duplicates.
+        """
+        batch = events if isinstance(events, EventBatch) else EventBatch.from_events(list(events))
+        batch.validate()
+        if len(batch) == 0:
+            return IngestResult(0, 0)
+        cols = ", ".join(t.EVENT_COLUMNS)
+        marks = ", ".join([self._ph] * len(t.EVENT_COLUMNS))
+        sql = f"INSERT INTO events ({cols}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
+        rows = batch.rows()
+        inserted = 0
+        with self._write_lock, self._engine.begin() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                for start in range(0, len(rows), CHUNK):
+                    cur.executemany(sql, rows[start : start + CHUNK])
+                    inserted += max(cur.rowcount, 0)
+            finally:
+                cur.close()
+        return IngestResult(received=len(batch), inserted=inserted)
+
+    def iter_events(
+        self,
+        *,
+        user_id: str | None = None,
+        ad_id: str | None = None,
+        types: Sequence[EventType] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        batch_size: int = 100_000,
+    ) -> Iterator[EventBatch]:
+        """Stream matching events in (ts, event_id) order, ``batch_size`` at a time."""
+        e = t.events
+        conds: list[Any] = []
+        if user_id is not None:
+            conds.append(e.c.user_id == user_id)
+        if ad_id is not None:
+            conds.append(e.c.ad_id == ad_id)
+        if types is not None:
+            conds.append(e.c.type.in_([int(x) for x in types]))
+        if since is not None:
+            conds.append(e.c.ts >= since)
+        if until is not None:
+            conds.append(e.c.ts < until)
+        last: tuple[float, str] | None = None
+        while True:
+            query = select(*[e.c[name] for name in t.EVENT_COLUMNS]).where(*conds)
+            if last is not None:
+                query = query.where((e.c.ts > last[0]) | ((e.c.ts == last[0]) & (e.c.event_id > last[1])))
+            query = query.order_by(e.c.ts, e.c.event_id).limit(batch_size)
+            with self._engine.connect() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            cols = list(zip(*rows, strict=True))
+            yield EventBatch(
+                event_id=np.array(cols[0], dtype=object),
+                type=np.array(cols[1], dtype=np.int8),
+                user_id=np.array(cols[2], dtype=object),
+                ad_id=np.array(cols[3], dtype=object),
+                ts=np.array(cols[4], dtype=np.float64),
+                placement=np.array(cols[5], dtype=object),
+                cost=np.array(cols[6], dtype=np.float64),
+                request_id=np.array(cols[7], dtype=object),
+                value=np.array([np.nan if v is None else v for v in cols[8]], dtype=np.float64),
+                propensity=np.array([np.nan if v is None else v for v in cols[9]], dtype=np.float64),
+            )
+            last = (float(rows[-1][4]), str(rows[-1][0]))
+
+    def count_events(self, *, user_id: str | None = None, type: EventType | None = None) -> int:
+        e = t.events
+        query = select(func.count()).select_from(e)
+        if user_id is not None:
+            query = query.where(e.c.user_id == user_id)
+        if type is not None:
+            query = query.where(e.c.type == int(type))
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # -- CTR logs --------------------------------------------------------------------------------------------
+    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int:
+        """Store labelled CTR rows; a row with the same ``(source, line)`` replaces the stored one."""
+        stmt = self._insert(t.ctr_examples)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["source", "line"],
+            set_={"label": stmt.excluded.label, "ts": stmt.excluded.ts, "features": stmt.excluded.features},
+        )
+        rows = [
+            {"source": x.source, "line": x.line, "label": x.label, "ts": x.ts, "features": x.features} for x in examples
+        ]
+        if not rows:
+            return 0
+        with self._write_lock, self._engine.begin() as conn:
+            for start in range(0, len(rows), CHUNK):
+                conn.execute(stmt, rows[start : start + CHUNK])
+        return len(rows)
+
+    def iter_ctr_examples(self, source: str | None = None, batch_size: int = 10_000) -> Iterator[list[CtrExample]]:
+        c = t.ctr_examples
+        last: tuple[str, int] | None = None
+        while True:
+            query = select(c)
+            if source is not None:
+                query = query.where(c.c.source == source)
+            if last is not None:
+                query = query.where((c.c.source > last[0]) | ((c.c.source == last[0]) & (c.c.line > last[1])))
+            query = query.order_by(c.c.source, c.c.line).limit(batch_size)
+            with self._engine.connect() as conn:
+                rows = list(conn.execute(query).mappings())
+            if not rows:
+                return
+            yield [CtrExample(r["source"], r["line"], r["label"], r["features"], r["ts"]) for r in rows]
+            last = (rows[-1]["source"], rows[-1]["line"])
+
+    # -- whole store -----------------------------------------------------------------------------------------
+    def stats(self, top: int = 10) -> MarketStats:
+        e = t.events
+        with self._engine.connect() as conn:
+
+            def count(table: Any) -> int:
+                return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+            by_type: dict[int, int] = {
+                int(k): int(v) for k, v in conn.execute(select(e.c.type, func.count()).group_by(e.c.type)).all()
+            }
+            spend = conn.execute(select(func.coalesce(func.sum(e.c.cost), 0.0))).scalar_one()
+            imp = func.sum(cast(e.c.type == int(EventType.IMPRESSION), Integer))
+            clk = func.sum(cast(e.c.type == int(EventType.CLICK), Integer))
+            cat_query = (
+                select(t.ads.c.category, imp.label("imps"), clk.label("clicks"))
+                .select_from(e.join(t.ads, t.ads.c.ad_id == e.c.ad_id))
+                .where(t.ads.c.category.is_not(None))
+                .group_by(t.ads.c.category)
+                .order_by(imp.desc(), t.ads.c.category)
+                .limit(top)
+            )
+            cats = [(str(r[0]), int(r[1] or 0), int(r[2] or 0)) for r in conn.execute(cat_query)]
+            return MarketStats(
+                users=count(t.users),
+                advertisers=count(t.advertisers),
+                campaigns=count(t.campaigns),
+                ads=count(t.ads),
+                events={et.name.lower(): int(by_type.get(int(et), 0)) for et in EventType},
+                spend=float(spend),
+                ctr_examples=count(t.ctr_examples),
+                top_categories=cats,
+            )
+
+
+def _open(url: str) -> SqlStore:
+    try:
+        return SqlStore(url)
+    except SQLAlchemyError as err:
+        raise StoreError(f"cannot open store {url!r}: {err}") from None
+
+
+register_backend("sqlite", _open)
+register_backend("postgresql", _open)

@@ -1,0 +1,129 @@
+"""Table definitions of the SQL store (SQLAlchemy Core), at the latest schema version.
+
+Times are stored as seconds since the Unix epoch (double precision) so that both backends compare and index them
+the same way. Structured fields (targeting, interests, extra attributes, CTR features) are JSON.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+ID = String(200)
+
+meta = Table(
+    "adrec_meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", ID, primary_key=True),
+    Column("age", SmallInteger),
+    Column("age_band", String(20)),
+    Column("gender", String(10), nullable=False),
+    Column("region", String(100)),
+    Column("city", String(100)),
+    Column("city_tier", SmallInteger),
+    Column("device", String(10), nullable=False),
+    Column("language", String(20)),
+    Column("interests", JSON, nullable=False),
+    Column("consent", Boolean, nullable=False),
+    Column("attrs", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+advertisers = Table(
+    "advertisers",
+    metadata,
+    Column("advertiser_id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("domain", String(200)),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", ID, primary_key=True),
+    Column("advertiser_id", ID, ForeignKey("advertisers.advertiser_id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("objective", String(20), nullable=False),
+    Column("pricing_model", String(3), nullable=False),
+    Column("bid", Float, nullable=False),
+    Column("daily_budget", Float),
+    Column("total_budget", Float),
+    Column("start_ts", Float),
+    Column("end_ts", Float),
+    Column("status", String(10), nullable=False),
+    Column("targeting", JSON, nullable=False),
+    Index("ix_campaigns_advertiser", "advertiser_id"),
+)
+
+ads = Table(
+    "ads",
+    metadata,
+    Column("ad_id", ID, primary_key=True),
+    Column("campaign_id", ID, ForeignKey("campaigns.campaign_id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("image_url", String(2000)),
+    Column("landing_url", String(2000)),
+    Column("category", String(200)),
+    Column("brand", String(200)),
+    Column("price", Float),
+    Column("status", String(10), nullable=False),
+    Index("ix_ads_campaign", "campaign_id"),
+    Index("ix_ads_category", "category"),
+)
+
+# Events are not foreign-keyed to users and ads: the serving path must accept events for users it has not been
+# told about yet (anonymous visitors), and an ad's history outlives the ad.
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", ID, primary_key=True),
+    Column("type", SmallInteger, nullable=False),
+    Column("user_id", ID, nullable=False),
+    Column("ad_id", ID, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("placement", String(100)),
+    Column("cost", Float, nullable=False),
+    Column("request_id", String(200)),
+    Column("value", Float),
+    Column("propensity", Float),
+    # Two secondary indexes only: each one costs ingest speed (benchmarks/bench_ingest.py). user_id serves
+    # erasure, profiles and frequency caps; ts serves time-ordered scans. Per-ad reporting reads aggregates.
+    Index("ix_events_user", "user_id"),
+    Index("ix_events_ts", "ts"),
+)
+
+ctr_examples = Table(
+    "ctr_examples",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("label", SmallInteger, nullable=False),
+    Column("ts", Float),
+    Column("features", JSON, nullable=False),
+)
+
+EVENT_COLUMNS = tuple(c.name for c in events.columns)

@@ -1,0 +1,270 @@
+"""The store contract, run against every backend (SQLite always, PostgreSQL against the real server)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adrec.data.schema import (
+    Ad,
+    Advertiser,
+    Campaign,
+    Event,
+    EventBatch,
+    EventType,
+    Gender,
+    PricingModel,
+    Targeting,
+    User,
+)
+from adrec.exceptions import NotFoundError, StoreError, ValidationError
+from adrec.store import CtrExample, Store, open_store
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with open_store(store_url) as s:
+        yield s
+
+
+def _market(store: Store) -> None:
+    store.upsert_advertisers([Advertiser(advertiser_id="adv1", name="Acme")])
+    store.upsert_campaigns(
+        [
+            Campaign(
+                campaign_id="c1",
+                advertiser_id="adv1",
+                name="Spring",
+                pricing_model=PricingModel.CPM,
+                bid=2.5,
+                daily_budget=10.0,
+                total_budget=100.0,
+                start=datetime(2026, 1, 1, tzinfo=UTC),
+                end=datetime(2026, 2, 1, tzinfo=UTC),
+                targeting=Targeting(age_min=18, age_max=34, genders=frozenset({Gender.FEMALE}), hours={9, 10}),
+            )
+        ]
+    )
+    store.upsert_ads(
+        [
+            Ad(ad_id="a1", campaign_id="c1", title="Red shoes", category="shoes", brand="Acme", price=59.0),
+            Ad(
+                ad_id="a2",
+                campaign_id="c1",
+                title="Blue bag",
+                category="bags",
+                image_url="https://x.test/b.png",
+            ),
+        ]
+    )
+
+
+def _events(n: int, *, prefix: str = "e", user: str = "u1", ad: str = "a1", type_: int = 0) -> EventBatch:
+    return EventBatch(
+        event_id=np.array([f"{prefix}{i}" for i in range(n)], dtype=object),
+        type=np.full(n, type_, dtype=np.int8),
+        user_id=np.full(n, user, dtype=object),
+        ad_id=np.full(n, ad, dtype=object),
+        ts=np.arange(n, dtype=np.float64) + 1000.0,
+    )
+
+
+def test_records_round_trip(store: Store) -> None:
+    _market(store)
+    user = User(
+        user_id="u1",
+        age=29,
+        gender=Gender.FEMALE,
+        city_tier=1,
+        interests=("beauty", "travel"),
+        language="en",
+        attrs={"occupation": "writer"},
+    )
+    store.upsert_users([user])
+    assert store.get_user("u1") == user
+    assert store.get_advertiser("adv1") == Advertiser(advertiser_id="adv1", name="Acme")
+    campaign = store.get_campaign("c1")
+    assert campaign.targeting.genders == frozenset({Gender.FEMALE})
+    assert campaign.targeting.hours == frozenset({9, 10})
+    assert campaign.start == datetime(2026, 1, 1, tzinfo=UTC)
+    assert campaign.bid == 2.5
+    assert store.get_ad("a2").image_url == "https://x.test/b.png"
+    assert [a.ad_id for batch in store.iter_ads() for a in batch] == ["a1", "a2"]
+    assert [c.campaign_id for batch in store.iter_campaigns() for c in batch] == ["c1"]
+
+
+def test_upsert_replaces(store: Store) -> None:
+    store.upsert_users([User(user_id="u1", age=20)])
+    store.upsert_users([User(user_id="u1", age=21)])
+    assert store.get_user("u1").age == 21
+    assert sum(len(b) for b in store.iter_users()) == 1
+
+
+def test_missing_records_raise_not_found(store: Store) -> None:
+    for getter in (store.get_user, store.get_ad, store.get_campaign, store.get_advertiser):
+        with pytest.raises(NotFoundError, match="nope"):
+            getter("nope")
+
+
+def test_campaign_of_unknown_advertiser_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.upsert_campaigns([Campaign(campaign_id="c9", advertiser_id="ghost", name="x", bid=1.0)])
+    with pytest.raises(NotFoundError):
+        store.get_campaign("c9")
+
+
+def test_iter_users_pages_cover_everything_once(store: Store) -> None:
+    store.upsert_users(User(user_id=f"u{i:03d}") for i in range(25))
+    pages = list(store.iter_users(batch_size=7))
+    assert [len(p) for p in pages] == [7, 7, 7, 4]
+    assert sorted(u.user_id for p in pages for u in p) == [f"u{i:03d}" for i in range(25)]
+
+
+def test_events_are_idempotent_by_id(store: Store) -> None:
+    first = store.append_events(_events(100))
+    assert (first.inserted, first.duplicates) == (100, 0)
+    again = store.append_events(_events(100))
+    assert (again.inserted, again.duplicates) == (0, 100)
+    overlap = store.append_events(_events(150))  # 100 old + 50 new
+    assert (overlap.inserted, overlap.duplicates) == (50, 100)
+    assert store.count_events() == 150
+
+
+def test_event_records_and_batches_are_interchangeable(store: Store) -> None:
+    events = [
+        Event(
+            event_id="x1",
+            type="impression",
+            user_id="u1",
+            ad_id="a1",
+            ts=datetime(2026, 1, 1, tzinfo=UTC),
+            placement="feed",
+            request_id="r1",
+        ),
+        Event(
+            event_id="x2",
+            type=EventType.CLICK,
+            user_id="u1",
+            ad_id="a1",
+            ts=1.7e9,
+            cost=0.4,
+            value=3.0,
+            propensity=0.25,
+        ),
+    ]
+    assert store.append_events(events).inserted == 2
+    (batch,) = list(store.iter_events())
+    assert batch.event_id.tolist() == ["x2", "x1"] or batch.event_id.tolist() == ["x1", "x2"]
+    got = {eid: i for i, eid in enumerate(batch.event_id.tolist())}
+    i2 = got["x2"]
+    assert batch.cost[i2] == pytest.approx(0.4)
+    assert batch.value[i2] == 3.0
+    assert batch.propensity[i2] == 0.25
+    i1 = got["x1"]
+    assert np.isnan(batch.value[i1])
+    assert batch.placement[i1] == "feed"
+    assert batch.ts[i1] == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+
+def test_invalid_batch_writes_nothing_and_keeps_earlier_data(store: Store) -> None:
+    store.append_events(_events(10))
+    bad = _events(5, prefix="new")
+    bad.cost[3] = -1.0
+    with pytest.raises(ValidationError, match=r"events\[3\]\.cost"):
+        store.append_events(bad)
+    dup = EventBatch.concat([_events(2, prefix="d"), _events(1, prefix="d")])
+    with pytest.raises(ValidationError, match="appears twice"):
+        store.append_events(dup)
+    assert store.count_events() == 10
+
+
+def test_iter_events_filters_and_pages(store: Store) -> None:
+    store.append_events(_events(30, prefix="a", user="u1"))
+    store.append_events(_events(20, prefix="b", user="u2", type_=1))
+    pages = list(store.iter_events(batch_size=8))
+    ts = np.concatenate([p.ts for p in pages])
+    assert len(ts) == 50
+    assert (np.diff(ts) >= 0).all()
+    assert len({eid for p in pages for eid in p.event_id.tolist()}) == 50
+    u2 = EventBatch.concat(list(store.iter_events(user_id="u2")))
+    assert set(u2.user_id.tolist()) == {"u2"} and len(u2) == 20
+    clicks = EventBatch.concat(list(store.iter_events(types=[EventType.CLICK])))
+    assert len(clicks) == 20
+    window = EventBatch.concat(list(store.iter_events(since=1005.0, until=1010.0)))
+    assert len(window) == 10 and window.ts.min() >= 1005.0 and window.ts.max() < 1010.0
+    assert store.count_events(user_id="u1") == 30
+    assert store.count_events(type=EventType.CLICK) == 20
+
+
+def test_delete_user_erases_profile_and_events_only_of_that_user(store: Store) -> None:
+    store.upsert_users([User(user_id="u1"), User(user_id="u2")])
+    store.append_events(_events(10, prefix="a", user="u1"))
+    store.append_events(_events(7, prefix="b", user="u2"))
+    report = store.delete_user("u1")
+    assert (report.users, report.events) == (1, 10)
+    with pytest.raises(NotFoundError):
+        store.get_user("u1")
+    assert store.count_events(user_id="u1") == 0
+    assert store.count_events(user_id="u2") == 7
+    assert store.get_user("u2").user_id == "u2"
+    with pytest.raises(NotFoundError):
+        store.delete_user("u1")
+
+
+def test_stats_count_ctr_spend_and_categories(store: Store) -> None:
+    _market(store)
+    store.upsert_users([User(user_id="u1")])
+    store.append_events(_events(40, prefix="i1", ad="a1"))
+    store.append_events(_events(10, prefix="i2", ad="a2"))
+    clicks = _events(4, prefix="c", ad="a1", type_=1)
+    clicks.cost[:] = 0.5
+    store.append_events(clicks)
+    stats = store.stats()
+    assert (stats.users, stats.advertisers, stats.campaigns, stats.ads) == (1, 1, 1, 2)
+    assert stats.events == {"impression": 50, "click": 4, "conversion": 0}
+    assert stats.ctr == pytest.approx(4 / 50)
+    assert stats.spend == pytest.approx(2.0)
+    assert stats.top_categories == [("shoes", 40, 4), ("bags", 10, 0)]
+
+
+def test_ctr_examples_round_trip_and_replace(store: Store) -> None:
+    rows = [CtrExample("criteo.txt", i, i % 2, {"I1": float(i), "C1": "ab"}) for i in range(1, 6)]
+    assert store.append_ctr_examples(rows) == 5
+    store.append_ctr_examples(rows[:2])
+    back = [x for batch in store.iter_ctr_examples("criteo.txt", batch_size=2) for x in batch]
+    assert back == rows
+    assert store.stats().ctr_examples == 5
+
+
+def test_reopen_keeps_data_and_schema_version(store_url: str) -> None:
+    with open_store(store_url) as s:
+        s.append_events(_events(3))
+        version = s.schema_version()
+    with open_store(store_url) as s:
+        assert s.count_events() == 3
+        assert s.schema_version() == version >= 1
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.integers(0, 40), max_size=30, unique=True), min_size=1, max_size=5))
+def test_any_sequence_of_resends_stores_each_id_once(store: Store, batches: list[list[int]]) -> None:
+    offset = store.count_events()
+    seen: set[int] = set()
+    tag = f"h{offset}-"  # a fresh id space per example; the store outlives examples
+    for ids in batches:
+        batch = EventBatch(
+            event_id=np.array([f"{tag}{i}" for i in ids], dtype=object),
+            type=np.zeros(len(ids), dtype=np.int8),
+            user_id=np.full(len(ids), "u", dtype=object),
+            ad_id=np.full(len(ids), "a", dtype=object),
+            ts=np.zeros(len(ids)),
+        )
+        result = store.append_events(batch)
+        assert result.inserted == len(set(ids) - seen)
+        seen |= set(ids)
+    assert store.count_events() - offset == len(seen)
