@@ -1,0 +1,265 @@
+"""Run a simulation into a store: the catalogue, the users, the logged events and, optionally, the truth."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from adrec.simulate.config import SimulationConfig
+from adrec.simulate.history import simulate_history
+from adrec.simulate.market import Market
+from adrec.simulate.records import ad_records, advertiser_records, campaign_records, user_records
+from adrec.store.base import Store
+
+__all__ = ["SimulationReport", "simulate"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    """What a simulation wrote and what the logged data looks like.
+
+    Attributes
+    ----------
+    seed
+        The simulation seed.
+    users, advertisers, campaigns, ads
+        Records written.
+    impressions, clicks, conversions
+        Events generated, by type.
+    inserted
+        Events the store actually added (fewer than generated when re-running the same seed).
+    spend
+        Sum of event costs.
+    conversion_value
+        Sum of the order values of conversions.
+    ctr, cvr
+        Realised clicks per impression and conversions per click.
+    mean_true_ctr
+        Mean of the true click probability over the logged impressions (``ctr`` should be close to it).
+    campaigns_exhausted
+        Campaigns that spent their total budget.
+    seconds
+        Wall time of the whole run, store writes included.
+    timings
+        Seconds spent per phase: ``market`` (drawing the truth and saving it), ``catalogue``, ``users``,
+        ``events`` (generating and appending the history) and ``budgets``.
+    out_dir
+        Where the market truth was saved, if anywhere.
+    """
+
+    seed: int
+    users: int
+    advertisers: int
+    campaigns: int
+    ads: int
+    impressions: int
+    clicks: int
+    conversions: int
+    inserted: int
+    spend: float
+    conversion_value: float
+    ctr: float
+    cvr: float
+    mean_true_ctr: float
+    campaigns_exhausted: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    out_dir: str | None = None
+
+    @property
+    def events(self) -> int:
+        """All events generated: impressions, clicks and conversions."""
+        return self.impressions + self.clicks + self.conversions
+
+    @property
+    def duplicates(self) -> int:
+        """Generated events the store already held."""
+        return self.events - self.inserted
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields, derived figures included."""
+        return {
+            **asdict(self),
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "events_per_second": self.events_per_second,
+        }
+
+
+class _Progress:
+    """Rich progress bars on the terminal, or nothing at all when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress: Progress | None = None
+        if enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description:<12}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+
+    def __enter__(self) -> _Progress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        """A function that advances a new bar by its argument."""
+        progress = self._progress
+        if progress is None:
+            return lambda _n: None
+        task_id = progress.add_task(description, total=total)
+        return lambda n: progress.advance(task_id, n)
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        """A one-step bar, completed when the block exits without an error."""
+        advance = self.task(description, 1)
+        yield
+        advance(1)
+
+
+def _counted(items: Iterable[T], advance: Callable[[int], None], every: int = 10_000) -> Iterator[T]:
+    n = 0
+    for item in items:
+        yield item
+        n += 1
+        if n == every:
+            advance(n)
+            n = 0
+    advance(n)
+
+
+def simulate(
+    config: SimulationConfig,
+    store: Store,
+    *,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> SimulationReport:
+    """Generate a market from ``config`` and write its catalogue, users and logged history into ``store``.
+
+    The catalogue (advertisers, campaigns, ads) and the users are upserted first, then the events chunk by
+    chunk, each chunk one durable :meth:`~adrec.store.base.Store.append_events` call. Event ids are
+    deterministic, so running the same config again inserts nothing new. Campaigns that spent their total
+    budget are finally re-upserted with status ``ended`` (and their ads with them).
+
+    Parameters
+    ----------
+    config
+        What to simulate.
+    store
+        Where to write.
+    out_dir
+        If given, the market truth is saved there first (``market.npz`` + ``market.json``, see
+        :meth:`Market.save`) and the report at the end (``report.json``).
+    progress
+        Show rich progress bars on the terminal.
+
+    Returns
+    -------
+    SimulationReport
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    clock = started
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = now - clock
+        clock = now
+
+    with _Progress(progress) as bars:
+        with bars.step("market"):
+            market = Market.generate(config)
+            if out_dir is not None:
+                market.save(out_dir)
+        lap("market")
+
+        with bars.step("catalogue"):
+            store.upsert_advertisers(advertiser_records(market))
+            store.upsert_campaigns(campaign_records(market))
+            store.upsert_ads(ad_records(market))
+        lap("catalogue")
+        store.upsert_users(_counted(user_records(market), bars.task("users", market.n_users)))
+        lap("users")
+
+        advance = bars.task("impressions", config.n_impressions)
+        counts = np.zeros(3, dtype=np.int64)
+        spend_by_campaign = np.zeros(market.n_campaigns)
+        inserted, value, sum_p_click = 0, 0.0, 0.0
+        for log in simulate_history(market):
+            result = store.append_events(log.to_event_batch(market))
+            inserted += result.inserted
+            counts += (len(log), int(log.clicked.sum()), int(log.converted.sum()))
+            spend_by_campaign += np.bincount(
+                market.ad_campaign[log.ad_idx], weights=log.cost, minlength=market.n_campaigns
+            )
+            value += float(np.nansum(log.value))
+            sum_p_click += float(log.p_click.sum())
+            advance(len(log))
+        lap("events")
+
+        total_budget = np.where(np.isnan(market.campaign_total_budget), np.inf, market.campaign_total_budget)
+        exhausted = spend_by_campaign >= total_budget
+        if exhausted.any():
+            with bars.step("budgets"):
+                changed = np.flatnonzero(exhausted)
+                store.upsert_campaigns(campaign_records(market, exhausted=exhausted, only=changed))
+                ads = np.flatnonzero(exhausted[market.ad_campaign])
+                store.upsert_ads(ad_records(market, exhausted=exhausted, only=ads))
+        lap("budgets")
+
+    impressions, clicks, conversions = (int(x) for x in counts)
+    report = SimulationReport(
+        seed=config.seed,
+        users=market.n_users,
+        advertisers=market.n_advertisers,
+        campaigns=market.n_campaigns,
+        ads=market.n_ads,
+        impressions=impressions,
+        clicks=clicks,
+        conversions=conversions,
+        inserted=inserted,
+        spend=float(spend_by_campaign.sum()),
+        conversion_value=value,
+        ctr=clicks / impressions if impressions else 0.0,
+        cvr=conversions / clicks if clicks else 0.0,
+        mean_true_ctr=sum_p_click / impressions if impressions else 0.0,
+        campaigns_exhausted=int(exhausted.sum()),
+        seconds=time.perf_counter() - started,
+        timings=timings,
+        out_dir=None if out_dir is None else str(out_dir),
+    )
+    if out_dir is not None:
+        path = Path(out_dir) / "report.json"
+        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return report
