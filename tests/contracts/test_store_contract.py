@@ -268,3 +268,12 @@ def test_any_sequence_of_resends_stores_each_id_once(store: Store, batches: list
         assert result.inserted == len(set(ids) - seen)
         seen |= set(ids)
     assert store.count_events() - offset == len(seen)
+
+
+def test_naive_campaign_times_are_utc(store: Store) -> None:
+    store.upsert_advertisers([Advertiser(advertiser_id="adv1", name="Acme")])
+    naive = datetime(2026, 5, 1, 12, 0)
+    store.upsert_campaigns(
+        [Campaign(campaign_id="c1", advertiser_id="adv1", name="n", bid=1.0, start=naive, end=datetime(2026, 6, 1))]
+    )
+    assert store.get_campaign("c1").start == naive.replace(tzinfo=UTC)

@@ -7,15 +7,16 @@ the machine). PostgreSQL commits are durable by default. Bulk paths (events, use
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Self
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Integer, cast, create_engine, event, func, select
+from sqlalchemy import JSON, Engine, Integer, cast, create_engine, event, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from adrec.data.schema import (
@@ -27,6 +28,7 @@ from adrec.data.schema import (
     EventType,
     Targeting,
     User,
+    to_epoch,
 )
 from adrec.exceptions import NotFoundError, StoreError
 from adrec.store import tables as t
@@ -103,8 +105,8 @@ def _campaign_row(c: Campaign) -> dict[str, Any]:
         "bid": c.bid,
         "daily_budget": c.daily_budget,
         "total_budget": c.total_budget,
-        "start_ts": c.start.timestamp() if c.start else None,
-        "end_ts": c.end.timestamp() if c.end else None,
+        "start_ts": to_epoch(c.start) if c.start else None,
+        "end_ts": to_epoch(c.end) if c.end else None,
         "status": c.status.value,
         "targeting": _dump_targeting(c.targeting),
     }
@@ -165,28 +167,47 @@ class SqlStore:
         return sqlite_insert(table)
 
     def _upsert(self, table: Any, key: str, rows: Iterable[dict[str, Any]]) -> int:
-        stmt = self._insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[key], set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
+        """Insert or replace rows by primary key, through the driver's ``executemany`` (JSON pre-serialised).
+
+        SQLAlchemy's dict-per-row executemany costs about ten times the driver's own on wide tables.
+        """
+        columns = [c.name for c in table.columns]
+        is_json = [isinstance(c.type, JSON) for c in table.columns]
+        cast = "::json" if self._dialect == "postgresql" else ""
+        marks = ", ".join(f"{self._ph}{cast}" if j else self._ph for j in is_json)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
         )
         n = 0
         with self._write_lock, self._engine.begin() as conn:
-            batch: list[dict[str, Any]] = []
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= CHUNK:
-                    n += self._execute_write(conn, stmt, batch, table.name)
-                    batch = []
-            if batch:
-                n += self._execute_write(conn, stmt, batch, table.name)
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                batch: list[tuple[Any, ...]] = []
+                for row in rows:
+                    batch.append(
+                        tuple(json.dumps(row[c]) if j else row[c] for c, j in zip(columns, is_json, strict=True))
+                    )
+                    if len(batch) >= CHUNK:
+                        n += self._executemany(cur, sql, batch, table.name)
+                        batch = []
+                if batch:
+                    n += self._executemany(cur, sql, batch, table.name)
+            finally:
+                cur.close()
         return n
 
     @staticmethod
-    def _execute_write(conn: Connection, stmt: Any, batch: list[dict[str, Any]], what: str) -> int:
+    def _executemany(cur: Any, sql: str, batch: list[tuple[Any, ...]], what: str) -> int:
         try:
-            conn.execute(stmt, batch)
-        except IntegrityError as err:
-            raise StoreError(f"cannot write {what}: {err.orig}") from None
+            cur.executemany(sql, batch)
+        except Exception as err:  # the driver's IntegrityError (sqlite3 / psycopg); both name the constraint
+            if "constraint" in str(err).lower() or "foreign key" in str(err).lower():
+                raise StoreError(f"cannot write {what}: {err}") from None
+            raise
         return len(batch)
 
     def _get(self, table: Any, key: str, value: str, kind: str) -> dict[str, Any]:
