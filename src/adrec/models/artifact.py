@@ -1,0 +1,80 @@
+"""A trained model on disk together with what serving it needs: the id maps, the items each user has already
+interacted with (to exclude them), and item titles. Written by ``adrec train``, read by ``adrec recommend``.
+
+Layout of the folder: the model's own ``params.json`` + ``arrays.npz``, plus ``ids.json`` (user ids, item ids,
+titles, dataset name) and ``seen.npz`` (the training matrix, CSR arrays). No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from adrec.data.interactions import IdMap, Interactions
+from adrec.exceptions import NotFoundError
+from adrec.models.base import Recommender
+
+__all__ = ["Artifact", "Recommendation"]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    title: str
+    score: float
+
+
+@dataclass
+class Artifact:
+    model: Recommender
+    users: IdMap
+    items: IdMap
+    seen: sp.csr_matrix
+    titles: list[str]
+    dataset: str
+
+    @classmethod
+    def create(
+        cls, model: Recommender, train: Interactions, *, titles: list[str] | None = None, dataset: str = ""
+    ) -> Artifact:
+        return cls(model, train.users, train.items, train.matrix, titles or [], dataset)
+
+    def save(self, path: str | Path) -> Path:
+        root = self.model.save(path)
+        meta = {"dataset": self.dataset, "users": self.users.ids, "items": self.items.ids, "titles": self.titles}
+        (root / "ids.json").write_text(json.dumps(meta))
+        m = self.seen.tocsr()
+        np.savez(root / "seen.npz", data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape))
+        return root
+
+    @classmethod
+    def load(cls, path: str | Path) -> Artifact:
+        root = Path(path)
+        if not (root / "ids.json").is_file():
+            raise NotFoundError(f"{root} is not a model folder written by `adrec train` (ids.json missing)")
+        model = Recommender.load(root)
+        meta = json.loads((root / "ids.json").read_text())
+        with np.load(root / "seen.npz", allow_pickle=False) as z:
+            seen = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+        return cls(
+            model, IdMap.from_ids(meta["users"]), IdMap.from_ids(meta["items"]), seen, meta["titles"], meta["dataset"]
+        )
+
+    def recommend(self, user_id: str, k: int = 10, *, include_seen: bool = False) -> list[Recommendation]:
+        """Top-``k`` items for an external user id, excluding what the user already interacted with."""
+        if user_id not in self.users:
+            raise NotFoundError(
+                f"user {user_id!r} is not in the training data of this model ({len(self.users):,} users); "
+                "cold-start users are served by the serving pipeline"
+            )
+        u = self.users.index(user_id)
+        exclude = None if include_seen else self.seen[[u]]
+        ids, scores = self.model.recommend(u, k, exclude=exclude)
+        return [
+            Recommendation(str(self.items.inverse([i])[0]), self.titles[i] if i < len(self.titles) else "", float(s))
+            for i, s in zip(ids.tolist(), scores.tolist(), strict=True)
+        ]

@@ -1,0 +1,78 @@
+"""``adrec evaluate``, ``train`` and ``recommend`` on a small simulated market."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from adrec.cli.main import app
+from adrec.simulate import SimulationConfig, simulate
+from adrec.store import open_store
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def market_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('m')}/m.db"
+    config = SimulationConfig(seed=1, n_users=400, n_advertisers=5, n_campaigns=10, n_ads=60, n_impressions=40_000)
+    with open_store(url) as store:
+        simulate(config, store, progress=False)
+    return url
+
+
+def test_evaluate_prints_writes_json_and_plot(market_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "r" / "eval.json"
+    result = runner.invoke(
+        app, ["evaluate", "-d", f"store:{market_db}", "-m", "popularity", "--k", "5,10", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["ks"] == [5, 10]
+    (res,) = report["results"]
+    assert res["model"] == "popularity"
+    assert 0 < res["metrics"]["recall@10"] <= 1
+    assert res["metrics"]["recall@5"] <= res["metrics"]["recall@10"]
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    assert "recall@10" in result.output
+
+
+def test_train_then_recommend_excludes_seen_ads(market_db: str, tmp_path: Path) -> None:
+    model_dir = tmp_path / "pop"
+    trained = runner.invoke(
+        app, ["train", "-d", f"store:{market_db}", "--model", "popularity", "--out", str(model_dir)]
+    )
+    assert trained.exit_code == 0, trained.output
+    from adrec.models.artifact import Artifact
+
+    art = Artifact.load(model_dir)
+    user = art.users.ids[0]
+    seen = {art.items.ids[i] for i in art.seen[art.users.index(user)].indices}
+    rec = runner.invoke(app, ["recommend", "--model-dir", str(model_dir), "--user", user, "--k", "7", "--json"])
+    assert rec.exit_code == 0, rec.output
+    items = [r["item_id"] for r in json.loads(rec.output)]
+    assert len(items) == 7
+    assert not set(items) & seen
+    missing = runner.invoke(app, ["recommend", "--model-dir", str(model_dir), "--user", "nobody"])
+    assert missing.exit_code == 1
+    assert "nobody" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["evaluate", "-d", "nokind", "-m", "popularity"], "KIND:LOCATION"),
+        (["evaluate", "-d", "lightgcn:/nope", "-m", "popularity"], "/nope"),
+        (["evaluate", "-d", "lightgcn:/nope", "-m", "nosuchmodel"], "nosuchmodel"),
+        (["evaluate", "-d", "lightgcn:/nope", "-m", "popularity", "--k", "a,b"], "--k"),
+        (["train", "-d", "lightgcn:/nope", "--model", "popularity", "--out", "x", "--set", "novalue"], "KEY=VALUE"),
+        (["recommend", "--model-dir", "/nope", "--user", "u"], "/nope"),
+    ],
+)
+def test_model_command_mistakes(args: list[str], needle: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert needle in result.output
