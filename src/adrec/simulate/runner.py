@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
+from adrec.progress import Bars
 from adrec.simulate.config import SimulationConfig
 from adrec.simulate.history import simulate_history
 from adrec.simulate.market import Market
@@ -107,45 +99,6 @@ class SimulationReport:
         }
 
 
-class _Progress:
-    """Rich progress bars on the terminal, or nothing at all when disabled."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._progress: Progress | None = None
-        if enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description:<12}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
-
-    def __enter__(self) -> _Progress:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        """A function that advances a new bar by its argument."""
-        progress = self._progress
-        if progress is None:
-            return lambda _n: None
-        task_id = progress.add_task(description, total=total)
-        return lambda n: progress.advance(task_id, n)
-
-    @contextmanager
-    def step(self, description: str) -> Iterator[None]:
-        """A one-step bar, completed when the block exits without an error."""
-        advance = self.task(description, 1)
-        yield
-        advance(1)
-
-
 def _counted(items: Iterable[T], advance: Callable[[int], None], every: int = 10_000) -> Iterator[T]:
     n = 0
     for item in items:
@@ -197,7 +150,7 @@ def simulate(
         timings[phase] = now - clock
         clock = now
 
-    with _Progress(progress) as bars:
+    with Bars(progress) as bars:
         with bars.step("market"):
             market = Market.generate(config)
             if out_dir is not None:

@@ -23,23 +23,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from adrec.data.schema import Ad, Advertiser, Campaign, EventBatch, EventType, PricingModel, User
 from adrec.exceptions import ImportFormatError, RowError, ValidationError
+from adrec.progress import Bars
 from adrec.store.base import CtrExample, Store
 
 __all__ = [
@@ -439,43 +429,6 @@ def dataset_market(source: str, name: str) -> tuple[Advertiser, Campaign]:
 
 
 # -- the runner ----------------------------------------------------------------------------------------------
-class _Bar:
-    """A rich progress bar over bytes read, or nothing when disabled."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._progress = (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            if enabled
-            else None
-        )
-
-    def __enter__(self) -> Self:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def task(self, description: str, total: int) -> Callable[[int], None]:
-        """A callback advancing a new bar by a number of bytes."""
-        progress = self._progress
-        if progress is None:
-            return lambda _n: None
-        task_id: TaskID = progress.add_task(description, total=total)
-        return lambda n: progress.advance(task_id, n)
-
-
 class _Writer:
     """Writes chunks to the store in dependency order and adds what was written to the report."""
 
@@ -604,7 +557,7 @@ def execute(importer: Importer, path: Path, store: Store, *, skip_bad: bool, pro
     writer = _Writer(store, report)
     seen: set[str] = set()
     fixed_written = False
-    with _Bar(progress) as bar:
+    with Bars(progress, unit="bytes") as bar:
         for file in plan.files:
             size = file.path.stat().st_size
             if not skip_bad:
