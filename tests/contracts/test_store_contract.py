@@ -23,6 +23,7 @@ from adrec.data.schema import (
     User,
 )
 from adrec.exceptions import NotFoundError, StoreError, ValidationError
+from adrec.profiles import Behaviour, InterestStats, Profile, Segment
 from adrec.store import CtrExample, Store, open_store
 
 
@@ -277,3 +278,114 @@ def test_naive_campaign_times_are_utc(store: Store) -> None:
         [Campaign(campaign_id="c1", advertiser_id="adv1", name="n", bid=1.0, start=naive, end=datetime(2026, 6, 1))]
     )
     assert store.get_campaign("c1").start == naive.replace(tzinfo=UTC)
+
+
+# -- profiles (schema version 2) -----------------------------------------------------------------------------
+def _behaviour(**interests: dict[str, float]) -> Behaviour:
+    """Behaviour with the given ``dimension -> {value: score}``; one click per value, at ts 1000."""
+    return Behaviour(
+        ref_ts=1000.0,
+        first_ts=900.0,
+        last_ts=1000.0,
+        impressions=7,
+        clicks=2,
+        conversions=1,
+        decayed=(6.5, 1.5, 0.25),
+        ctr=0.03,
+        hours=tuple(float(h) for h in range(24)),
+        interests={
+            dim: {v: InterestStats(s, 3, 1, 0, 1000.0 - s) for v, s in values.items()}
+            for dim, values in interests.items()
+        },
+    )
+
+
+def test_profiles_round_trip(store: Store) -> None:
+    user = User(user_id="u1", age=30, gender=Gender.FEMALE, city_tier=1, interests=("books",))
+    store.upsert_users([user, User(user_id="u2")])
+    behaviour = _behaviour(category={"cosmetics": 0.75, "shoes": 0.25}, brand={"Acme": 1.0}, price={"10-25": 0.5})
+    assert store.upsert_profiles([Profile(user, behaviour, (0.5, -1.25))]) == 1
+    got = store.get_profile("u1")
+    assert got.user == user
+    assert got.behaviour == behaviour
+    assert got.embedding == (0.5, -1.25)
+    assert got.updated_at is not None
+    assert store.get_profile("u2") == Profile(User(user_id="u2"))  # declared attributes only
+    assert got.behaviour is not None and got.behaviour.affinities() == {"cosmetics": 0.75, "shoes": 0.25}
+
+
+def test_upserting_a_profile_replaces_behaviour_and_interests(store: Store) -> None:
+    user = User(user_id="u1")
+    store.upsert_users([user])
+    store.upsert_profiles([Profile(user, _behaviour(category={"a": 1.0, "b": 2.0}), (1.0,))])
+    store.upsert_profiles([Profile(user, _behaviour(category={"c": 1.0}))])
+    got = store.get_profile("u1")
+    assert got.behaviour is not None and set(got.behaviour.interests["category"]) == {"c"}
+    assert got.embedding is None
+    store.upsert_profiles([Profile(user), Profile(user, _behaviour(brand={"x": 1.0}))])  # the last one wins
+    got = store.get_profile("u1")
+    assert got.behaviour is not None and dict(got.behaviour.interests) == {
+        "brand": {"x": InterestStats(1.0, 3, 1, 0, 999.0)}
+    }
+    store.upsert_profiles([Profile(user)])
+    assert store.get_profile("u1") == Profile(user, updated_at=store.get_profile("u1").updated_at)
+
+
+def test_profiles_of_unknown_users(store: Store) -> None:
+    store.upsert_users([User(user_id="u1"), User(user_id="u2")])
+    with pytest.raises(StoreError):
+        store.upsert_profiles([Profile(User(user_id="ghost"), _behaviour(category={"a": 1.0}))])
+    with pytest.raises(NotFoundError):
+        store.get_profile("ghost")
+    assert list(store.get_profiles(["u2", "ghost", "u1", "u2"])) == ["u2", "u1"]
+    assert store.get_profiles([]) == {}
+    assert store.upsert_profiles([]) == 0
+
+
+def test_iter_profiles_pages_cover_everything_once(store: Store) -> None:
+    users = [User(user_id=f"u{i:03d}") for i in range(25)]
+    store.upsert_users(users)
+    store.upsert_profiles([Profile(u, _behaviour(category={"a": 1.0, u.user_id: 1.0})) for u in users[::2]])
+    pages = list(store.iter_profiles(batch_size=7))
+    assert [len(p) for p in pages] == [7, 7, 7, 4]
+    profiles = [p for page in pages for p in page]
+    assert [p.user_id for p in profiles] == [u.user_id for u in users]
+    assert [p.behaviour is not None for p in profiles] == [i % 2 == 0 for i in range(25)]
+    assert all(p.behaviour is None or set(p.behaviour.interests["category"]) == {"a", p.user_id} for p in profiles)
+
+
+def test_delete_user_removes_the_profile(store: Store) -> None:
+    store.upsert_users([User(user_id="u1"), User(user_id="u2")])
+    store.upsert_profiles([Profile(User(user_id=u), _behaviour(category={"a": 1.0}), (1.0,)) for u in ("u1", "u2")])
+    report = store.delete_user("u1")
+    assert (report.users, report.events, report.profiles) == (1, 0, 1)
+    store.upsert_users([User(user_id="u1")])
+    assert store.get_profile("u1") == Profile(User(user_id="u1"))
+    assert store.get_profile("u2").behaviour is not None
+    assert store.delete_user("u1").profiles == 0
+
+
+def test_get_ads_in_order_leaving_out_unknown_ids(store: Store) -> None:
+    _market(store)
+    assert [a.ad_id for a in store.get_ads(["a2", "nope", "a1", "a2"])] == ["a2", "a1"]
+    assert store.get_ads(["a1"])[0] == store.get_ad("a1")
+    assert store.get_ads([]) == []
+
+
+def test_resolve_segment(store: Store) -> None:
+    users = [
+        User(user_id="f25", age=25, gender=Gender.FEMALE, city_tier=1),
+        User(user_id="f40", age=40, gender=Gender.FEMALE, city_tier=1),
+        User(user_id="m30", age=30, gender=Gender.MALE, city_tier=2),
+        User(user_id="f30-no", age=30, gender=Gender.FEMALE, city_tier=1, consent=False),
+    ]
+    store.upsert_users(users)
+    store.upsert_profiles([Profile(u, _behaviour(category={"cosmetics": 3.0, "shoes": 1.0})) for u in users])
+    assert store.resolve_segment(Segment(genders={Gender.FEMALE}, age_min=20, age_max=34)) == ["f25", "f30-no"]
+    assert store.resolve_segment(Segment(interests_include={"cosmetics"}, min_affinity=0.75)) == ["f25", "f40", "m30"]
+    assert store.resolve_segment(Segment(interests_include={"cosmetics"}, min_affinity=0.76)) == []
+    assert store.resolve_segment(Segment(city_tiers={1}, interests_exclude={"shoes"}, min_affinity=0.5)) == [
+        "f25",
+        "f40",
+    ]
+    assert store.resolve_segment(Segment(city_tiers={1}, interests_exclude={"shoes"})) == []

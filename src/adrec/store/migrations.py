@@ -17,8 +17,16 @@ from adrec.store import tables
 
 Migration = Callable[[Connection], None]
 
+
+def _add_profiles(conn: Connection) -> None:
+    tables.profiles.create(conn, checkfirst=True)
+    tables.profile_interests.create(conn, checkfirst=True)
+
+
 # version -> (description, function). Version 1 is the initial schema, created from the table definitions.
-MIGRATIONS: dict[int, tuple[str, Migration]] = {}
+MIGRATIONS: dict[int, tuple[str, Migration]] = {
+    2: ("profiles and profile_interests: behaviour derived from events", _add_profiles),
+}
 
 
 def current_version(conn: Connection) -> int:

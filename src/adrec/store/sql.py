@@ -11,10 +11,10 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-from sqlalchemy import JSON, Engine, Integer, cast, create_engine, event, func, select
+from sqlalchemy import JSON, Engine, Integer, and_, cast, create_engine, event, func, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -35,10 +35,16 @@ from adrec.store import tables as t
 from adrec.store.base import CtrExample, ErasureReport, IngestResult, MarketStats, register_backend
 from adrec.store.migrations import migrate
 
+if TYPE_CHECKING:
+    from adrec.profiles.profile import Profile
+    from adrec.profiles.segments import Segment
+
 __all__ = ["SqlStore"]
 
 # Rows per executemany call: large enough to amortise round trips, small enough to bound memory.
 CHUNK = 20_000
+# Ids per ``IN (...)`` list: well under SQLite's limit of bound parameters per statement.
+IN_CHUNK = 5_000
 
 
 def _engine_for(url: str) -> Engine:
@@ -118,6 +124,66 @@ def _ad_row(a: Ad) -> dict[str, Any]:
     return row
 
 
+_PROFILE_FIELDS = tuple(c.name for c in t.profiles.columns if c.name != "user_id")
+
+
+def _profile_row(p: Profile, now: float) -> dict[str, Any]:
+    b = p.behaviour
+    row: dict[str, Any] = {"user_id": p.user_id, "updated_at": now}
+    row["embedding"] = None if p.embedding is None else list(p.embedding)
+    if b is None:
+        row.update(dict.fromkeys(("ref_ts", "first_ts", "last_ts", "impressions", "clicks", "conversions", "ctr")))
+        row.update(decayed=None, hours=None)
+        return row
+    row.update(
+        ref_ts=b.ref_ts,
+        first_ts=b.first_ts,
+        last_ts=b.last_ts,
+        impressions=b.impressions,
+        clicks=b.clicks,
+        conversions=b.conversions,
+        decayed=list(b.decayed),
+        ctr=b.ctr,
+        hours=list(b.hours),
+    )
+    return row
+
+
+def _interest_rows(p: Profile) -> list[tuple[Any, ...]]:
+    b = p.behaviour
+    if b is None:
+        return []
+    rows = []
+    for dimension, stats in b.interests.items():
+        shares = b.affinities(dimension)
+        for value, s in stats.items():
+            rows.append((p.user_id, dimension, value, s.score, shares.get(value, 0.0), *s[1:]))
+    return rows
+
+
+def _profile(row: dict[str, Any], interests: dict[str, dict[str, Any]]) -> Profile:
+    from adrec.profiles.profile import Behaviour, Profile
+
+    fields = {c: row.pop(f"p_{c}") for c in _PROFILE_FIELDS}
+    user = SqlStore._user(row)
+    behaviour = None
+    if fields["ref_ts"] is not None:
+        behaviour = Behaviour(
+            ref_ts=fields["ref_ts"],
+            first_ts=fields["first_ts"],
+            last_ts=fields["last_ts"],
+            impressions=fields["impressions"],
+            clicks=fields["clicks"],
+            conversions=fields["conversions"],
+            decayed=tuple(fields["decayed"]),
+            ctr=fields["ctr"],
+            hours=tuple(fields["hours"]),
+            interests=interests,
+        )
+    embedding = fields["embedding"]
+    return Profile(user, behaviour, None if embedding is None else tuple(embedding), updated_at=fields["updated_at"])
+
+
 class SqlStore:
     """A :class:`~adrec.store.base.Store` over a SQLAlchemy engine (SQLite or PostgreSQL).
 
@@ -166,11 +232,8 @@ class SqlStore:
 
         return sqlite_insert(table)
 
-    def _upsert(self, table: Any, key: str, rows: Iterable[dict[str, Any]]) -> int:
-        """Insert or replace rows by primary key, through the driver's ``executemany`` (JSON pre-serialised).
-
-        SQLAlchemy's dict-per-row executemany costs about ten times the driver's own on wide tables.
-        """
+    def _upsert_sql(self, table: Any, key: str) -> tuple[str, list[str], list[bool]]:
+        """The driver-level ``INSERT ... ON CONFLICT DO UPDATE`` of ``table``, its columns and which are JSON."""
         columns = [c.name for c in table.columns]
         is_json = [isinstance(c.type, JSON) for c in table.columns]
         cast = "::json" if self._dialect == "postgresql" else ""
@@ -180,6 +243,14 @@ class SqlStore:
             f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) "
             f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
         )
+        return sql, columns, is_json
+
+    def _upsert(self, table: Any, key: str, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace rows by primary key, through the driver's ``executemany`` (JSON pre-serialised).
+
+        SQLAlchemy's dict-per-row executemany costs about ten times the driver's own on wide tables.
+        """
+        sql, columns, is_json = self._upsert_sql(table, key)
         n = 0
         with self._write_lock, self._engine.begin() as conn:
             raw = conn.connection.dbapi_connection
@@ -250,13 +321,15 @@ class SqlStore:
             yield [self._user(r) for r in rows]
 
     def delete_user(self, user_id: str) -> ErasureReport:
-        """Right to erasure: remove the user's record and every event about them, in one transaction."""
+        """Right to erasure: remove the user's record, profile and every event about them, in one transaction."""
         with self._write_lock, self._engine.begin() as conn:
+            conn.execute(t.profile_interests.delete().where(t.profile_interests.c.user_id == user_id))
+            n_profiles = conn.execute(t.profiles.delete().where(t.profiles.c.user_id == user_id)).rowcount
             n_events = conn.execute(t.events.delete().where(t.events.c.user_id == user_id)).rowcount
             n_users = conn.execute(t.users.delete().where(t.users.c.user_id == user_id)).rowcount
         if n_users == 0 and n_events == 0:
             raise NotFoundError(f"no user with id {user_id!r}")
-        return ErasureReport(user_id=user_id, users=n_users, events=n_events)
+        return ErasureReport(user_id=user_id, users=n_users, events=n_events, profiles=n_profiles)
 
     # -- ad library ------------------------------------------------------------------------------------------
     def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int:
@@ -286,6 +359,16 @@ class SqlStore:
 
     def get_ad(self, ad_id: str) -> Ad:
         return Ad(**self._get(t.ads, "ad_id", ad_id, "ad"))
+
+    def get_ads(self, ad_ids: Sequence[str]) -> list[Ad]:
+        """The stored ads among ``ad_ids``, in that order; unknown ids are left out."""
+        wanted = list(dict.fromkeys(ad_ids))
+        found: dict[str, Ad] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(wanted), IN_CHUNK):
+                query = select(t.ads).where(t.ads.c.ad_id.in_(wanted[start : start + IN_CHUNK]))
+                found.update((r["ad_id"], Ad(**r)) for r in conn.execute(query).mappings())
+        return [found[a] for a in wanted if a in found]
 
     def iter_campaigns(self, batch_size: int = 10_000) -> Iterator[list[Campaign]]:
         for rows in self._iter(t.campaigns, "campaign_id", batch_size):
@@ -379,6 +462,129 @@ class SqlStore:
             query = query.where(e.c.type == int(type))
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    # -- profiles --------------------------------------------------------------------------------------------
+    def upsert_profiles(self, profiles: Iterable[Profile]) -> int:
+        """Store each profile's behaviour and embedding (declared attributes live in ``users``), replacing the
+        stored ones; the last of repeated user ids wins. A profile of a user without a record is refused."""
+        latest = {p.user_id: p for p in profiles}
+        if not latest:
+            return 0
+        now = time.time()
+        sql, columns, is_json = self._upsert_sql(t.profiles, "user_id")
+        pi_cols = [c.name for c in t.profile_interests.columns]
+        marks = ", ".join([self._ph] * len(pi_cols))
+        insert_interests = f"INSERT INTO {t.profile_interests.name} ({', '.join(pi_cols)}) VALUES ({marks})"
+        delete_interests = f"DELETE FROM {t.profile_interests.name} WHERE user_id = {self._ph}"
+        items = list(latest.values())
+        with self._write_lock, self._engine.begin() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                for start in range(0, len(items), CHUNK):
+                    chunk = items[start : start + CHUNK]
+                    rows, interests = [], []
+                    for p in chunk:
+                        row = _profile_row(p, now)
+                        rows.append(
+                            tuple(json.dumps(row[c]) if j else row[c] for c, j in zip(columns, is_json, strict=True))
+                        )
+                        interests += _interest_rows(p)
+                    self._executemany(cur, sql, rows, t.profiles.name)
+                    cur.executemany(delete_interests, [(p.user_id,) for p in chunk])
+                    if interests:
+                        self._executemany(cur, insert_interests, interests, t.profile_interests.name)
+            finally:
+                cur.close()
+        return len(items)
+
+    def _profile_query(self) -> Any:
+        u, p = t.users, t.profiles
+        extra = [p.c[c].label(f"p_{c}") for c in _PROFILE_FIELDS]
+        return select(u, *extra).select_from(u.outerjoin(p, p.c.user_id == u.c.user_id))
+
+    def _assemble(self, conn: Any, rows: list[dict[str, Any]]) -> list[Profile]:
+        from adrec.profiles.profile import InterestStats
+
+        pi = t.profile_interests
+        with_behaviour = [r["user_id"] for r in rows if r["p_ref_ts"] is not None]
+        interests: dict[str, dict[str, dict[str, InterestStats]]] = {}
+        for start in range(0, len(with_behaviour), IN_CHUNK):
+            query = (
+                select(pi)
+                .where(pi.c.user_id.in_(with_behaviour[start : start + IN_CHUNK]))
+                .order_by(pi.c.user_id, pi.c.dimension, pi.c.value)
+            )
+            # Plain tuples in table column order: user_id, dimension, value, score, share, then the evidence.
+            for user_id, dimension, value, score, _share, *evidence in conn.execute(query).all():
+                interests.setdefault(user_id, {}).setdefault(dimension, {})[value] = InterestStats(score, *evidence)
+        return [_profile(r, interests.get(r["user_id"], {})) for r in rows]
+
+    def get_profiles(self, user_ids: Sequence[str]) -> dict[str, Profile]:
+        """Profiles of the users among ``user_ids`` that have a record, by user id (unknown ids are left out)."""
+        wanted = list(dict.fromkeys(user_ids))
+        out: dict[str, Profile] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(wanted), IN_CHUNK):
+                query = self._profile_query().where(t.users.c.user_id.in_(wanted[start : start + IN_CHUNK]))
+                rows = [dict(r) for r in conn.execute(query).mappings()]
+                out.update((p.user_id, p) for p in self._assemble(conn, rows))
+        return {u: out[u] for u in wanted if u in out}
+
+    def get_profile(self, user_id: str) -> Profile:
+        """The user's profile: declared attributes always, behaviour and embedding where stored."""
+        found = self.get_profiles([user_id])
+        if user_id not in found:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        return found[user_id]
+
+    def iter_profiles(self, batch_size: int = 10_000) -> Iterator[list[Profile]]:
+        """Every user's profile, ``batch_size`` at a time, in user-id order."""
+        last: str | None = None
+        while True:
+            query = self._profile_query().order_by(t.users.c.user_id).limit(batch_size)
+            if last is not None:
+                query = query.where(t.users.c.user_id > last)
+            with self._engine.connect() as conn:
+                rows = [dict(r) for r in conn.execute(query).mappings()]
+                if not rows:
+                    return
+                profiles = self._assemble(conn, rows)
+            yield profiles
+            last = rows[-1]["user_id"]
+
+    def resolve_segment(self, segment: Segment) -> list[str]:
+        """The ids of the users in ``segment``, sorted, from one query (see :mod:`adrec.profiles.segments`)."""
+        u, pi = t.users, t.profile_interests
+        conds: list[Any] = []
+        if segment.age_min is not None:
+            conds.append(u.c.age >= segment.age_min)
+        if segment.age_max is not None:
+            conds.append(u.c.age <= segment.age_max)
+        if segment.genders:
+            conds.append(u.c.gender.in_(sorted(g.value for g in segment.genders)))
+        if segment.regions:
+            conds.append(u.c.region.in_(sorted(segment.regions)))
+        if segment.city_tiers:
+            conds.append(u.c.city_tier.in_(sorted(segment.city_tiers)))
+        if segment.devices:
+            conds.append(u.c.device.in_(sorted(d.value for d in segment.devices)))
+        if segment.behavioural:
+            conds.append(u.c.consent.is_(True))
+
+        def interested(keys: list[tuple[str, str]]) -> Any:
+            return select(pi.c.user_id).where(
+                or_(*(and_(pi.c.dimension == d, pi.c.value == v) for d, v in keys)),
+                pi.c.share >= segment.min_affinity,
+            )
+
+        if segment.interests_include:
+            conds.append(u.c.user_id.in_(interested(segment.include_keys())))
+        if segment.interests_exclude:
+            conds.append(u.c.user_id.not_in(interested(segment.exclude_keys())))
+        with self._engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(u.c.user_id).where(*conds).order_by(u.c.user_id))]
 
     # -- CTR logs --------------------------------------------------------------------------------------------
     def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int:

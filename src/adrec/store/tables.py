@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -124,6 +124,41 @@ ctr_examples = Table(
     Column("label", SmallInteger, nullable=False),
     Column("ts", Float),
     Column("features", JSON, nullable=False),
+)
+
+# Version 2. Derived (behavioural) profile data; declared attributes stay in ``users``. Decayed values are at
+# ``ref_ts`` (see adrec.profiles.profile). Both tables cascade from the user: erasure removes them.
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("ref_ts", Float),
+    Column("first_ts", Float),
+    Column("last_ts", Float),
+    Column("impressions", Integer),
+    Column("clicks", Integer),
+    Column("conversions", Integer),
+    Column("decayed", JSON),
+    Column("ctr", Float),
+    Column("hours", JSON),
+    Column("embedding", JSON),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row per (user, dimension, value) so that segments resolve in SQL through the (dimension, value, share) index.
+profile_interests = Table(
+    "profile_interests",
+    metadata,
+    Column("user_id", ID, ForeignKey("profiles.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("dimension", String(20), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("impressions", Integer, nullable=False),
+    Column("clicks", Integer, nullable=False),
+    Column("conversions", Integer, nullable=False),
+    Column("last_ts", Float, nullable=False),
+    Index("ix_profile_interests_value", "dimension", "value", "share"),
 )
 
 EVENT_COLUMNS = tuple(c.name for c in events.columns)

@@ -1,0 +1,70 @@
+"""A version-1 store (before profiles) is migrated to version 2 on open, keeping its data."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, inspect, select
+
+from adrec.data.schema import EventType
+from adrec.profiles import ProfileBuilder
+from adrec.store import open_store
+from adrec.store import tables as t
+from adrec.store.migrations import MIGRATIONS
+from conftest import T0
+
+V2_TABLES = {t.profiles.name, t.profile_interests.name}
+
+
+def _make_v1(url: str) -> None:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        t.metadata.create_all(conn, tables=[x for x in t.metadata.sorted_tables if x.name not in V2_TABLES])
+        conn.execute(t.meta.insert().values(key="schema_version", value="1"))
+        conn.execute(
+            t.users.insert().values(
+                user_id="ann",
+                age=29,
+                gender="female",
+                device="mobile",
+                interests=["cosmetics"],
+                consent=True,
+                attrs={},
+                updated_at=T0,
+            )
+        )
+        conn.execute(
+            t.events.insert().values(event_id="e1", type=int(EventType.CLICK), user_id="ann", ad_id="a1", ts=T0, cost=0)
+        )
+    engine.dispose()
+
+
+def test_version_1_store_gains_the_profile_tables_and_keeps_its_data(store_url: str) -> None:
+    _make_v1(store_url)
+    engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    assert not V2_TABLES & set(inspect(engine).get_table_names())
+    with open_store(store_url) as store:
+        assert store.schema_version() == t.SCHEMA_VERSION == 2
+        user = store.get_user("ann")
+        assert (user.age, user.interests) == (29, ("cosmetics",))
+        assert store.count_events(user_id="ann") == 1
+        ProfileBuilder().rebuild(store)
+        behaviour = store.get_profile("ann").behaviour
+        assert behaviour is not None and behaviour.clicks == 1
+    assert set(inspect(engine).get_table_names()) >= V2_TABLES
+    with engine.connect() as conn:
+        stamp = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar_one()
+    engine.dispose()
+    assert stamp == "2"
+    with open_store(store_url) as store:  # reopening at the latest version runs nothing more
+        assert store.get_profile("ann").behaviour is not None
+
+
+def test_every_version_above_1_has_a_migration() -> None:
+    assert sorted(MIGRATIONS) == list(range(2, t.SCHEMA_VERSION + 1))
+
+
+@pytest.mark.parametrize("name", sorted(V2_TABLES))
+def test_profile_tables_cascade_from_users(name: str) -> None:
+    table = t.metadata.tables[name]
+    (fk,) = [fk for fk in table.foreign_keys if fk.parent.name == "user_id"]
+    assert fk.ondelete == "CASCADE"
