@@ -113,8 +113,13 @@ def test_real_process_demo(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "Top categories" in proc.stdout
+    for section in ("Top categories", "Full-ranking evaluation", "chosen on validation", "Over all users"):
+        assert section in proc.stdout, section
+    from adrec.demo import demo_config
+
+    config = demo_config(42)
     with open_store(f"sqlite:///{tmp_path}/demo/adrec.db") as store:
         stats = store.stats()
-    assert stats.users == 5_000 and stats.events["impression"] == 200_000
+    assert stats.users == config.n_users
+    assert stats.events["impression"] == config.n_impressions
     assert 0.01 <= stats.ctr <= 0.05

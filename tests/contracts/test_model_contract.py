@@ -17,7 +17,23 @@ from adrec.models import NotFittedError, Recommender, get_model, registered_mode
 
 # Small, fast hyper-parameters per model for these tests (CPU, seconds).
 FAST_PARAMS: dict[str, dict[str, object]] = {
+    "lightgcn": {
+        "factors": 8,
+        "epochs": 10,
+        "batch_size": 64,
+        "lr": 0.05,
+        "validation_fraction": 0.0,
+        "num_threads": 1,
+    },
     "popularity": {},
+    "itemknn": {"k_neighbors": 10},
+    "ease": {"regularization": 1.0},
+    "bpr": {"factors": 8, "epochs": 40, "batch_size": 64, "learning_rate": 0.05, "verbose": False},
+    "gfcf": {"factors": 4},
+    "bspm": {"factors": 4},
+    "cfgan": {"epochs": 100, "lr": 0.01, "hidden_units": 8, "zr_ratio": 0.2, "pm_ratio": 0.2, "num_threads": 1},
+    "fusion": {"base": "ease", "generator": "itemknn", "weight": 0.5, "base_params": {"regularization": 1.0}},
+    "mmr": {"base": "ease", "strength": 0.5, "depth": 10, "base_params": {"regularization": 1.0}},
 }
 # Models that give every user the same list: exempt from the personalised known-answer test.
 NOT_PERSONALISED = {"popularity"}

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from profile_helpers import DAY, T0, USERS, Row, batch, seed_market
 
 from adrec.data.schema import EventType
 from adrec.profiles import Behaviour, Profile, ProfileBuilder
 from adrec.store import Store, open_store
-from conftest import DAY, T0, USERS, Row, batch, seed_market
 
 IMP, CLK, CONV = EventType.IMPRESSION, EventType.CLICK, EventType.CONVERSION
 

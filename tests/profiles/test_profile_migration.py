@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from profile_helpers import T0
 from sqlalchemy import create_engine, inspect, select
 
 from adrec.data.schema import EventType
@@ -10,7 +11,6 @@ from adrec.profiles import ProfileBuilder
 from adrec.store import open_store
 from adrec.store import tables as t
 from adrec.store.migrations import MIGRATIONS
-from conftest import T0
 
 V2_TABLES = {t.profiles.name, t.profile_interests.name}
 

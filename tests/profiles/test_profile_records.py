@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from profile_helpers import ADS, DAY, T0, batch
 
 from adrec.data.schema import EventType, User
 from adrec.exceptions import ValidationError
 from adrec.profiles import Behaviour, Profile, ProfileBuilder, price_band
-from conftest import ADS, DAY, T0, batch
 
 IMP, CLK, CONV = EventType.IMPRESSION, EventType.CLICK, EventType.CONVERSION
 META = {a.ad_id: (a.category, a.brand, price_band(a.price)) for a in ADS}

@@ -6,13 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
+from profile_helpers import T0, USERS, batch, seed_market
 
 from adrec.data.schema import Device, EventType, Gender, Targeting
 from adrec.exceptions import ValidationError
 from adrec.profiles import Profile, ProfileBuilder, Segment, parse_interest, resolve
 from adrec.simulate import SimulationConfig, simulate
 from adrec.store import Store, open_store
-from conftest import T0, USERS, batch, seed_market
 
 IMP, CLK = EventType.IMPRESSION, EventType.CLICK
 
