@@ -37,10 +37,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
 
-## Benchmarks write benchmarks/results/NAME.json and NAME.md.
+## Benchmarks write benchmarks/results/NAME.json and NAME.md (peers installed from the `bench` extra).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.bench_ingest --postgres postgresql://postgres@127.0.0.1:5432/test
 	$(BIN)/python -m benchmarks.bench_simulate
+	$(BIN)/python -m benchmarks.bench_baselines
+	$(BIN)/python -m benchmarks.bench_lightgcn
+	$(BIN)/python -m benchmarks.bench_gan
 
 clean:
 	rm -rf $(VENV) adrec-demo .pytest_cache .mypy_cache .ruff_cache
