@@ -63,11 +63,11 @@ PUBLISHED = [  # Gowalla, same split; see /work/shared/data/gowalla_lightgcn/PRO
 # Hyper-parameters used on the test split: the winners of the last --tune run (see baselines.md).
 CHOSEN: dict[str, dict[str, Any]] = {
     "popularity": {},
-    "itemknn": {"k_neighbors": 200, "shrink": 10.0},
+    "itemknn": {"k_neighbors": 500, "shrink": 10.0},
     "ease": {},
-    "bpr": {"factors": 64, "epochs": 40, "batch_size": 16384, "learning_rate": 0.01, "regularization": 1e-4},
-    "gfcf": {"factors": 256, "alpha": 0.3},
-    "bspm": {"factors": 448, "beta": 0.2, "sharpen_time": 2.5, "sharpen_solver": "rk4"},
+    "bpr": {"factors": 64, "epochs": 40, "batch_size": 16384, "learning_rate": 0.003, "regularization": 1e-4},
+    "gfcf": {"factors": 256, "alpha": 0.2},
+    "bspm": {"factors": 640, "beta": 0.2, "sharpen_time": 2.5, "sharpen_solver": "rk4"},
 }
 
 # The validation search. Grids are applied in stages (a stage's winner seeds the next); parameters marked

@@ -269,6 +269,19 @@ def test_sampler_visits_every_pair_once_with_true_negatives() -> None:
     assert not seen[users, neg].any()
 
 
+def test_dynamic_negatives_are_the_best_scored_true_negatives() -> None:
+    data = blocks(density=0.7)
+    seen = data.matrix.toarray() > 0
+    hard = BPRSampler(data.matrix, 97, random_state=0, n_candidates=5, scorer=lambda u, c: c.astype(np.float64))
+    uniform = BPRSampler(data.matrix, 97, random_state=0)
+    users, _, neg = (np.concatenate(x) for x in zip(*hard, strict=True))
+    _, _, neg_uniform = (np.concatenate(x) for x in zip(*uniform, strict=True))
+    assert not seen[users, neg].any()
+    assert neg.mean() > neg_uniform.mean() + 5  # the scorer prefers high item indices
+    model = LightGCN(**FAST, neg_candidates=4, validation_fraction=0.0).fit(data)
+    assert model.log_.records[-1].loss < model.log_.records[0].loss
+
+
 def test_same_seed_same_embeddings_other_seed_others() -> None:
     data = blocks()
     a = LightGCN(**FAST, random_state=7).fit(data)

@@ -40,8 +40,8 @@ class BSPM(GraphFilterRecommender):
     classical Runge-Kutta 4), so the scores are a polynomial in ``P`` applied to ``r``. ``sharpen_steps=0``
     (or ``sharpen_time=0``) leaves the blurred signal, which is GF-CF with ``alpha = beta``.
 
-    The paper's Gowalla setting is ``factors=448, beta=0.2, sharpen_time=2.5, sharpen_solver="rk4"``; the
-    defaults here were chosen on a validation split of the Gowalla training data (see
+    The defaults are the paper's Gowalla setting (``factors=448, beta=0.2, sharpen_time=2.5``, one RK4 step). On a
+    validation split of the Gowalla training data, ``factors=640`` scored a little higher (see
     ``benchmarks/results/baselines.md``).
 
     Parameters

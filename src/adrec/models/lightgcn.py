@@ -431,6 +431,10 @@ class LightGCN(Recommender):
     batch_size
         BPR triples per step (default 65536). A step propagates over the whole graph, so its cost grows slowly
         with the batch size: larger batches make epochs much cheaper.
+    neg_candidates
+        Uniform draws per negative item (default 1: uniform negatives, as in the paper). With ``n > 1``, the
+        negative is the best-scored of ``n`` draws (dynamic negative sampling, Zhang et al., SIGIR 2013), scored
+        with the embeddings of the start of the epoch.
     epochs
         Most epochs (default 200); one epoch visits every training interaction once.
     patience
@@ -476,6 +480,7 @@ class LightGCN(Recommender):
         lr: float = 0.05,
         reg: float = 1e-4,
         batch_size: int = 65536,
+        neg_candidates: int = 1,
         epochs: int = 200,
         patience: int | None = 3,
         lr_decay: float = 0.2,
@@ -493,6 +498,7 @@ class LightGCN(Recommender):
         self.lr = lr
         self.reg = reg
         self.batch_size = batch_size
+        self.neg_candidates = neg_candidates
         self.epochs = epochs
         self.patience = patience
         self.lr_decay = lr_decay
@@ -532,6 +538,7 @@ class LightGCN(Recommender):
             "lr": self.lr > 0,
             "reg": self.reg >= 0,
             "batch_size": self.batch_size >= 1,
+            "neg_candidates": self.neg_candidates >= 1,
             "epochs": self.epochs >= 0,
             "patience": self.patience is None or self.patience >= 1,
             "lr_decay": 0.0 < self.lr_decay <= 1.0,
@@ -579,7 +586,21 @@ class LightGCN(Recommender):
         else:
             module.reset_parameters(generator=generator)
         optimizer = torch.optim.Adam(module.parameters(), lr=self.lr, fused=True)
-        sampler = BPRSampler(train.matrix, self.batch_size, random_state=rng)
+        sampler = BPRSampler(train.matrix, self.batch_size, random_state=rng, n_candidates=self.neg_candidates)
+        scored: list[Tensor] = []
+        calls = 0
+
+        def score_candidates(users: IntArray, candidates: IntArray) -> npt.NDArray[np.floating[Any]]:
+            nonlocal calls
+            if calls % len(sampler) == 0:  # once per epoch: a full propagation costs as much as a step
+                with torch.no_grad():
+                    scored[:] = module.get_embedding(graph)
+            calls += 1
+            u = scored[0].index_select(0, torch.from_numpy(users).to(self.device))
+            c = scored[1].index_select(0, torch.from_numpy(candidates.ravel()).to(self.device))
+            return (u[:, None, :] * c.view(*candidates.shape, -1)).sum(dim=-1).cpu().numpy()
+
+        sampler.scorer = score_candidates
 
         def step(users: IntArray, pos: IntArray, neg: IntArray) -> float:
             u = torch.from_numpy(users).to(self.device)

@@ -28,13 +28,17 @@ __all__ = ["BPRSampler", "EarlyStopping", "EpochRecord", "TrainingLog", "train_b
 
 IntArray = npt.NDArray[np.int64]
 Step = Callable[[IntArray, IntArray, IntArray], float]
+Scorer = Callable[[IntArray, IntArray], npt.NDArray[np.floating[Any]]]
 
 
 class BPRSampler:
     """Batches of BPR triples: each epoch visits every stored ``(user, item)`` pair once, in random order.
 
     Every positive pair gets one negative item drawn uniformly from the items the user has no interaction with
-    (rejection sampling, vectorised; a user who interacted with every item gets a uniform draw instead).
+    (rejection sampling, vectorised; a user who interacted with every item gets a uniform draw instead). With
+    ``n_candidates > 1`` and a ``scorer``, the negative is the best-scored of that many such draws: dynamic
+    negative sampling (W. Zhang, T. Chen, J. Wang, Y. Yu, *Optimizing Top-N Collaborative Filtering via Dynamic
+    Negative Item Sampling*, SIGIR 2013).
 
     Parameters
     ----------
@@ -44,13 +48,28 @@ class BPRSampler:
         Triples per batch (the last batch of an epoch may be smaller).
     random_state
         Seed or generator of the shuffling and the negative draws.
+    n_candidates
+        Uniform draws per negative (default 1).
+    scorer
+        ``scorer(users, candidates) -> scores``, shapes ``(b,)``, ``(b, c)`` → ``(b, c)``: the model's current
+        scores, used to pick among ``n_candidates`` draws. May be set after construction.
     """
 
     def __init__(
-        self, matrix: sp.csr_matrix, batch_size: int, random_state: int | np.random.Generator | None = 0
+        self,
+        matrix: sp.csr_matrix,
+        batch_size: int,
+        random_state: int | np.random.Generator | None = 0,
+        *,
+        n_candidates: int = 1,
+        scorer: Scorer | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValidationError("batch_size", f"must be >= 1 (got {batch_size})")
+        if n_candidates < 1:
+            raise ValidationError("n_candidates", f"must be >= 1 (got {n_candidates})")
+        self.n_candidates = n_candidates
+        self.scorer = scorer
         csr = sp.csr_matrix(matrix)
         csr.sum_duplicates()
         csr.sort_indices()
@@ -75,7 +94,16 @@ class BPRSampler:
         for start in range(0, self.n_pairs, self.batch_size):
             idx = order[start : start + self.batch_size]
             users = self.users[idx]
-            yield users, self.items[idx], self.negatives(users)
+            yield users, self.items[idx], self.sample_negatives(users)
+
+    def sample_negatives(self, users: IntArray) -> IntArray:
+        """One negative per user: uniform, or the best-scored of ``n_candidates`` uniform draws."""
+        if self.n_candidates == 1 or self.scorer is None:
+            return self.negatives(users)
+        candidates = np.stack([self.negatives(users) for _ in range(self.n_candidates)], axis=1)
+        best = np.argmax(self.scorer(users, candidates), axis=1)
+        out: IntArray = candidates[np.arange(len(users)), best]
+        return out
 
     def negatives(self, users: IntArray) -> IntArray:
         """One item per user, uniform over the items that user has no interaction with."""
