@@ -130,7 +130,7 @@ def main() -> None:
         )
     table = "\n".join(
         [
-            f"{args.events:,} events per SQLite run (fresh file, WAL, synchronous=FULL, primary key + 2 secondary indexes).",
+            f"{args.events:,} events per SQLite run (fresh file, WAL, synchronous=FULL, key + 2 secondary indexes).",
             "Peer: Python's sqlite3 executemany of pre-built tuples into the same schema — an upper bound with",
             "no validation. adrec validates every column and is idempotent by event id.",
             "",
