@@ -3,14 +3,15 @@
 Target (issue): the best adrec model reaches Recall@20 >= 0.190 and NDCG@20 >= 0.160 on the test split within
 10 minutes of wall time (fit + full-ranking evaluation) on a 2-core CPU.
 
-    python -m benchmarks.bench_baselines [--dataset PATH] [--tune] [--models bspm,gfcf] [--no-peers]
+    python -m benchmarks.bench_baselines [--dataset PATH] [--tune [MODELS]] [--models bspm,gfcf] [--no-peers]
 
 Protocol: hyper-parameters are chosen on a validation split carved from the training data
 (``random_split(train, 0.1, random_state=0)``: fit on the other 90 %, score a fixed sample of validation users,
 rank by NDCG@20); the chosen model is refitted on the full training split and evaluated once on the test split.
-``--tune`` reruns that search (about an hour on 2 cores); without it the choices recorded in :data:`CHOSEN` are
-used. Every model, adrec's and the peer's, is evaluated by the same code (``adrec.evaluation.ranking``): all items
-ranked, training items excluded.
+``--tune`` reruns that search (about an hour on 2 cores; ``--tune itemknn,gfcf`` for some models only); the
+other models use the choices recorded in :data:`CHOSEN`, and their search record is carried over from the previous
+``baselines.json``. Every model, adrec's and the peer's, is evaluated by the same code
+(``adrec.evaluation.ranking``): all items ranked, training items excluded.
 
 Writes ``benchmarks/results/baselines.json`` and ``baselines.md``.
 """
@@ -27,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -43,7 +45,7 @@ from adrec.evaluation.splits import random_split
 from adrec.exceptions import ValidationError
 from adrec.models import Recommender, get_model
 from adrec.models.base import IntArray
-from benchmarks.common import peak_rss_mib, write_results
+from benchmarks.common import RESULTS, peak_rss_mib, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "gowalla_lightgcn"
@@ -201,6 +203,19 @@ def run_implicit(train: Interactions, test: Interactions, factors: int) -> list[
     return rows
 
 
+def previous_trials(models: set[str]) -> list[dict[str, Any]]:
+    """The search record of ``models`` in the last ``baselines.json``, each trial marked with that run's date."""
+    path = RESULTS / "baselines.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    return [
+        {**t, "searched": t.get("searched", record.get("date", "?"))}
+        for t in record.get("trials", [])
+        if t["model"] in models
+    ]
+
+
 def markdown(rows: list[dict[str, Any]], trials: list[dict[str, Any]], best: dict[str, Any], val_users: int) -> str:
     lines = [
         "Gowalla (LightGCN split: 29,858 users, 40,981 items, 810,128 train / 217,242 test interactions), full",
@@ -235,18 +250,28 @@ def markdown(rows: list[dict[str, Any]], trials: list[dict[str, Any]], best: dic
         "(all items ranked, the 90 % excluded). Grids were searched in stages (each stage's winner by NDCG@20",
         "seeds the next); the winners were refitted on the full training split and evaluated on test once.",
         "BSPM's and GF-CF's scoring-only parameters (filter weights, ODE times) were varied on one fitted model.",
+        "Trials marked with a date come from an earlier `--tune` run of that model.",
         "",
     ]
     if trials:
         lines += ["| model | parameters | val Recall@20 | val NDCG@20 | s |", "|---|---|---:|---:|---:|"]
         for t in trials:
             params = ", ".join(f"{k}={v}" for k, v in t["params"].items())
-            lines.append(
-                f"| {t['model']} | {params} | {t['recall@20']:.4f} | {t['ndcg@20']:.4f} | {t['seconds']:.0f} |"
-            )
+            model = f"{t['model']} ({t['searched'][:10]})" if "searched" in t else t["model"]
+            lines.append(f"| {model} | {params} | {t['recall@20']:.4f} | {t['ndcg@20']:.4f} | {t['seconds']:.0f} |")
         lines += ["", "Chosen: " + "; ".join(f"{m}: {p}" for m, p in best.items())]
     else:
         lines.append("This run used the recorded choices (`CHOSEN` in the script); rerun with `--tune` to search.")
+    lines += [
+        "",
+        "## Notes",
+        "",
+        "- The script sets `OMP_WAIT_POLICY=PASSIVE` and `OPENBLAS_NUM_THREADS=1` before numpy and torch load: on this",
+        "  shared 2-core machine spinning BLAS/OpenMP threads made BPR steps and the SVD's small factorisations",
+        "  several times slower. torch's sparse and dense products (MKL) still use both cores.",
+        "- implicit runs with its defaults except `factors` (matched to adrec's BPR); it was not tuned.",
+        "- EASE needs a dense n_items² solve; Gowalla's 40,981 items exceed its `max_items` guard.",
+    ]
     return "\n".join(lines)
 
 
@@ -270,7 +295,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=default_dataset(), help="folder with train.txt, test.txt")
     parser.add_argument("--models", default=",".join(CHOSEN), help="comma-separated adrec models to run")
-    parser.add_argument("--tune", action="store_true", help="search hyper-parameters on the validation split first")
+    parser.add_argument(
+        "--tune",
+        nargs="?",
+        const=",".join(SEARCH),
+        default="",
+        help="search hyper-parameters on the validation split first (all models, or the comma-separated ones)",
+    )
     parser.add_argument("--val-users", type=int, default=3000, help="validation users scored per trial")
     parser.add_argument("--no-peers", action="store_true", help="skip the implicit models")
     args = parser.parse_args()
@@ -282,15 +313,17 @@ def main() -> None:
     print(f"{train!r} / {test!r}", flush=True)
 
     chosen = {n: dict(CHOSEN.get(n, {})) for n in names}
+    tuned = [n for n in names if n in SEARCH and n in args.tune.split(",")]
     trials: list[dict[str, Any]] = []
-    if args.tune:
+    if tuned:
         fit_data, val = random_split(train, 0.1, random_state=0)
         with_val = np.flatnonzero(np.diff(val.matrix.indptr) > 0)
         users = np.sort(np.random.default_rng(0).choice(with_val, min(args.val_users, len(with_val)), replace=False))
-        for name in names:
-            if name in SEARCH:
-                chosen[name], model_trials = tune(name, fit_data, val, users)
-                trials += model_trials
+        for name in tuned:
+            chosen[name], model_trials = tune(name, fit_data, val, users)
+            trials += model_trials
+    carried = previous_trials({n for n in names if n in SEARCH and n not in tuned})
+    trials = sorted(carried + trials, key=lambda t: names.index(t["model"]))
 
     rows = [run_model(name, chosen[name], train, test) for name in names]
     bpr_factors = int(chosen.get("bpr", CHOSEN["bpr"])["factors"])

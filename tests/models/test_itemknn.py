@@ -46,12 +46,15 @@ def test_each_item_keeps_its_k_most_similar_items() -> None:
             assert full[j][np.setdiff1d(np.arange(r.shape[1]), kept)].max(initial=0) <= row[kept].min() + 1e-6
 
 
-def test_scores_are_the_training_row_times_the_similarity() -> None:
+def test_an_item_is_scored_by_its_own_neighbours() -> None:
     r = interactions()
     r[2, 3] = 4.0  # weights in the row are used as given
     model = ItemKNN(k_neighbors=5).fit(sp.csr_matrix(r))
-    users = np.arange(r.shape[0])
-    np.testing.assert_allclose(model.score(users), r @ model.similarity().toarray(), rtol=1e-5, atol=1e-6)
+    sim = model.similarity().toarray()  # row i: the neighbours of item i
+    expected = np.array(
+        [[sum(r[u, j] * sim[i, j] for j in np.flatnonzero(sim[i])) for i in range(15)] for u in range(40)]
+    )
+    np.testing.assert_allclose(model.score(np.arange(40)), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_pair_scores_use_the_pruned_similarity() -> None:

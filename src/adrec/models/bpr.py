@@ -151,10 +151,9 @@ class BPR(Recommender):
                         t.detach().requires_grad_() for t in (user_opt.table[u], item_opt.table[i], item_opt.table[j])
                     )
                     loss = self._loss(user, pos, neg)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    assert user.grad is not None and pos.grad is not None and neg.grad is not None
-                    user_opt.step(u, user.grad)
-                    item_opt.step(torch.cat([i, j]), torch.cat([pos.grad, neg.grad]))
+                    user_grad, pos_grad, neg_grad = torch.autograd.grad(loss, (user, pos, neg))
+                    user_opt.step(u, user_grad)
+                    item_opt.step(torch.cat([i, j]), torch.cat([pos_grad, neg_grad]))
                     total += float(loss.detach()) * len(u)
                 progress.update(task, advance=1, loss=total / max(triples.shape[1], 1))
         self.user_factors_ = user_opt.table.cpu().numpy()

@@ -20,15 +20,16 @@ _CHUNK_CELLS = 1 << 24  # similarity rows are built densely, about 64 MB at a ti
 
 @register
 class ItemKNN(ItemBasedRecommender):
-    """Item-item k-nearest neighbours: a user's score for an item sums its similarity to the user's items.
+    """Item-item k-nearest neighbours: an item's score sums its similarity to the user's items among its neighbours.
 
-    Sarwar, Karypis, Konstan, Riedl, "Item-Based Collaborative Filtering Recommendation Algorithms", WWW 2001;
-    top-N neighbourhood pruning as in Deshpande & Karypis, "Item-Based Top-N Recommendation Algorithms", TOIS 2004.
+    Sarwar, Karypis, Konstan, Riedl, "Item-Based Collaborative Filtering Recommendation Algorithms", WWW 2001.
 
     The similarity of items ``i`` and ``j`` is the cosine of their binary user columns, shrunk towards 0 for
-    items with few users: ``w_ij = |U_i ∩ U_j| / (sqrt(|U_i| |U_j|) + shrink)``. Each item keeps its
-    ``k_neighbors`` most similar other items (``w_ii = 0``), and ``score(u, i) = sum_j r_uj w_ji`` over the user's
-    training row ``r_u`` (its weights as given).
+    items with few users: ``w_ij = |U_i ∩ U_j| / (sqrt(|U_i| |U_j|) + shrink)``. Each item ``i`` keeps its
+    ``k_neighbors`` most similar other items ``N(i)`` (``w_ii = 0``), and ``score(u, i) = sum_{j in N(i)} r_uj w_ij``
+    over the user's training row ``r_u`` (its weights as given). Pruning the neighbours of the scored item, as
+    Sarwar et al. do, scored higher on a Gowalla validation split than pruning those of the user's items (as
+    implicit's ``ItemItemRecommender`` does).
 
     Parameters
     ----------
@@ -93,15 +94,15 @@ class ItemKNN(ItemBasedRecommender):
         self.similarity_data_ = np.concatenate(values).astype(np.float32)
 
     def similarity(self) -> sp.csr_matrix:
-        """The pruned item-item similarity ``(n_items, n_items)``: row ``j`` holds item ``j``'s neighbours."""
+        """The pruned item-item similarity ``(n_items, n_items)``: row ``i`` holds the neighbours ``N(i)``."""
         self._check_fitted()
         n = self.n_items_
         return sp.csr_matrix((self.similarity_data_, self.similarity_indices_, self.similarity_indptr_), shape=(n, n))
 
     def _score_users(self, users: IntArray) -> npt.NDArray[np.floating[Any]]:
-        scores: npt.NDArray[np.float32] = (self._rows(users) @ self.similarity()).toarray()
+        scores: npt.NDArray[np.float32] = (self._rows(users) @ self.similarity().T).toarray()
         return scores
 
     def _score_pairs(self, users: IntArray, items: IntArray) -> npt.NDArray[np.floating[Any]]:
-        columns = self.similarity().T.tocsr()[items]  # row b: the similarities w_{j, items[b]}
-        return np.asarray(self._rows(users).multiply(columns).sum(axis=1), dtype=np.float32).ravel()
+        neighbours = self.similarity()[items]  # row b: w_{items[b], j} for j in N(items[b])
+        return np.asarray(self._rows(users).multiply(neighbours).sum(axis=1), dtype=np.float32).ravel()
