@@ -65,7 +65,7 @@ PUBLISHED = [  # Gowalla, same split; see /work/shared/data/gowalla_lightgcn/PRO
 # Hyper-parameters used on the test split: the winners of the last --tune run (see baselines.md).
 CHOSEN: dict[str, dict[str, Any]] = {
     "popularity": {},
-    "itemknn": {"k_neighbors": 500, "shrink": 10.0},
+    "itemknn": {"k_neighbors": 200, "shrink": 10.0},
     "ease": {},
     "bpr": {"factors": 64, "epochs": 40, "batch_size": 16384, "learning_rate": 0.003, "regularization": 1e-4},
     "gfcf": {"factors": 256, "alpha": 0.2},
@@ -136,7 +136,12 @@ def tune(name: str, fit_data: Interactions, val: Interactions, users: IntArray) 
             for key in SCORING_ONLY.get(name, set()) & params.keys():
                 setattr(model, key, params[key])  # scoring-time hyper-parameter on the already fitted model
             result = evaluate_model(model, fit_data, val, users=users, batch_size=EVAL_BATCH)
-            trial = {"model": name, "params": params, **result.values, "seconds": time.perf_counter() - started}
+            trial: dict[str, Any] = {
+                "model": name,
+                "params": params,
+                **result.values,
+                "seconds": time.perf_counter() - started,
+            }
             trials.append(trial)
             print(f"  tune {name} {point}: R@20 {trial['recall@20']:.4f} N@20 {trial['ndcg@20']:.4f}", flush=True)
             if stage_best is None or trial["ndcg@20"] > stage_best[0]:
