@@ -22,8 +22,9 @@ the test evaluations are excluded from the clock, which counts everything else i
 the spectral initialisation, training and the validation evaluations). Training stops when ``--minutes`` are
 spent or early stopping ends it; the fitted model (best validation epoch) is the last point.
 
-Writes ``benchmarks/results/lightgcn.json``, ``lightgcn.md`` and ``lightgcn.png``. A part that is not run keeps
-its previous results from ``lightgcn.json``.
+Writes ``benchmarks/results/lightgcn.json``, ``lightgcn.md`` and ``lightgcn.png`` (``--name`` changes the base
+name). A part that is not run keeps its previous results from that JSON file. ``--compare other.json`` draws the
+quality curve of an earlier run (e.g. another sampler) in the plot and the table for reference.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def quality(
     }
 
 
-def plot(q: dict[str, Any], path: Path) -> None:
+def plot(q: dict[str, Any], path: Path, compare: dict[str, Any] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,6 +209,16 @@ def plot(q: dict[str, Any], path: Path) -> None:
     ax.plot(minutes, [p["ndcg@20"] for p in curve], "s-", ms=3, label="NDCG@20 (test)")
     final = q["final"]
     ax.plot([final["seconds"] / 60], [final["recall@20"]], "k*", ms=10, label="fitted model (best val. epoch)")
+    if compare is not None:
+        other = compare["quality"]["curve"]
+        ax.plot(
+            [p["seconds"] / 60 for p in other],
+            [p["recall@20"] for p in other],
+            "--",
+            color="grey",
+            lw=1,
+            label=f"Recall@20, {compare['label']}",
+        )
     ax.axhline(PAPER["recall@20"], color="C0", ls=":", lw=1, label="paper Recall@20 (GPU, 0.1830)")
     ax.axhline(TARGET_RECALL, color="C3", ls="--", lw=1, label=f"target Recall@20 ({TARGET_RECALL})")
     ax.axhline(PAPER["ndcg@20"], color="C1", ls=":", lw=1, label="paper NDCG@20 (0.1554)")
@@ -222,7 +233,7 @@ def plot(q: dict[str, Any], path: Path) -> None:
 
 
 # -- report ------------------------------------------------------------------------------------------------
-def markdown(payload: dict[str, Any]) -> str:
+def markdown(payload: dict[str, Any], name: str) -> str:
     lines = []
     speeds = payload.get("speed") or []
     if speeds:
@@ -239,7 +250,7 @@ def markdown(payload: dict[str, Any]) -> str:
         ]
         for s in speeds:
             lines.append(
-                f"| {s['threads']} | {s['batch_size']:,} | {s['steps_per_epoch']} | {s['timed_steps']} | "
+                f"| {s.get('threads', '')} | {s['batch_size']:,} | {s['steps_per_epoch']} | {s['timed_steps']} | "
                 f"{s['pyg']['step_s_mean']:.2f} | {s['adrec']['step_s_mean']:.2f} | "
                 f"{s['pyg']['epoch_s'] / 60:.1f} min | {s['adrec']['epoch_s'] / 60:.1f} min | "
                 f"**{s['speedup_epoch']:.1f}x** | {s['max_abs_diff_propagated']:.1e} |"
@@ -258,7 +269,7 @@ def markdown(payload: dict[str, Any]) -> str:
             f"(paper: {PAPER['recall@20']}, {PAPER['ndcg@20']}; target Recall@20 >= {TARGET_RECALL}: "
             f"{'reached' if q['reached_target'] else 'not reached'}).",
             "",
-            "![quality vs time](lightgcn.png)",
+            f"![quality vs time]({name}.png)",
             "",
             "| minutes | epoch | Recall@20 | NDCG@20 | Precision@20 | validation Recall@20 |",
             "|---:|---:|---:|---:|---:|---:|",
@@ -280,6 +291,9 @@ def markdown(payload: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["speed", "quality", "both"], default="both")
+    parser.add_argument("--name", default="lightgcn", help="base name of the result files")
+    parser.add_argument("--compare", type=Path, default=None, help="quality: an earlier result JSON to draw too")
+    parser.add_argument("--compare-label", default="earlier run", help="quality: what --compare is")
     parser.add_argument(
         "--data", type=Path, default=None, help="Gowalla folder (default $ADREC_DATA_DIR/gowalla_lightgcn)"
     )
@@ -293,8 +307,8 @@ def main() -> None:
     folder = args.data or data_dir() / "gowalla_lightgcn"
     train, test = load_lightgcn(folder)
     previous: dict[str, Any] = {}
-    if (RESULTS / "lightgcn.json").is_file():
-        previous = json.loads((RESULTS / "lightgcn.json").read_text())
+    if (RESULTS / f"{args.name}.json").is_file():
+        previous = json.loads((RESULTS / f"{args.name}.json").read_text())
     payload: dict[str, Any] = {
         "data": {
             "folder": str(folder),
@@ -305,7 +319,14 @@ def main() -> None:
         },
         "speed": previous.get("speed"),
         "quality": previous.get("quality"),
+        "compare": previous.get("compare"),
     }
+    if args.compare is not None:
+        payload["compare"] = {
+            "path": str(args.compare),
+            "label": args.compare_label,
+            "quality": json.loads(args.compare.read_text())["quality"],
+        }
     if args.part in ("speed", "both"):
         payload["speed"] = []
         for threads in args.threads or [torch.get_num_threads()]:
@@ -313,10 +334,12 @@ def main() -> None:
             payload["speed"] += [speed(train, b, args.steps, 64, 3, seed=0) for b in args.batch_sizes]
     if args.part in ("quality", "both"):
         payload["quality"] = quality(train, test, args.minutes, args.eval_every, args.params)
-        plot(payload["quality"], RESULTS / "lightgcn.png")
+    if payload["quality"]:
+        plot(payload["quality"], RESULTS / f"{args.name}.png", payload["compare"])
     payload["peak_rss_mib"] = peak_rss_mib()
     payload["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    write_results("lightgcn", payload, markdown(payload), packages=("torch", "torch_geometric", "numpy", "scipy"))
+    packages = ("torch", "torch_geometric", "numpy", "scipy")
+    write_results(args.name, payload, markdown(payload, args.name), packages=packages)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS = {
     "itemknn": {},
     "ease": {"regularization": 200.0},
-    "bpr": {"epochs": 20, "batch_size": 4096, "learning_rate": 0.01, "verbose": False},
+    "bpr": {"epochs": 10, "batch_size": 4096, "learning_rate": 0.01, "verbose": False},
     "gfcf": {"factors": 64},
     "bspm": {"factors": 64, "beta": 0.1, "sharpen_time": 1.0},
 }

@@ -155,7 +155,8 @@ def test_spectral_embeddings_match_the_svd() -> None:
 # -- training ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("init", ["spectral", "normal"])
 def test_loss_decreases_on_block_data(init: str) -> None:
-    model = LightGCN(**{**FAST, "epochs": 8}, init=init, validation_fraction=0.0).fit(blocks())
+    # Uniform negatives: with hard (dynamic) negatives the loss is measured on ever harder triples.
+    model = LightGCN(**{**FAST, "epochs": 8, "neg_candidates": 1}, init=init, validation_fraction=0.0).fit(blocks())
     losses = [r.loss for r in model.log_.records]
     assert len(losses) == 8
     assert losses[-1] < 0.5 * losses[0]
@@ -367,4 +368,4 @@ def test_lastfm_beats_popularity_by_far() -> None:
     baseline = evaluate_model(Popularity().fit(train), train, test, ks=(20,))
     assert model.log_.best_epoch is not None
     assert result["recall@20"] > 1.5 * baseline["recall@20"]
-    assert result["recall@20"] > 0.2
+    assert result["recall@20"] > 0.25  # measured: 0.276 (0.247 with the uniform negatives of neg_candidates=1)

@@ -432,9 +432,10 @@ class LightGCN(Recommender):
         BPR triples per step (default 65536). A step propagates over the whole graph, so its cost grows slowly
         with the batch size: larger batches make epochs much cheaper.
     neg_candidates
-        Uniform draws per negative item (default 1: uniform negatives, as in the paper). With ``n > 1``, the
-        negative is the best-scored of ``n`` draws (dynamic negative sampling, Zhang et al., SIGIR 2013), scored
-        with the embeddings of the start of the epoch.
+        Uniform draws per negative item (default 8). The negative is the best-scored of them (dynamic negative
+        sampling, Zhang et al., SIGIR 2013), scored with the embeddings of the start of the epoch; 1 gives the
+        paper's uniform negatives. Hard negatives keep the BPR gradient alive once most uniform ones are easy:
+        on Gowalla's and Last.fm's validation splits, 8 beat 1 by far at equal time.
     epochs
         Most epochs (default 200); one epoch visits every training interaction once.
     patience
@@ -480,7 +481,7 @@ class LightGCN(Recommender):
         lr: float = 0.05,
         reg: float = 1e-4,
         batch_size: int = 65536,
-        neg_candidates: int = 1,
+        neg_candidates: int = 8,
         epochs: int = 200,
         patience: int | None = 3,
         lr_decay: float = 0.2,
