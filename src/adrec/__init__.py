@@ -3,6 +3,15 @@
 The public API; everything else is reachable through its sub-packages but may change between releases.
 """
 
+from adrec.catalog import (
+    CachedEncoder,
+    ContentIndex,
+    SentenceTransformerEncoder,
+    TextEncoder,
+    TfidfEncoder,
+    deduplicate,
+    make_encoder,
+)
 from adrec.config import Settings
 from adrec.data.schema import (
     Ad,
@@ -29,6 +38,7 @@ from adrec.exceptions import (
     UnknownBackendError,
     ValidationError,
 )
+from adrec.profiles import Profile, ProfileBuilder, Segment, UserVectors, lookalike
 from adrec.store import IngestResult, MarketStats, Store, open_store
 
 __version__ = "0.1.0"
@@ -37,9 +47,11 @@ __all__ = [
     "Ad",
     "AdrecError",
     "Advertiser",
+    "CachedEncoder",
     "Campaign",
     "CampaignStatus",
     "ConfigError",
+    "ContentIndex",
     "Device",
     "Event",
     "EventBatch",
@@ -51,14 +63,24 @@ __all__ = [
     "NotFoundError",
     "Objective",
     "PricingModel",
+    "Profile",
+    "ProfileBuilder",
     "RowError",
+    "Segment",
+    "SentenceTransformerEncoder",
     "Settings",
     "Store",
     "StoreError",
     "Targeting",
+    "TextEncoder",
+    "TfidfEncoder",
     "UnknownBackendError",
     "User",
+    "UserVectors",
     "ValidationError",
     "__version__",
+    "deduplicate",
+    "lookalike",
+    "make_encoder",
     "open_store",
 ]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
 from adrec.data.datasets import Dataset
 from adrec.data.interactions import Interactions
@@ -17,7 +19,19 @@ from adrec.evaluation.splits import random_split
 from adrec.models.base import Recommender, get_model
 from adrec.simulate import Market, SimulationConfig
 
-__all__ = ["DEMO_MODELS", "TruthRow", "demo_config", "fit_best", "select_model", "truth_check", "truth_lift"]
+__all__ = [
+    "DEMO_MODELS",
+    "ColdAdCheck",
+    "LookalikeCheck",
+    "TruthRow",
+    "cold_ad_check",
+    "demo_config",
+    "fit_best",
+    "lookalike_check",
+    "select_model",
+    "truth_check",
+    "truth_lift",
+]
 
 DEMO_MODELS: tuple[str, ...] = ("popularity", "itemknn", "ease", "gfcf", "bpr", "lightgcn")
 """Candidates the demo compares (all fit in seconds on the demo market)."""
@@ -113,3 +127,150 @@ def truth_lift(
 
 def fit_best(name: str, train: Interactions, params: dict[str, dict[str, Any]] | None = None) -> Recommender:
     return get_model(name, **(params or {}).get(name, {})).fit(train)
+
+
+def _market_index(train: Interactions, market: Market) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Market indices of the users and ads of ``train`` (``-1`` where the market has none)."""
+    users = {uid: i for i, uid in enumerate(market.user_ids().tolist())}
+    ads = {aid: i for i, aid in enumerate(market.ad_ids().tolist())}
+    return (
+        np.array([users.get(u, -1) for u in train.users.ids], dtype=np.int64),
+        np.array([ads.get(a, -1) for a in train.items.ids], dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class ColdAdCheck:
+    ad_id: str
+    title: str
+    clicks_hidden: int
+    """Training clicks of the ad that were removed to make it new."""
+    encoder: str
+    neighbours: list[str]
+    """Titles of the warm ads closest in content, which the new ad borrows its scores from."""
+    recommended_to: int
+    """Users with the new ad in their top-``k`` (unseen ads) before its first click."""
+    true_ctr_recommended: float
+    """Mean true CTR (position 1) of the new ad for those users (NaN when none)."""
+    audience: int
+    """The top 10 % of users by the new ad's predicted score."""
+    true_ctr_audience: float
+    """Mean true CTR of the new ad for that audience."""
+    true_ctr_all: float
+    """Mean true CTR of the new ad over all users."""
+
+
+def cold_ad_check(
+    train: Interactions,
+    market: Market,
+    texts: Sequence[str],
+    titles: Sequence[str],
+    *,
+    k: int = 5,
+    encoder_kind: str = "auto",
+) -> ColdAdCheck:
+    """Make one clicked ad new (drop its clicks), recommend it from its creative text alone, check the truth.
+
+    The ad is the one at the 75th percentile of clicks; an Item-kNN model is refitted without its clicks and the
+    ad is scored by content-kNN over the warm ads (:class:`~adrec.models.coldstart.ColdItemScorer`).
+    ``encoder_kind`` goes to :func:`~adrec.catalog.make_encoder` (MiniLM when installed, else TF-IDF).
+    """
+    from adrec.catalog import make_encoder
+    from adrec.models.coldstart import ColdItemScorer, WithNewItems
+
+    clicks = np.diff(train.matrix.tocsc().indptr)
+    clicked = np.flatnonzero(clicks > 0)
+    ad = int(clicked[np.argsort(clicks[clicked], kind="stable")[int(0.75 * (len(clicked) - 1))]])
+    keep = np.ones(train.n_items, dtype=np.float32)
+    keep[ad] = 0.0
+    warm_matrix = sp.csr_matrix(train.matrix @ sp.diags(keep))
+    warm_matrix.eliminate_zeros()
+    model = get_model("itemknn").fit(warm_matrix)
+    encoder = make_encoder(encoder_kind, corpus=texts)
+    content = encoder.encode(list(texts))
+    others = np.setdiff1d(np.flatnonzero(np.diff(warm_matrix.tocsc().indptr) > 0), [ad])
+    scorer = ColdItemScorer(method="knn", k_neighbors=10).fit(model, content, warm_items=others)
+    neighbours = scorer.neighbours(content[[ad]])
+    order = neighbours.indices[np.argsort(-neighbours.data)][:3]
+    view = WithNewItems(scorer=scorer, new_content=content[[ad]])
+    users = np.arange(train.n_users)
+    # The ad's old column stands for nothing now (its new one is the last): exclude it for everyone.
+    old_column = sp.csr_matrix(
+        (np.ones(train.n_users), (users, np.full(train.n_users, ad))), shape=warm_matrix.shape, dtype=np.float32
+    )
+    seen = sp.hstack([warm_matrix + old_column, sp.csr_matrix((train.n_users, 1))]).tocsr()
+    ids, _ = view.recommend(users, k, exclude=seen)
+    got = np.flatnonzero((ids == train.n_items).any(axis=1))
+    market_users, market_ads = _market_index(train, market)
+    truth = market.true_ctr(market_users, np.full(train.n_users, market_ads[ad]), position=1)
+    predicted = scorer.score(users, content[[ad]])[:, 0]
+    audience = np.argsort(-predicted, kind="stable")[: max(1, train.n_users // 10)]
+    return ColdAdCheck(
+        ad_id=train.items.ids[ad],
+        title=titles[ad] if ad < len(titles) else "",
+        clicks_hidden=int(clicks[ad]),
+        encoder=type(encoder).__name__,
+        neighbours=[titles[i] if i < len(titles) else train.items.ids[i] for i in order.tolist()],
+        recommended_to=len(got),
+        true_ctr_recommended=float(np.mean(truth[got])) if len(got) else float("nan"),
+        audience=len(audience),
+        true_ctr_audience=float(np.mean(truth[audience])),
+        true_ctr_all=float(np.mean(truth)),
+    )
+
+
+@dataclass(frozen=True)
+class LookalikeCheck:
+    category: str
+    seeds: int
+    size: int
+    vectors: str
+    sample: list[str]
+    true_ctr_audience: float
+    """Mean true CTR (position 1) of the category's ads for the expanded audience."""
+    true_ctr_others: float
+    """The same for every user who is neither seed nor in the audience."""
+
+
+def lookalike_check(
+    model: Recommender,
+    train: Interactions,
+    market: Market,
+    item_categories: npt.NDArray[np.int64],
+    category_names: Sequence[str],
+    *,
+    n_seeds: int = 50,
+    size: int = 300,
+) -> LookalikeCheck:
+    """Seed with the heaviest clickers of the most clicked category, expand by learned user vectors, and compare
+    the audience's true CTR on that category's ads with everyone else's."""
+    from adrec.profiles import UserVectors, lookalike
+
+    per_category = sp.csr_matrix(
+        (np.ones(train.n_items), (np.arange(train.n_items), np.maximum(item_categories, 0))),
+        shape=(train.n_items, max(len(category_names), 1)),
+    )
+    counts = (train.matrix @ per_category).toarray()
+    counts[:, np.unique(item_categories[item_categories < 0])] = 0
+    category = int(counts.sum(axis=0).argmax())
+    seeds = np.argsort(-counts[:, category], kind="stable")[:n_seeds]
+    vectors = (
+        UserVectors.from_model(model, train.users)
+        if model.user_embeddings is not None
+        else UserVectors.from_interactions(train)
+    )
+    result = lookalike(vectors, [train.users.ids[u] for u in seeds], size)
+    audience = train.users.transform(result.user_ids)
+    market_users, market_ads = _market_index(train, market)
+    ads = market_ads[(item_categories == category) & (market_ads >= 0)]
+    truth = market.true_ctr(market_users[:, None], ads[None, :], position=1).mean(axis=1)
+    others = np.setdiff1d(np.arange(train.n_users), np.concatenate([seeds, audience]))
+    return LookalikeCheck(
+        category=category_names[category],
+        seeds=len(seeds),
+        size=len(audience),
+        vectors=vectors.source,
+        sample=result.user_ids[:5],
+        true_ctr_audience=float(truth[audience].mean()),
+        true_ctr_others=float(truth[others].mean()),
+    )

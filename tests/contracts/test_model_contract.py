@@ -89,8 +89,12 @@ def test_batch_equals_scalar(fitted: Recommender, data: Interactions) -> None:
     ids, scores = fitted.recommend(users, k=5, exclude=data.matrix[users])
     for row, u in enumerate(users):
         one_ids, one_scores = fitted.recommend(int(u), k=5, exclude=data.matrix[[u]])
-        np.testing.assert_array_equal(one_ids, ids[row][ids[row] >= 0])
-        np.testing.assert_allclose(one_scores, scores[row][ids[row] >= 0], rtol=1e-5)
+        batch_scores = scores[row][ids[row] >= 0]
+        np.testing.assert_allclose(one_scores, batch_scores, rtol=1e-5, atol=1e-6)
+        # Items whose scores are float noise around 0 (other blocks, for the graph filters) may swap places
+        # between a batch and a single user (different reduction shapes); every distinguishable rank must agree.
+        signal = np.abs(one_scores) > 1e-6
+        np.testing.assert_array_equal(one_ids[signal], ids[row][ids[row] >= 0][signal])
 
 
 def test_scores_descend_and_k_larger_than_catalogue(fitted: Recommender) -> None:

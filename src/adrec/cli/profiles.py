@@ -1,4 +1,5 @@
-"""Profile commands: ``build-profiles``, ``profile`` (explain one user) and ``segment`` (resolve an audience)."""
+"""Profile commands: ``build-profiles``, ``profile`` (explain one user), ``segment`` (resolve an audience) and
+``lookalike`` (expand seed users to similar ones)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import json
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from adrec.cli.app import DbOption, JsonOption, app, friendly, out, settings
+from adrec.cli.app import DbOption, JsonOption, app, err, friendly, out, settings
 from adrec.exceptions import ValidationError
 
 if TYPE_CHECKING:
-    from adrec.profiles import Profile
+    from adrec.profiles import Profile, Segment, UserVectors
+    from adrec.store import Store
 
 
 def _day(ts: float) -> str:
@@ -179,35 +182,34 @@ def profile(
 
 
 # ------------------------------------------------------------------------------------------------ segment
-@app.command(
-    epilog=(
-        "Examples:  \n`adrec segment --db sqlite:///adrec-demo/adrec.db --gender female --age 25-34 --city-tier 1 "
-        "--interest cosmetics`  \n`adrec segment --interest brand:Acme --min-affinity 0.3 --json`"
-    )
-)
-@friendly
-def segment(
-    db: DbOption = None,
-    gender: Annotated[list[str] | None, typer.Option(help="female, male, other or unknown; repeatable.")] = None,
-    age: Annotated[str | None, typer.Option(help="Age range, e.g. 25-34, 50- or -17.")] = None,
-    city_tier: Annotated[list[int] | None, typer.Option(help="City tier 1-6; repeatable.")] = None,
-    region: Annotated[list[str] | None, typer.Option(help="Region; repeatable.")] = None,
-    device: Annotated[list[str] | None, typer.Option(help="mobile, desktop, tablet, tv, ...; repeatable.")] = None,
-    interest: Annotated[
-        list[str] | None,
-        typer.Option(help="Interest: a category, `brand:NAME` or `price:BAND`; any of them matches; repeatable."),
-    ] = None,
-    exclude_interest: Annotated[list[str] | None, typer.Option(help="Leave out users with this interest.")] = None,
-    min_affinity: Annotated[float, typer.Option(help="Smallest affinity share that counts as an interest.")] = 0.2,
-    sample: Annotated[int, typer.Option(min=0, help="How many user ids to print.")] = 10,
-    as_json: JsonOption = False,
-) -> None:
-    """Resolve a rule-defined audience to its users; print the count and a sample."""
-    from adrec.profiles import Segment, resolve
-    from adrec.store import open_store
+GenderOption = Annotated[list[str] | None, typer.Option(help="female, male, other or unknown; repeatable.")]
+AgeOption = Annotated[str | None, typer.Option(help="Age range, e.g. 25-34, 50- or -17.")]
+CityTierOption = Annotated[list[int] | None, typer.Option(help="City tier 1-6; repeatable.")]
+RegionOption = Annotated[list[str] | None, typer.Option(help="Region; repeatable.")]
+DeviceOption = Annotated[list[str] | None, typer.Option(help="mobile, desktop, tablet, tv, ...; repeatable.")]
+InterestOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Interest: a category, `brand:NAME` or `price:BAND`; any of them matches; repeatable."),
+]
+ExcludeInterestOption = Annotated[list[str] | None, typer.Option(help="Leave out users with this interest.")]
+MinAffinityOption = Annotated[float, typer.Option(help="Smallest affinity share that counts as an interest.")]
+SampleOption = Annotated[int, typer.Option(min=0, help="How many user ids to print.")]
+
+
+def _segment(
+    gender: list[str] | None,
+    age: str | None,
+    city_tier: list[int] | None,
+    region: list[str] | None,
+    device: list[str] | None,
+    interest: list[str] | None,
+    exclude_interest: list[str] | None,
+    min_affinity: float,
+) -> Segment:
+    from adrec.profiles import Segment
 
     age_min, age_max = _parse_age(age) if age else (None, None)
-    seg = Segment(
+    return Segment(
         age_min=age_min,
         age_max=age_max,
         genders=frozenset(gender or []),
@@ -218,6 +220,33 @@ def segment(
         interests_exclude=frozenset(exclude_interest or []),
         min_affinity=min_affinity,
     )
+
+
+@app.command(
+    epilog=(
+        "Examples:  \n`adrec segment --db sqlite:///adrec-demo/adrec.db --gender female --age 25-34 --city-tier 1 "
+        "--interest cosmetics`  \n`adrec segment --interest brand:Acme --min-affinity 0.3 --json`"
+    )
+)
+@friendly
+def segment(
+    db: DbOption = None,
+    gender: GenderOption = None,
+    age: AgeOption = None,
+    city_tier: CityTierOption = None,
+    region: RegionOption = None,
+    device: DeviceOption = None,
+    interest: InterestOption = None,
+    exclude_interest: ExcludeInterestOption = None,
+    min_affinity: MinAffinityOption = 0.2,
+    sample: SampleOption = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Resolve a rule-defined audience to its users; print the count and a sample."""
+    from adrec.profiles import resolve
+    from adrec.store import open_store
+
+    seg = _segment(gender, age, city_tier, region, device, interest, exclude_interest, min_affinity)
     with open_store(settings(db_url=db).db_url) as store:
         start = time.perf_counter()
         users = resolve(store, seg)
@@ -229,3 +258,145 @@ def segment(
     if users and sample:
         more = f" … and {len(users) - sample:,} more" if len(users) > sample else ""
         out.print(", ".join(users[:sample]) + more, highlight=False)
+
+
+# ------------------------------------------------------------------------------------------------ lookalike
+def read_ids(path: Path, option: str = "--seed-file") -> list[tuple[int, str]]:
+    """``(line number, id)`` of each user id in a file of one id per line (blank lines and ``#`` comments
+    skipped)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError(option, f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValidationError(option, f"{path} cannot be read as UTF-8 text ({e})") from None
+    ids = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        if any(c.isspace() for c in value):
+            raise ValidationError(option, f"{path}:{line_no}: {value!r} is not one user id (one id per line)")
+        ids.append((line_no, value))
+    if not ids:
+        raise ValidationError(option, f"{path} holds no user id (one per line)")
+    return ids
+
+
+def _user_vectors(model_dir: Path | None, store: Store | None) -> UserVectors:
+    from adrec.profiles import UserVectors
+
+    if model_dir is not None:
+        from adrec.data.interactions import Interactions
+        from adrec.models.artifact import Artifact
+
+        art = Artifact.load(model_dir)
+        if art.model.user_embeddings is not None:
+            return UserVectors.from_model(art.model, art.users)
+        return UserVectors.from_interactions(Interactions(art.seen, art.users, art.items))
+    assert store is not None
+    from adrec.data.datasets import from_store
+    from adrec.exceptions import NotFoundError
+
+    try:
+        return UserVectors.from_store(store)
+    except NotFoundError:
+        return UserVectors.from_interactions(from_store(store).interactions)
+
+
+@app.command(
+    epilog=(
+        "Seeds come from a file of user ids, one per line (`#` starts a comment). Users are compared by the user "
+        "embeddings of a model trained with `adrec train` (or, for a model without embeddings, by the ads they "
+        "clicked); without `--model-dir`, by the embeddings stored in profiles, else by the clicks in the store. "
+        "Segment options keep only users who match them.  \n\n"
+        "Examples:  \n`adrec lookalike --seed-file buyers.txt --size 5000 --model-dir models/bpr`  \n"
+        "`adrec lookalike --seed-file buyers.txt --size 500 --db sqlite:///adrec-demo/adrec.db --gender female "
+        "--age 25-44 --out audience.txt`  \n`adrec lookalike --seed-file buyers.txt --size 100 --method knn --json`"
+    )
+)
+@friendly
+def lookalike(
+    seed_file: Annotated[Path, typer.Option("--seed-file", help="Seed user ids, one per line.")],
+    size: Annotated[int, typer.Option("--size", "-n", min=1, help="How many users the audience should hold.")],
+    model_dir: Annotated[
+        Path | None, typer.Option("--model-dir", help="A folder written by `adrec train` (its user vectors).")
+    ] = None,
+    db: DbOption = None,
+    method: Annotated[
+        str, typer.Option(help="`centroid` (similarity to the seeds' mean) or `knn` (to the nearest seeds).")
+    ] = "centroid",
+    neighbours: Annotated[int, typer.Option(min=1, help="Seeds each user is compared with under `knn`.")] = 10,
+    gender: GenderOption = None,
+    age: AgeOption = None,
+    city_tier: CityTierOption = None,
+    region: RegionOption = None,
+    device: DeviceOption = None,
+    interest: InterestOption = None,
+    exclude_interest: ExcludeInterestOption = None,
+    min_affinity: MinAffinityOption = 0.2,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the audience's user ids here, one a line.")
+    ] = None,
+    sample: SampleOption = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Expand seed users to the `--size` users most like them, by learned user vectors."""
+    from contextlib import nullcontext
+
+    from adrec.profiles import lookalike as expand
+    from adrec.profiles import resolve
+    from adrec.store import open_store
+
+    seeds = read_ids(seed_file)
+    seg = _segment(gender, age, city_tier, region, device, interest, exclude_interest, min_affinity)
+    constrained = seg != type(seg)(min_affinity=min_affinity)
+    need_store = model_dir is None or constrained
+    start = time.perf_counter()
+    with open_store(settings(db_url=db).db_url) if need_store else nullcontext() as store:
+        vectors = _user_vectors(model_dir, store)
+        candidates = resolve(store, seg) if constrained and store is not None else None
+    result = expand(vectors, [s for _, s in seeds], size, candidates=candidates, method=method, neighbours=neighbours)
+    seconds = time.perf_counter() - start
+    if result.unknown_seeds:
+        line_of = {s: n for n, s in seeds}
+        shown = ", ".join(f"{seed_file}:{line_of[s]} {s!r}" for s in result.unknown_seeds[:3])
+        more = " …" if len(result.unknown_seeds) > 3 else ""
+        err.print(
+            f"[yellow]warning:[/] {len(result.unknown_seeds)} of {len(result.unknown_seeds) + len(result.seeds_used)} "
+            f"seed users have no vector ({vectors.source}) and were left out: {shown}{more}",
+            highlight=False,
+        )
+    if out_file is not None:
+        out_file.write_text("".join(f"{u}\n" for u in result.user_ids), encoding="utf-8")
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "count": len(result.user_ids),
+                    "seeds_used": len(result.seeds_used),
+                    "unknown_seeds": result.unknown_seeds,
+                    "vectors": vectors.source,
+                    "candidates": None if candidates is None else len(candidates),
+                    "seconds": seconds,
+                    "users": [{"user_id": u, "score": s} for u, s in zip(result.user_ids, result.scores, strict=True)][
+                        : sample if out_file is not None else None
+                    ],
+                }
+            )
+        )
+        return
+    within = "" if candidates is None else f" within a segment of {len(candidates):,} users"
+    out.print(
+        f"{len(result.user_ids):,} lookalike users of {len(result.seeds_used):,} seeds{within}, by {vectors.source} "
+        f"({method}, {seconds:.1f} s)" + (f" → {out_file}" if out_file is not None else ""),
+        highlight=False,
+    )
+    if result.user_ids and sample:
+        table = Table(show_header=True)
+        table.add_column("#", justify="right")
+        table.add_column("user")
+        table.add_column("similarity", justify="right")
+        for rank, (u, score) in enumerate(zip(result.user_ids[:sample], result.scores[:sample], strict=True), start=1):
+            table.add_row(str(rank), u, f"{score:.3f}")
+        out.print(table)

@@ -71,7 +71,10 @@ class EASE(ItemBasedRecommender):
         self.weights_ = weights.cpu().numpy()
 
     def _score_users(self, users: IntArray) -> npt.NDArray[np.floating[Any]]:
-        scores: npt.NDArray[np.float32] = self._rows(users) @ self.weights_
+        return self._score_rows(self._rows(users))
+
+    def _score_rows(self, rows: sp.csr_matrix) -> npt.NDArray[np.floating[Any]]:
+        scores: npt.NDArray[np.float32] = rows @ self.weights_
         return scores
 
     def _score_pairs(self, users: IntArray, items: IntArray) -> npt.NDArray[np.floating[Any]]:

@@ -16,6 +16,7 @@ Item-kNN and EASE are item-item filters too (the GF-CF paper reads them so); the
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -161,6 +162,20 @@ class ItemBasedRecommender(Recommender):
     def _rows(self, users: IntArray) -> sp.csr_matrix:
         return self._train()[users]
 
+    def score_rows(self, rows: sp.spmatrix | npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Scores ``(b, n_items)`` of users known only by their interaction rows ``(b, n_items)``: folds in users
+        who were not in the training data (or have new events) without refitting."""
+        self._check_fitted()
+        matrix = sp.csr_matrix(rows, dtype=np.float32)
+        if matrix.shape[1] != self.n_items_:
+            raise ValidationError("rows", f"must have {self.n_items_} columns (one per item); got {matrix.shape[1]}")
+        matrix.sort_indices()
+        return np.asarray(self._score_rows(matrix), dtype=np.float32)
+
+    def _score_rows(self, rows: sp.csr_matrix) -> npt.NDArray[np.floating[Any]]:
+        """Scores of arbitrary rows; models whose scores are a function of the user's row implement it."""
+        raise ValidationError(self.name, "cannot score users outside its training data (no fold-in)")
+
 
 class GraphFilterRecommender(ItemBasedRecommender):
     """Base of the filters over ``R̃ = D_u^{-1/2} R D_i^{-1/2}``: the SVD, the shared products, the batching.
@@ -257,13 +272,19 @@ class GraphFilterRecommender(ItemBasedRecommender):
     # -- the Recommender contract -------------------------------------------------------------------------
     def _score_users(self, users: IntArray) -> npt.NDArray[np.floating[Any]]:
         train: sp.csr_matrix = self._get("train")
-        out = np.empty((len(users), self.n_items_), dtype=np.float32)
-        width = min(self.batch_size, max(len(users), 1))
+        return self._score_batches(lambda start, stop: train[users[start:stop]], len(users))
+
+    def _score_rows(self, rows: sp.csr_matrix) -> npt.NDArray[np.floating[Any]]:
+        return self._score_batches(lambda start, stop: rows[start:stop], rows.shape[0])
+
+    def _score_batches(self, batch_rows: Callable[[int, int], sp.csr_matrix], n: int) -> npt.NDArray[np.floating[Any]]:
+        out = np.empty((n, self.n_items_), dtype=np.float32)
+        width = min(self.batch_size, max(n, 1))
         ws = _Workspace(self.n_users_, self.n_items_, width, self._get("device"))
-        for start in range(0, len(users), width):
-            batch = users[start : start + width]
-            ws.batch = len(batch)
-            out[start : start + len(batch)] = self._filter(train[batch], ws).T.cpu().numpy()
+        for start in range(0, n, width):
+            batch = batch_rows(start, start + width)
+            ws.batch = batch.shape[0]
+            out[start : start + batch.shape[0]] = self._filter(batch, ws).T.cpu().numpy()
         return out
 
 

@@ -100,7 +100,10 @@ class ItemKNN(ItemBasedRecommender):
         return sp.csr_matrix((self.similarity_data_, self.similarity_indices_, self.similarity_indptr_), shape=(n, n))
 
     def _score_users(self, users: IntArray) -> npt.NDArray[np.floating[Any]]:
-        scores: npt.NDArray[np.float32] = (self._rows(users) @ self.similarity().T).toarray()
+        return self._score_rows(self._rows(users))
+
+    def _score_rows(self, rows: sp.csr_matrix) -> npt.NDArray[np.floating[Any]]:
+        scores: npt.NDArray[np.float32] = (rows @ self.similarity().T).toarray()
         return scores
 
     def _score_pairs(self, users: IntArray, items: IntArray) -> npt.NDArray[np.floating[Any]]:
