@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint format bench clean install
+.PHONY: demo serve test test-fast lint format bench clean install
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -19,6 +19,10 @@ install: $(STAMP)
 ## Simulate a seeded ad market into ./adrec-demo/adrec.db and show what is in it.
 demo: $(STAMP)
 	$(BIN)/adrec demo
+
+## Serve the HTTP API on http://127.0.0.1:8000 over the demo's store and model (run `make demo` first).
+serve: $(STAMP)
+	$(BIN)/adrec serve --db sqlite:///adrec-demo/adrec.db --models adrec-demo/models
 
 ## Run the whole test suite (PostgreSQL integration tests included; they skip, outside CI, without a server).
 test: $(STAMP)
@@ -42,9 +46,15 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.bench_ingest --postgres postgresql://postgres@127.0.0.1:5432/test
 	$(BIN)/python -m benchmarks.bench_simulate
+	$(BIN)/python -m benchmarks.bench_simulate --scale 0.1 --name simulate-0.1x
 	$(BIN)/python -m benchmarks.bench_baselines
+	$(BIN)/python -m benchmarks.bench_eval
 	$(BIN)/python -m benchmarks.bench_lightgcn
 	$(BIN)/python -m benchmarks.bench_gan
+	$(BIN)/python -m benchmarks.bench_gan --dataset gowalla
+	$(BIN)/python -m benchmarks.bench_coldstart
+	$(BIN)/python -m benchmarks.bench_lookalike
+	$(BIN)/python -m benchmarks.bench_serving
 
 clean:
 	rm -rf $(VENV) adrec-demo .pytest_cache .mypy_cache .ruff_cache

@@ -42,3 +42,33 @@ def test_recommended_ads_have_a_higher_true_ctr_than_average(market: tuple[str, 
     assert [len(r.ads) for r in rows] == [3, 3]
     seen = {data.train.items.ids[i] for i in data.train.matrix[0].indices}
     assert not seen & set(rows[0].ads)
+
+
+def test_a_new_ad_is_recommended_from_its_text_to_users_who_like_it(market: tuple[str, Path]) -> None:
+    from adrec.catalog import ad_text
+    from adrec.demo import cold_ad_check
+
+    url, truth = market
+    data = load_dataset(f"store:{url}")
+    with open_store(url) as store:
+        ads = {a.ad_id: a for a in store.get_ads(data.train.items.ids)}
+    texts = [ad_text(ads[i]) if i in ads else "" for i in data.train.items.ids]
+    check = cold_ad_check(data.train, Market.load(truth), texts, data.item_titles, encoder_kind="tfidf")
+    assert check.clicks_hidden > 0 and len(check.neighbours) == 3
+    assert check.recommended_to > 0
+    assert check.audience == data.train.n_users // 10
+    assert check.true_ctr_audience > 1.2 * check.true_ctr_all
+
+
+def test_lookalike_audience_clicks_the_seed_category_more(market: tuple[str, Path]) -> None:
+    from adrec.demo import lookalike_check
+
+    url, truth = market
+    data = load_dataset(f"store:{url}")
+    assert data.item_categories is not None
+    model = fit_best("itemknn", data.train)
+    check = lookalike_check(
+        model, data.train, Market.load(truth), data.item_categories, data.category_names, n_seeds=20, size=60
+    )
+    assert check.size == 60 and check.vectors == "interaction rows"
+    assert check.true_ctr_audience > 1.1 * check.true_ctr_others

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     demo_dir: Path = Field(default=Path("adrec-demo"), description="where `adrec demo` writes its files")
     seed: int = Field(default=42, description="seed for everything random")
     progress: bool = Field(default=True, description="show progress bars")
+    token_secret: str = Field(
+        default="",
+        description="HMAC secret of impression tokens (shared by every server); empty: kept in MODELS/.token-secret",
+    )
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:

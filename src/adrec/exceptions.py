@@ -23,6 +23,7 @@ __all__ = [
     "NotFoundError",
     "RowError",
     "StoreError",
+    "TokenError",
     "UnknownBackendError",
     "ValidationError",
 ]
@@ -79,6 +80,10 @@ class NotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "not found"
+
+
+class TokenError(AdrecError):
+    """An impression token is malformed, forged or expired."""
 
 
 class ImportFormatError(AdrecError):

@@ -17,14 +17,16 @@ from adrec.data.schema import (
     Event,
     EventBatch,
     EventType,
+    FrequencyCap,
     Gender,
+    Pacing,
     PricingModel,
     Targeting,
     User,
 )
 from adrec.exceptions import NotFoundError, StoreError, ValidationError
 from adrec.profiles import Behaviour, InterestStats, Profile, Segment
-from adrec.store import CtrExample, Store, open_store
+from adrec.store import ApiKeyRecord, CtrExample, Delivery, Feedback, Store, open_store
 
 
 @pytest.fixture
@@ -389,3 +391,104 @@ def test_resolve_segment(store: Store) -> None:
         "f40",
     ]
     assert store.resolve_segment(Segment(city_tiers={1}, interests_exclude={"shoes"})) == []
+
+
+# -- serving ledger (schema version 3) -----------------------------------------------------------------------
+def _delivery(iid: str, pricing: str = "CPC", price: float = 0.4, user: str = "u1", ts: float = 1.7e9) -> Delivery:
+    return Delivery(iid, user, "a1", "c1", "adv1", pricing, price, ts, "feed")
+
+
+def _fb(event_id: str, kind: EventType, d: Delivery, dt: float = 0.0) -> Feedback:
+    return Feedback(event_id, kind, d.served_ts + dt, d)
+
+
+def test_feedback_charges_each_billable_event_once(store: Store) -> None:
+    cpc, cpm, cpa = _delivery("r1-1", "CPC", 0.4), _delivery("r1-2", "CPM", 0.002), _delivery("r1-3", "CPA", 5.0)
+    batch = [
+        _fb("i1", EventType.IMPRESSION, cpc),
+        _fb("c1", EventType.CLICK, cpc, 5),
+        _fb("v1", EventType.CONVERSION, cpc, 50),
+        _fb("i2", EventType.IMPRESSION, cpm),
+        _fb("i3", EventType.IMPRESSION, cpa),
+        _fb("c3", EventType.CLICK, cpa, 3),
+        _fb("v3", EventType.CONVERSION, cpa, 30),
+    ]
+    result = store.apply_feedback(batch)
+    assert (result.received, result.accepted, result.duplicates, result.rejected) == (7, 7, 0, [])
+    assert result.spend == pytest.approx(0.4 + 0.002 + 5.0)
+    (row,) = store.delivery_report()
+    assert (row.impressions, row.clicks, row.conversions) == (3, 2, 2)
+    assert row.spend == pytest.approx(5.402)
+    assert row.ctr == pytest.approx(2 / 3)
+    day = row.day
+    assert store.campaign_spend(day) == {"c1": (pytest.approx(5.402), pytest.approx(5.402))}
+    assert store.count_events() == 7
+    # The resend is acknowledged and changes nothing.
+    again = store.apply_feedback(batch)
+    assert (again.accepted, again.duplicates, again.spend) == (0, 7, 0.0)
+    assert store.delivery_report()[0].spend == pytest.approx(5.402)
+
+
+def test_feedback_rejects_what_the_ledger_does_not_allow_and_keeps_the_rest(store: Store) -> None:
+    d = _delivery("r2-1")
+    other = _delivery("r2-2")
+    result = store.apply_feedback(
+        [
+            _fb("c0", EventType.CLICK, other),  # click before any impression of its token
+            _fb("i1", EventType.IMPRESSION, d),
+            _fb("i1b", EventType.IMPRESSION, d, 1),  # a second impression of the same token
+            _fb("c1", EventType.CLICK, d, 2),
+            _fb("c1b", EventType.CLICK, d, 3),  # a second click
+            _fb("v0", EventType.CONVERSION, other, 4),  # conversion without click
+        ]
+    )
+    assert result.accepted == 2
+    reasons = dict(result.rejected)
+    assert set(reasons) == {0, 2, 4, 5}
+    assert "without a recorded impression" in reasons[0]
+    assert "already recorded" in reasons[2]
+    assert "already clicked" in reasons[4]
+    assert "without a recorded click" in reasons[5]
+    (row,) = store.delivery_report()
+    assert (row.impressions, row.clicks, row.spend) == (1, 1, pytest.approx(0.4))
+    # A later batch can click a token whose impression came earlier, once.
+    later = store.apply_feedback([_fb("c2", EventType.CLICK, other, 9), _fb("i2", EventType.IMPRESSION, other, 1)])
+    assert later.accepted == 2 and later.rejected == []
+
+
+def test_delivery_times_and_erasure_of_deliveries(store: Store) -> None:
+    store.upsert_users([User(user_id="u1"), User(user_id="u2")])
+    store.apply_feedback(
+        [
+            _fb("i1", EventType.IMPRESSION, _delivery("r3-1", user="u1", ts=100.0)),
+            _fb("i2", EventType.IMPRESSION, _delivery("r3-2", user="u1", ts=200.0)),
+            _fb("i3", EventType.IMPRESSION, _delivery("r3-3", user="u2", ts=200.0)),
+        ]
+    )
+    assert sorted(ts for _, _, ts in store.delivery_times("u1", since=150.0)) == [200.0]
+    assert len(store.delivery_times("u1", since=0.0)) == 2
+    store.delete_user("u1")
+    assert store.delivery_times("u1", since=0.0) == []
+    assert len(store.delivery_times("u2", since=0.0)) == 1
+
+
+def test_api_keys_are_stored_by_hash_and_revocable(store: Store) -> None:
+    key = ApiKeyRecord("k1", "ab" * 32, "serving", "edge", 1.0)
+    store.put_api_key(key)
+    assert store.find_api_key("ab" * 32) == key
+    assert store.find_api_key("cd" * 32) is None
+    store.revoke_api_key("k1")
+    found = store.find_api_key("ab" * 32)
+    assert found is not None and found.revoked
+    assert [k.key_id for k in store.list_api_keys()] == ["k1"]
+    with pytest.raises(NotFoundError):
+        store.revoke_api_key("nope")
+
+
+def test_campaign_frequency_caps_and_pacing_round_trip(store: Store) -> None:
+    _market(store)
+    c = store.get_campaign("c1").model_copy(
+        update={"frequency": FrequencyCap(per_ad=2, per_campaign=5, window_s=3600.0), "pacing": Pacing.ASAP}
+    )
+    store.upsert_campaigns([c])
+    assert store.get_campaign("c1") == c

@@ -1,4 +1,5 @@
-"""A version-1 store (before profiles) is migrated to version 2 on open, keeping its data."""
+"""A version-1 store (before profiles and the serving ledger) is migrated to the latest version on open, keeping
+its data."""
 
 from __future__ import annotations
 
@@ -6,19 +7,20 @@ import pytest
 from profile_helpers import T0
 from sqlalchemy import create_engine, inspect, select
 
-from adrec.data.schema import EventType
+from adrec.data.schema import EventType, FrequencyCap, Pacing
 from adrec.profiles import ProfileBuilder
 from adrec.store import open_store
 from adrec.store import tables as t
 from adrec.store.migrations import MIGRATIONS
 
 V2_TABLES = {t.profiles.name, t.profile_interests.name}
+V3_TABLES = {t.deliveries.name, t.delivery_daily.name, t.api_keys.name}
 
 
 def _make_v1(url: str) -> None:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        t.metadata.create_all(conn, tables=[x for x in t.metadata.sorted_tables if x.name not in V2_TABLES])
+        t.metadata.create_all(conn, tables=[x for x in t.metadata.sorted_tables if x.name not in V2_TABLES | V3_TABLES])
         conn.execute(t.meta.insert().values(key="schema_version", value="1"))
         conn.execute(
             t.users.insert().values(
@@ -32,6 +34,19 @@ def _make_v1(url: str) -> None:
                 updated_at=T0,
             )
         )
+        conn.execute(t.advertisers.insert().values(advertiser_id="adv", name="Acme"))
+        conn.execute(
+            t.campaigns.insert().values(
+                campaign_id="c1",
+                advertiser_id="adv",
+                name="Old",
+                objective="traffic",
+                pricing_model="CPC",
+                bid=0.5,
+                status="active",
+                targeting={},
+            )
+        )
         conn.execute(
             t.events.insert().values(event_id="e1", type=int(EventType.CLICK), user_id="ann", ad_id="a1", ts=T0, cost=0)
         )
@@ -41,20 +56,22 @@ def _make_v1(url: str) -> None:
 def test_version_1_store_gains_the_profile_tables_and_keeps_its_data(store_url: str) -> None:
     _make_v1(store_url)
     engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
-    assert not V2_TABLES & set(inspect(engine).get_table_names())
+    assert not (V2_TABLES | V3_TABLES) & set(inspect(engine).get_table_names())
     with open_store(store_url) as store:
-        assert store.schema_version() == t.SCHEMA_VERSION == 2
+        assert store.schema_version() == t.SCHEMA_VERSION == 3
+        campaign = store.get_campaign("c1")  # written before version 3: caps and pacing read as the defaults
+        assert campaign.frequency == FrequencyCap() and campaign.pacing == Pacing.EVEN
         user = store.get_user("ann")
         assert (user.age, user.interests) == (29, ("cosmetics",))
         assert store.count_events(user_id="ann") == 1
         ProfileBuilder().rebuild(store)
         behaviour = store.get_profile("ann").behaviour
         assert behaviour is not None and behaviour.clicks == 1
-    assert set(inspect(engine).get_table_names()) >= V2_TABLES
+    assert set(inspect(engine).get_table_names()) >= V2_TABLES | V3_TABLES
     with engine.connect() as conn:
         stamp = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar_one()
     engine.dispose()
-    assert stamp == "2"
+    assert stamp == "3"
     with open_store(store_url) as store:  # reopening at the latest version runs nothing more
         assert store.get_profile("ann").behaviour is not None
 

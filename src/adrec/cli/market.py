@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from adrec.cli.app import DbOption, JsonOption, ProgressOption, app, friendly, out, settings
+
+if TYPE_CHECKING:
+    from adrec.data.datasets import Dataset
+    from adrec.models.base import Recommender
+    from adrec.simulate import Market
 
 
 # ------------------------------------------------------------------------------------------------ stats
@@ -186,7 +191,9 @@ def demo(
 
     Simulates a seeded ad market into `DIR/adrec.db`, shows what the store holds, chooses a recommender on a
     validation split, evaluates every candidate on the held-out (latest) clicks, and shows the top ads for a few
-    users next to the simulator's *true* click probabilities. The database is recreated on every run.
+    users next to the simulator's *true* click probabilities; then builds user profiles and shows one, recommends
+    an ad before its first click from its creative text, and expands a lookalike audience. The database is
+    recreated on every run.
     """
     from adrec import demo as lib
     from adrec.data.datasets import load_dataset
@@ -200,11 +207,11 @@ def demo(
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     db_url = f"sqlite:///{db_path}"
     show = progress and cfg.progress
-    out.rule("[bold]adrec demo[/] 1/3: a simulated ad market")
+    out.rule("[bold]adrec demo[/] 1/7: a simulated ad market")
     run_simulation(db_url, lib.demo_config(cfg.seed), truth_dir=root / "truth", progress=show)
     print_stats(db_url)
 
-    out.rule("[bold]adrec demo[/] 2/3: which ads for which user — models compared on held-out clicks")
+    out.rule("[bold]adrec demo[/] 2/7: which ads for which user — models compared on held-out clicks")
     data = load_dataset(f"store:{db_url}", seed=cfg.seed)
     out.print(
         f"{data.train.n_users:,} users with clicks, {data.train.n_items:,} ads; test = each user's latest 20 % "
@@ -222,7 +229,7 @@ def demo(
         table.add_row(name, *[row[i] for row in rows])
     out.print(table)
 
-    out.rule(f"[bold]adrec demo[/] 3/3: top ads from {best}, checked against the simulator's truth")
+    out.rule(f"[bold]adrec demo[/] 3/7: top ads from {best}, checked against the simulator's truth")
     model = lib.fit_best(best, data.train, quiet)
     market = Market.load(root / "truth")
     users = [data.train.users.ids[i] for i in (0, len(data.train.users) // 2, len(data.train.users) - 1)]
@@ -246,8 +253,138 @@ def demo(
         f"{all_ctr:.2%} for an average ad ({rec_ctr / all_ctr:.1f}x) and {pop_ctr:.2%} for the most popular ads.",
         highlight=False,
     )
+    _demo_profiles_and_cold_start(db_url, data, model, market, best)
+    _demo_serving(db_url, root, data, model, best)
     out.print(
         f"\nDone. Store: {db_url} · ground truth: {root / 'truth'}\nNext: `adrec stats --db {db_url}` · "
         f"`adrec evaluate -d store:{db_url} -m popularity,ease,lightgcn` · `adrec --help`",
+        highlight=False,
+    )
+
+
+def _demo_serving(db_url: str, root: Path, data: Dataset, model: Recommender, best: str) -> None:
+    """Step 7 of the demo: the model saved for serving, one ad decision in process, and the HTTP API's curls."""
+    import shutil
+
+    from adrec.cli.serve import token_secret
+    from adrec.models.artifact import Artifact
+    from adrec.serving.auth import create_api_key
+    from adrec.serving.pipeline import Pipeline, ServingModel
+    from adrec.serving.tokens import TokenSigner
+    from adrec.store import open_store
+
+    out.rule("[bold]adrec demo[/] 7/7: serving — targeting, eCPM ranking, GSP prices, the HTTP API")
+    models = root / "models"
+    shutil.rmtree(models, ignore_errors=True)
+    Artifact.create(model, data.train, titles=data.item_titles, dataset=data.name).save(models / best)
+    secret = token_secret(models, settings().token_secret)
+    with open_store(db_url) as store:
+        serving_model = ServingModel.load(models, store)
+        pipeline = Pipeline(store, serving_model, TokenSigner(secret))
+        user = data.train.users.ids[0]
+        response = pipeline.recommend(user, 5, placement="home")
+        _, key = create_api_key(store, "serving", name="demo")
+        _, admin = create_api_key(store, "admin", name="demo")
+    cal = serving_model.calibrator
+    held = "held-out" if cal.held_out else "in-sample"
+    table = Table(title=f"Ads served to {user} (model {best}; pCTR calibrated on {cal.n:,} {held} impressions)")
+    for column in ("#", "ad", "category", "pricing", "bid", "pCTR", "eCPM", "price", "source"):
+        table.add_column(column, justify="right" if column in ("#", "bid", "pCTR", "eCPM", "price") else "left")
+    for ad in response.ads:
+        table.add_row(
+            str(ad.rank),
+            ad.ad_id,
+            ad.category or "",
+            ad.pricing_model,
+            f"{ad.bid:.2f}",
+            f"{ad.pctr:.2%}",
+            f"{ad.ecpm:.2f}",
+            f"{ad.price:.4f}",
+            ad.source,
+        )
+    out.print(table)
+    if response.ads:
+        top = response.ads[0]
+        out.print(f"Why {top.ad_id}: {'; '.join(top.rules)}.", highlight=False)
+    out.print(
+        f"{response.eligible} of {pipeline.catalog.n_ads} ads were eligible (status, schedule, budget and pacing, "
+        f"targeting, frequency caps); each served ad carries a signed impression token for `POST /v1/events`.",
+        highlight=False,
+    )
+    (root / "api-keys.txt").write_text(f"serving {key}\nadmin {admin}\n")
+    base = "http://127.0.0.1:8000"
+    out.print(
+        f"\nStart the API with `make serve` (= `adrec serve --db {db_url} --models {models}`), then:\n"
+        f"  curl -H 'X-API-Key: {key}' '{base}/v1/recommendations?user_id={user}&k=3'\n"
+        f"  curl -X POST -H 'X-API-Key: {key}' -H 'Content-Type: application/json' {base}/v1/events \\\n"
+        f'       -d \'{{"events": [{{"event_id": "e1", "type": "impression", "token": "TOKEN"}}]}}\'\n'
+        f"  curl -H 'X-API-Key: {admin}' '{base}/v1/reports/campaigns'\n"
+        f"  open {base}/docs for the OpenAPI documentation. Keys are in {root / 'api-keys.txt'}.",
+        highlight=False,
+    )
+
+
+def _demo_profiles_and_cold_start(db_url: str, data: Dataset, model: Recommender, market: Market, best: str) -> None:
+    """Steps 4-6 of the demo: a user profile, a new ad before its first click, a lookalike audience."""
+    import time
+
+    import numpy as np
+
+    from adrec import demo as lib
+    from adrec.catalog import ad_text
+    from adrec.cli.profiles import explain
+    from adrec.profiles import ProfileBuilder
+    from adrec.store import open_store
+
+    out.rule("[bold]adrec demo[/] 4/7: a user profile, built from the events")
+    started = time.perf_counter()
+    with open_store(db_url) as store:
+        busiest = data.train.users.ids[int(np.diff(data.train.matrix.indptr).argmax())]
+        # One user is enough to show; `adrec build-profiles` builds them all (incrementally afterwards).
+        report = ProfileBuilder().rebuild(store, [busiest])
+        profile = store.get_profile(busiest)
+        ads = {a.ad_id: a for a in store.get_ads(data.train.items.ids)}
+    u = profile.user
+    out.print(
+        f"Profile built from {report.used:,} events in {time.perf_counter() - started:.1f} s "
+        f"(`adrec build-profiles --db {db_url}` builds every user's). "
+        f"User {busiest}: {u.age or '?'} years, {u.gender.value}, {u.city or u.region or '?'}, {u.device.value}"
+        + (
+            f"; {profile.behaviour.clicks} clicks, smoothed CTR {profile.behaviour.ctr:.2%}"
+            if profile.behaviour
+            else ""
+        ),
+        highlight=False,
+    )
+    for line in explain(profile, 3):
+        out.print(f"  {line}", highlight=False)
+
+    out.rule("[bold]adrec demo[/] 5/7: a new ad, recommended before its first click")
+    texts = [ad_text(ads[i]) if i in ads else "" for i in data.train.items.ids]
+    cold = lib.cold_ad_check(data.train, market, texts, data.item_titles)
+    out.print(
+        f"Ad {cold.ad_id} \u201c{cold.title}\u201d with its {cold.clicks_hidden} clicks hidden, so it is new to the "
+        f"model; placed by its text ({cold.encoder}) next to: {'; '.join(cold.neighbours)}.",
+        highlight=False,
+    )
+    shown = f"already in the top 5 for {cold.recommended_to:,} user(s)" + (
+        f" (their true CTR for it: {cold.true_ctr_recommended:.2%})" if cold.recommended_to >= 20 else ""
+    )
+    out.print(
+        f"Before any click it is {shown}; the {cold.audience:,} users it scores highest have a true CTR of "
+        f"{cold.true_ctr_audience:.2%} for it, against {cold.true_ctr_all:.2%} over all users "
+        f"({cold.true_ctr_audience / cold.true_ctr_all:.1f}x).",
+        highlight=False,
+    )
+
+    out.rule("[bold]adrec demo[/] 6/7: a lookalike audience")
+    assert data.item_categories is not None
+    look = lib.lookalike_check(model, data.train, market, data.item_categories, data.category_names)
+    out.print(
+        f"Seeds: the {look.seeds} heaviest clickers of {look.category}; expanded to {look.size} lookalike users by "
+        f"{look.vectors} of {best} (e.g. {', '.join(look.sample[:3])}). Their true CTR on {look.category} ads is "
+        f"{look.true_ctr_audience:.2%} against {look.true_ctr_others:.2%} for everyone else "
+        f"({look.true_ctr_audience / look.true_ctr_others:.1f}x). Same from the shell: "
+        f"`adrec lookalike --seed-file seeds.txt --size {look.size} --db {db_url}`.",
         highlight=False,
     )

@@ -32,8 +32,10 @@ __all__ = [
     "Event",
     "EventBatch",
     "EventType",
+    "FrequencyCap",
     "Gender",
     "Objective",
+    "Pacing",
     "PricingModel",
     "Targeting",
     "User",
@@ -104,6 +106,13 @@ class CampaignStatus(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     ENDED = "ended"
+
+
+class Pacing(enum.StrEnum):
+    """How a campaign spends its daily budget: spread evenly over the day, or as fast as it wins."""
+
+    EVEN = "even"
+    ASAP = "asap"
 
 
 def _check_id(value: str) -> str:
@@ -190,6 +199,14 @@ class Targeting(Record):
         return self == Targeting()
 
 
+class FrequencyCap(Record):
+    """How often one user may see a campaign's ads within a sliding window (None = no cap)."""
+
+    per_ad: int | None = Field(default=None, ge=1, description="impressions of any one ad of the campaign")
+    per_campaign: int | None = Field(default=None, ge=1, description="impressions of all the campaign's ads")
+    window_s: float = Field(default=86_400.0, gt=0, allow_inf_nan=False, description="window length in seconds")
+
+
 class User(Record):
     """A person ads are shown to, as declared by the platform (derived interests live in profiles)."""
 
@@ -231,6 +248,8 @@ class Campaign(Record):
     end: datetime | None = None
     status: CampaignStatus = CampaignStatus.ACTIVE
     targeting: Targeting = Field(default_factory=Targeting)
+    frequency: FrequencyCap = Field(default_factory=FrequencyCap)
+    pacing: Pacing = Pacing.EVEN
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -1,0 +1,5 @@
+"""The feedback loop: impressions, clicks and conversions ingested durably and idempotently."""
+
+from adrec.feedback.ingest import FeedbackReport, RawFeedback, ingest_feedback
+
+__all__ = ["FeedbackReport", "RawFeedback", "ingest_feedback"]

@@ -1,8 +1,13 @@
 """Durable storage of the ad market and its event log, opened by URL (see :func:`open_store`)."""
 
 from adrec.store.base import (
+    ApiKeyRecord,
     CtrExample,
+    DailyDelivery,
+    Delivery,
     ErasureReport,
+    Feedback,
+    FeedbackResult,
     IngestResult,
     MarketStats,
     Store,
@@ -12,8 +17,13 @@ from adrec.store.base import (
 )
 
 __all__ = [
+    "ApiKeyRecord",
     "CtrExample",
+    "DailyDelivery",
+    "Delivery",
     "ErasureReport",
+    "Feedback",
+    "FeedbackResult",
     "IngestResult",
     "MarketStats",
     "Store",

@@ -19,8 +19,13 @@ if TYPE_CHECKING:  # adrec.profiles builds on this protocol
     from adrec.profiles.segments import Segment
 
 __all__ = [
+    "ApiKeyRecord",
     "CtrExample",
+    "DailyDelivery",
+    "Delivery",
     "ErasureReport",
+    "Feedback",
+    "FeedbackResult",
     "IngestResult",
     "MarketStats",
     "Store",
@@ -83,6 +88,88 @@ class MarketStats:
         return self.events.get(EventType.CLICK.name.lower(), 0) / imps if imps else 0.0
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One ad served to one user: what its signed impression token carries.
+
+    ``price`` is the charge per billable event of ``pricing_model`` (per click for CPC, per impression for CPM,
+    per conversion for CPA), as set by the auction; it never exceeds the bid.
+    """
+
+    iid: str
+    user_id: str
+    ad_id: str
+    campaign_id: str
+    advertiser_id: str
+    pricing_model: str
+    price: float
+    served_ts: float
+    placement: str | None = None
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """An impression, click or conversion of a served ad (a :class:`Delivery`), identified by ``event_id``."""
+
+    event_id: str
+    type: EventType
+    ts: float
+    delivery: Delivery
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What :meth:`Store.apply_feedback` did with each event of a batch.
+
+    ``rejected`` holds ``(position in the batch, reason)``; everything else was either accepted (stored, charged
+    and counted) or a duplicate of an event id already stored (acknowledged, no effect).
+    """
+
+    received: int
+    accepted: int
+    duplicates: int
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    spend: float = 0.0
+
+
+@dataclass(frozen=True)
+class DailyDelivery:
+    """A campaign's delivery on one UTC day."""
+
+    campaign_id: str
+    day: str
+    impressions: int
+    clicks: int
+    conversions: int
+    spend: float
+
+    @property
+    def ctr(self) -> float:
+        return self.clicks / self.impressions if self.impressions else 0.0
+
+    @property
+    def cpc(self) -> float | None:
+        return self.spend / self.clicks if self.clicks else None
+
+    @property
+    def cpa(self) -> float | None:
+        return self.spend / self.conversions if self.conversions else None
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A stored API key: only the SHA-256 of the secret is kept."""
+
+    key_id: str
+    key_hash: str
+    role: str
+    name: str
+    created_ts: float
+    advertiser_id: str | None = None
+    revoked: bool = False
+
+
 @runtime_checkable
 class Store(Protocol):
     """The contract of a store backend.
@@ -130,6 +217,18 @@ class Store(Protocol):
     def get_profiles(self, user_ids: Sequence[str]) -> dict[str, Profile]: ...
     def iter_profiles(self, batch_size: int = 10_000) -> Iterator[list[Profile]]: ...
     def resolve_segment(self, segment: Segment) -> list[str]: ...
+
+    # -- serving ledger (schema version 3) ----------------------------------------------------------------
+    def apply_feedback(self, feedback: Sequence[Feedback]) -> FeedbackResult: ...
+    def delivery_times(self, user_id: str, since: float) -> list[tuple[str, str, float]]: ...
+    def campaign_spend(self, day: str) -> dict[str, tuple[float, float]]: ...
+    def delivery_report(
+        self, campaign_ids: Sequence[str] | None = None, start_day: str | None = None, end_day: str | None = None
+    ) -> list[DailyDelivery]: ...
+    def put_api_key(self, key: ApiKeyRecord) -> None: ...
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
+    def list_api_keys(self) -> list[ApiKeyRecord]: ...
+    def revoke_api_key(self, key_id: str) -> None: ...
 
     # -- CTR logs ----------------------------------------------------------------------------------------
     def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from adrec.exceptions import StoreError
 from adrec.store import tables
@@ -23,9 +23,20 @@ def _add_profiles(conn: Connection) -> None:
     tables.profile_interests.create(conn, checkfirst=True)
 
 
+def _add_serving(conn: Connection) -> None:
+    have = {c["name"] for c in inspect(conn).get_columns(tables.campaigns.name)}
+    if "frequency" not in have:
+        conn.execute(text("ALTER TABLE campaigns ADD COLUMN frequency JSON"))
+    if "pacing" not in have:
+        conn.execute(text("ALTER TABLE campaigns ADD COLUMN pacing VARCHAR(10)"))
+    for table in (tables.deliveries, tables.delivery_daily, tables.api_keys):
+        table.create(conn, checkfirst=True)
+
+
 # version -> (description, function). Version 1 is the initial schema, created from the table definitions.
 MIGRATIONS: dict[int, tuple[str, Migration]] = {
     2: ("profiles and profile_interests: behaviour derived from events", _add_profiles),
+    3: ("serving: campaign frequency caps and pacing, deliveries ledger, daily delivery, API keys", _add_serving),
 }
 
 

@@ -7,14 +7,31 @@ the machine). PostgreSQL commits are durable by default. Bulk paths (events, use
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-from sqlalchemy import JSON, Engine, Integer, and_, cast, create_engine, event, func, or_, select
+from sqlalchemy import (
+    JSON,
+    Engine,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    cast,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -26,25 +43,51 @@ from adrec.data.schema import (
     Event,
     EventBatch,
     EventType,
+    FrequencyCap,
+    Pacing,
     Targeting,
     User,
     to_epoch,
 )
 from adrec.exceptions import NotFoundError, StoreError
 from adrec.store import tables as t
-from adrec.store.base import CtrExample, ErasureReport, IngestResult, MarketStats, register_backend
+from adrec.store.base import (
+    ApiKeyRecord,
+    CtrExample,
+    DailyDelivery,
+    ErasureReport,
+    Feedback,
+    FeedbackResult,
+    IngestResult,
+    MarketStats,
+    register_backend,
+)
 from adrec.store.migrations import migrate
 
 if TYPE_CHECKING:
     from adrec.profiles.profile import Profile
     from adrec.profiles.segments import Segment
 
-__all__ = ["SqlStore"]
+__all__ = ["SqlStore", "utc_day"]
 
 # Rows per executemany call: large enough to amortise round trips, small enough to bound memory.
 CHUNK = 20_000
 # Ids per ``IN (...)`` list: well under SQLite's limit of bound parameters per statement.
 IN_CHUNK = 5_000
+
+
+# The event a pricing model bills.
+_BILLABLE = {"CPM": EventType.IMPRESSION, "CPC": EventType.CLICK, "CPA": EventType.CONVERSION}
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_name(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+
+
+def utc_day(ts: float) -> str:
+    """``YYYY-MM-DD`` of a Unix time in UTC: the day budgets and reports are kept by."""
+    return _day_name(int(ts // 86_400))
 
 
 def _engine_for(url: str) -> Engine:
@@ -115,6 +158,8 @@ def _campaign_row(c: Campaign) -> dict[str, Any]:
         "end_ts": to_epoch(c.end) if c.end else None,
         "status": c.status.value,
         "targeting": _dump_targeting(c.targeting),
+        "frequency": c.frequency.model_dump(),
+        "pacing": c.pacing.value,
     }
 
 
@@ -201,6 +246,7 @@ class SqlStore:
         self._ph = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
         # SQLite allows one writer; serialising writers in-process avoids busy waits between threads.
         self._write_lock = threading.Lock()
+        self._one_profile: Any = None
         try:
             with self._engine.begin() as conn:
                 self._version = migrate(conn)
@@ -326,6 +372,7 @@ class SqlStore:
             conn.execute(t.profile_interests.delete().where(t.profile_interests.c.user_id == user_id))
             n_profiles = conn.execute(t.profiles.delete().where(t.profiles.c.user_id == user_id)).rowcount
             n_events = conn.execute(t.events.delete().where(t.events.c.user_id == user_id)).rowcount
+            conn.execute(t.deliveries.delete().where(t.deliveries.c.user_id == user_id))
             n_users = conn.execute(t.users.delete().where(t.users.c.user_id == user_id)).rowcount
         if n_users == 0 and n_events == 0:
             raise NotFoundError(f"no user with id {user_id!r}")
@@ -346,12 +393,12 @@ class SqlStore:
 
     @staticmethod
     def _campaign(row: dict[str, Any]) -> Campaign:
-        from datetime import UTC, datetime
-
         start, end = row.pop("start_ts"), row.pop("end_ts")
         row["start"] = datetime.fromtimestamp(start, UTC) if start is not None else None
         row["end"] = datetime.fromtimestamp(end, UTC) if end is not None else None
         row["targeting"] = Targeting(**row["targeting"])
+        row["frequency"] = FrequencyCap(**(row["frequency"] or {}))
+        row["pacing"] = row["pacing"] or Pacing.EVEN
         return Campaign(**row)
 
     def get_campaign(self, campaign_id: str) -> Campaign:
@@ -533,11 +580,18 @@ class SqlStore:
         return {u: out[u] for u in wanted if u in out}
 
     def get_profile(self, user_id: str) -> Profile:
-        """The user's profile: declared attributes always, behaviour and embedding where stored."""
-        found = self.get_profiles([user_id])
-        if user_id not in found:
-            raise NotFoundError(f"no user with id {user_id!r}")
-        return found[user_id]
+        """The user's profile: declared attributes always, behaviour and embedding where stored.
+
+        On the serving path (once per ad request): the statement is built once and reused.
+        """
+        query = self._one_profile
+        if query is None:
+            query = self._one_profile = self._profile_query().where(t.users.c.user_id == bindparam("uid"))
+        with self._engine.connect() as conn:
+            row = conn.execute(query, {"uid": user_id}).mappings().first()
+            if row is None:
+                raise NotFoundError(f"no user with id {user_id!r}")
+            return self._assemble(conn, [dict(row)])[0]
 
     def iter_profiles(self, batch_size: int = 10_000) -> Iterator[list[Profile]]:
         """Every user's profile, ``batch_size`` at a time, in user-id order."""
@@ -620,6 +674,208 @@ class SqlStore:
                 return
             yield [CtrExample(r["source"], r["line"], r["label"], r["features"], r["ts"]) for r in rows]
             last = (rows[-1]["source"], rows[-1]["line"])
+
+    # -- serving ledger --------------------------------------------------------------------------------------
+    def apply_feedback(self, feedback: Sequence[Feedback]) -> FeedbackResult:
+        """Record impressions, clicks and conversions of served ads in one transaction, durable when it returns.
+
+        Per event id the call is idempotent (a resent id is a duplicate: acknowledged, no effect). Per served ad
+        (impression token) the ledger allows one impression, then one click, then one conversion; anything else
+        is rejected with its reason, and the rest of the batch is still recorded. Each accepted event is charged
+        the delivery's price when it is the billable event of its pricing model, and the campaign's daily
+        delivery row is updated in the same transaction, so budgets and reports never disagree with the log.
+        """
+        if not feedback:
+            return FeedbackResult(0, 0, 0)
+        ph = self._ph
+        ids = list(dict.fromkeys(f.event_id for f in feedback))
+        iids = list(dict.fromkeys(f.delivery.iid for f in feedback))
+        with self._write_lock, self._engine.begin() as conn:
+            if self._dialect == "postgresql":  # serialise ledger writers across processes
+                conn.execute(text("SELECT pg_advisory_xact_lock(72431)"))
+            existing: set[str] = set()
+            state: dict[str, dict[str, Any]] = {}
+            d = t.deliveries
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:  # driver-level IN lists: SQLAlchemy's expanding IN costs more than the lookups themselves
+                for start in range(0, len(ids), IN_CHUNK):
+                    chunk = ids[start : start + IN_CHUNK]
+                    cur.execute(
+                        f"SELECT event_id FROM events WHERE event_id IN ({', '.join([ph] * len(chunk))})", chunk
+                    )
+                    existing.update(r[0] for r in cur.fetchall())
+                for start in range(0, len(iids), IN_CHUNK):
+                    chunk = iids[start : start + IN_CHUNK]
+                    cur.execute(
+                        "SELECT iid, click_ts, conversion_ts, cost FROM deliveries "
+                        f"WHERE iid IN ({', '.join([ph] * len(chunk))})",
+                        chunk,
+                    )
+                    for r in cur.fetchall():
+                        state[r[0]] = {"click_ts": r[1], "conversion_ts": r[2], "cost": r[3], "new": False}
+            finally:
+                cur.close()
+            seen: set[str] = set()
+            rejected: list[tuple[int, str]] = []
+            events: list[tuple[Any, ...]] = []
+            daily: dict[tuple[str, str], list[float]] = {}
+            duplicates = 0
+            spend = 0.0
+            order = sorted(range(len(feedback)), key=lambda i: (feedback[i].ts, int(feedback[i].type)))
+            for i in order:
+                f = feedback[i]
+                dv = f.delivery
+                if f.event_id in existing or f.event_id in seen:
+                    duplicates += 1
+                    continue
+                st = state.get(dv.iid)
+                if f.type == EventType.IMPRESSION:
+                    if st is not None:
+                        rejected.append((i, "an impression of this token is already recorded"))
+                        continue
+                    st = state[dv.iid] = {"click_ts": None, "conversion_ts": None, "cost": 0.0, "new": True}
+                    st["impression_ts"] = f.ts
+                    st["delivery"] = dv
+                elif f.type == EventType.CLICK:
+                    if st is None:
+                        rejected.append((i, "click without a recorded impression of this token"))
+                        continue
+                    if st["click_ts"] is not None:
+                        rejected.append((i, "this token was already clicked"))
+                        continue
+                    st["click_ts"] = f.ts
+                else:
+                    if st is None or st["click_ts"] is None:
+                        rejected.append((i, "conversion without a recorded click of this token"))
+                        continue
+                    if st["conversion_ts"] is not None:
+                        rejected.append((i, "this token already converted"))
+                        continue
+                    st["conversion_ts"] = f.ts
+                billable = _BILLABLE[dv.pricing_model] == f.type
+                cost = dv.price if billable else 0.0
+                st["cost"] += cost
+                st["dirty"] = True
+                spend += cost
+                seen.add(f.event_id)
+                events.append(
+                    (f.event_id, int(f.type), dv.user_id, dv.ad_id, f.ts, dv.placement, cost, dv.iid, f.value, None)
+                )
+                row = daily.setdefault((dv.campaign_id, utc_day(f.ts)), [0, 0, 0, 0.0])
+                row[int(f.type)] += 1
+                row[3] += cost
+            cur = raw.cursor()
+            try:
+                cols = ", ".join(t.EVENT_COLUMNS)
+                marks = ", ".join([ph] * len(t.EVENT_COLUMNS))
+                if events:
+                    cur.executemany(f"INSERT INTO events ({cols}) VALUES ({marks})", events)
+                new = [
+                    (
+                        iid,
+                        s["delivery"].user_id,
+                        s["delivery"].ad_id,
+                        s["delivery"].campaign_id,
+                        s["delivery"].advertiser_id,
+                        s["delivery"].pricing_model,
+                        s["delivery"].price,
+                        s["delivery"].placement,
+                        s["delivery"].served_ts,
+                        s["impression_ts"],
+                        s["click_ts"],
+                        s["conversion_ts"],
+                        s["cost"],
+                    )
+                    for iid, s in state.items()
+                    if s["new"] and s.get("dirty")
+                ]
+                if new:
+                    dcols = ", ".join(c.name for c in d.columns)
+                    cur.executemany(f"INSERT INTO deliveries ({dcols}) VALUES ({', '.join([ph] * 13)})", new)
+                changed = [
+                    (s["click_ts"], s["conversion_ts"], s["cost"], iid)
+                    for iid, s in state.items()
+                    if not s["new"] and s.get("dirty")
+                ]
+                if changed:
+                    cur.executemany(
+                        f"UPDATE deliveries SET click_ts = {ph}, conversion_ts = {ph}, cost = {ph} WHERE iid = {ph}",
+                        changed,
+                    )
+                if daily:
+                    cur.executemany(
+                        "INSERT INTO delivery_daily (campaign_id, day, impressions, clicks, conversions, spend) "
+                        f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (campaign_id, day) DO UPDATE SET "
+                        "impressions = delivery_daily.impressions + excluded.impressions, "
+                        "clicks = delivery_daily.clicks + excluded.clicks, "
+                        "conversions = delivery_daily.conversions + excluded.conversions, "
+                        "spend = delivery_daily.spend + excluded.spend",
+                        [(c, day, int(v[0]), int(v[1]), int(v[2]), v[3]) for (c, day), v in daily.items()],
+                    )
+            finally:
+                cur.close()
+        return FeedbackResult(
+            received=len(feedback),
+            accepted=len(events),
+            duplicates=duplicates,
+            rejected=sorted(rejected),
+            spend=spend,
+        )
+
+    def delivery_times(self, user_id: str, since: float) -> list[tuple[str, str, float]]:
+        """``(campaign_id, ad_id, impression_ts)`` of the user's recorded impressions at or after ``since``."""
+        d = t.deliveries
+        query = select(d.c.campaign_id, d.c.ad_id, d.c.impression_ts).where(
+            d.c.user_id == user_id, d.c.impression_ts >= since
+        )
+        with self._engine.connect() as conn:
+            return [(str(r[0]), str(r[1]), float(r[2])) for r in conn.execute(query)]
+
+    def campaign_spend(self, day: str) -> dict[str, tuple[float, float]]:
+        """Campaign id → (spend on UTC ``day``, spend in total), for campaigns that spent anything."""
+        dd = t.delivery_daily
+        total = func.sum(dd.c.spend)
+        today = func.sum(case((dd.c.day == day, dd.c.spend), else_=0.0))
+        query = select(dd.c.campaign_id, today, total).group_by(dd.c.campaign_id)
+        with self._engine.connect() as conn:
+            return {str(r[0]): (float(r[1] or 0.0), float(r[2] or 0.0)) for r in conn.execute(query)}
+
+    def delivery_report(
+        self, campaign_ids: Sequence[str] | None = None, start_day: str | None = None, end_day: str | None = None
+    ) -> list[DailyDelivery]:
+        """Daily delivery rows (``YYYY-MM-DD`` days, inclusive bounds), ordered by campaign and day."""
+        dd = t.delivery_daily
+        query = select(dd).order_by(dd.c.campaign_id, dd.c.day)
+        if campaign_ids is not None:
+            query = query.where(dd.c.campaign_id.in_(list(campaign_ids)))
+        if start_day is not None:
+            query = query.where(dd.c.day >= start_day)
+        if end_day is not None:
+            query = query.where(dd.c.day <= end_day)
+        with self._engine.connect() as conn:
+            return [DailyDelivery(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def put_api_key(self, key: ApiKeyRecord) -> None:
+        with self._write_lock, self._engine.begin() as conn:
+            conn.execute(t.api_keys.insert().values(**asdict(key)))
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t.api_keys).where(t.api_keys.c.key_hash == key_hash)).mappings().first()
+        return ApiKeyRecord(**dict(row)) if row is not None else None
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.api_keys).order_by(t.api_keys.c.created_ts)).mappings()
+            return [ApiKeyRecord(**dict(r)) for r in rows]
+
+    def revoke_api_key(self, key_id: str) -> None:
+        with self._write_lock, self._engine.begin() as conn:
+            n = conn.execute(t.api_keys.update().where(t.api_keys.c.key_id == key_id).values(revoked=True)).rowcount
+        if n == 0:
+            raise NotFoundError(f"no API key with id {key_id!r}")
 
     # -- whole store -----------------------------------------------------------------------------------------
     def stats(self, top: int = 10) -> MarketStats:

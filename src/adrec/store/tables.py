@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -75,6 +75,9 @@ campaigns = Table(
     Column("end_ts", Float),
     Column("status", String(10), nullable=False),
     Column("targeting", JSON, nullable=False),
+    # Version 3 (nullable: rows written before it read back with the defaults).
+    Column("frequency", JSON),
+    Column("pacing", String(10)),
     Index("ix_campaigns_advertiser", "advertiser_id"),
 )
 
@@ -159,6 +162,52 @@ profile_interests = Table(
     Column("conversions", Integer, nullable=False),
     Column("last_ts", Float, nullable=False),
     Index("ix_profile_interests_value", "dimension", "value", "share"),
+)
+
+# Version 3: the serving ledger. One row per served ad (impression token), created by its impression event and
+# advanced by its click and conversion; it is what makes feedback idempotent per token and charges each at most once.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("iid", String(64), primary_key=True),
+    Column("user_id", ID, nullable=False),
+    Column("ad_id", ID, nullable=False),
+    Column("campaign_id", ID, nullable=False),
+    Column("advertiser_id", ID, nullable=False),
+    Column("pricing_model", String(3), nullable=False),
+    Column("price", Float, nullable=False),
+    Column("placement", String(100)),
+    Column("served_ts", Float, nullable=False),
+    Column("impression_ts", Float, nullable=False),
+    Column("click_ts", Float),
+    Column("conversion_ts", Float),
+    Column("cost", Float, nullable=False),
+    Index("ix_deliveries_user", "user_id", "impression_ts"),
+)
+
+# Per campaign and UTC day: what budgets, pacing and reports read. Updated in the transaction of the feedback.
+delivery_daily = Table(
+    "delivery_daily",
+    metadata,
+    Column("campaign_id", ID, primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("impressions", Integer, nullable=False),
+    Column("clicks", Integer, nullable=False),
+    Column("conversions", Integer, nullable=False),
+    Column("spend", Float, nullable=False),
+)
+
+# API keys of the HTTP API, stored as SHA-256 of the secret (keys are 256-bit random, so no slow hash is needed).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(40), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("advertiser_id", ID),
+    Column("name", String(200), nullable=False),
+    Column("created_ts", Float, nullable=False),
+    Column("revoked", Boolean, nullable=False),
 )
 
 EVENT_COLUMNS = tuple(c.name for c in events.columns)

@@ -1,0 +1,42 @@
+"""The ASGI application factory ``adrec serve`` runs (``uvicorn adrec.serving.main:app --factory``).
+
+Configured by the environment ``adrec serve`` sets: ``ADREC_SERVE_DB``, ``ADREC_SERVE_MODELS``,
+``ADREC_TOKEN_SECRET``, ``ADREC_SERVE_PIPELINE`` (JSON of :class:`PipelineConfig` fields) and
+``ADREC_SERVE_INDEX`` (JSON ``{"kind": ..., "params": {...}}`` of the vector index). Each worker process builds
+its own state from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from adrec.exceptions import ConfigError
+from adrec.serving.api import ServerState, create_app
+from adrec.serving.pipeline import PipelineConfig
+from adrec.serving.tokens import TokenSigner
+from adrec.store import open_store
+
+__all__ = ["app"]
+
+
+def app() -> FastAPI:
+    db = os.environ.get("ADREC_SERVE_DB")
+    secret = os.environ.get("ADREC_TOKEN_SECRET")
+    if not db or not secret:
+        raise ConfigError("ADREC_SERVE_DB and ADREC_TOKEN_SECRET must be set (start the server with `adrec serve`)")
+    models = os.environ.get("ADREC_SERVE_MODELS") or None
+    config = PipelineConfig(**json.loads(os.environ.get("ADREC_SERVE_PIPELINE") or "{}"))
+    index = json.loads(os.environ.get("ADREC_SERVE_INDEX") or "{}")
+    state = ServerState(
+        open_store(db),
+        Path(models) if models else None,
+        TokenSigner(secret),
+        config,
+        index_kind=index.get("kind", "auto"),
+        index_params=index.get("params"),
+    )
+    return create_app(state)

@@ -1,0 +1,670 @@
+"""The ad decision pipeline: eligibility → candidates → pCTR and eCPM → re-ranking → GSP auction → tokens.
+
+One implementation serves the HTTP API, the CLI and offline replay. It reads the ad library and budgets from the
+store, holds one :class:`ServingModel` (a trained model artifact with its vector index and calibration) behind an
+atomic reference, and can swap in a new model or a new catalogue snapshot while requests are in flight: a request
+reads the references once at its start and finishes on what it read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from adrec.data.schema import Device, EventType, User
+from adrec.exceptions import ConfigError, NotFoundError
+from adrec.models.artifact import Artifact
+from adrec.retrieval.index import ExactIndex, VectorIndex, build_index
+from adrec.serving.auction import ecpm as compute_ecpm
+from adrec.serving.auction import gsp_prices
+from adrec.serving.catalog import CatalogSnapshot, RequestContext
+from adrec.serving.tokens import TokenSigner
+from adrec.store.base import Delivery, Store
+from adrec.store.sql import utc_day
+
+__all__ = [
+    "Calibrator",
+    "Pipeline",
+    "PipelineConfig",
+    "Response",
+    "ServedAd",
+    "ServingModel",
+    "find_model_dir",
+]
+
+
+# -- calibration ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Calibrator:
+    """Platt scaling: ``pCTR = sigmoid(a * (score - mean) / std + b)``, fitted on logged impressions and clicks.
+
+    ``n`` is the number of impressions it was fitted on (0: not fitted; then ``base_rate`` is used for every ad
+    and ranking falls back to bid order within the candidates).
+    """
+
+    a: float = 0.0
+    b: float = -4.6
+    mean: float = 0.0
+    std: float = 1.0
+    base_rate: float = 0.01
+    n: int = 0
+    z_max: float = math.inf
+    """Standardised scores are clipped here (the 99.9th percentile of the fitting data): no extrapolation."""
+    held_out: bool = False
+    """True when fitted on impressions of pairs outside the model's training data (else in-sample: optimistic)."""
+
+    def __call__(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        z = np.minimum((np.asarray(scores, dtype=np.float64) - self.mean) / self.std, self.z_max)
+        return 1.0 / (1.0 + np.exp(-(self.a * z + self.b)))
+
+    @classmethod
+    def fit(
+        cls, scores: npt.ArrayLike, clicked: npt.ArrayLike, *, base_rate: float | None = None, iterations: int = 50
+    ) -> Calibrator:
+        """Logistic regression of the click on the standardised score (Newton's method, tiny L2 for stability).
+
+        ``base_rate`` is the pCTR of ads without a model score (default: the smoothed click rate of ``clicked``).
+        """
+        s = np.asarray(scores, dtype=np.float64)
+        y = np.asarray(clicked, dtype=np.float64)
+        base = float((y.sum() + 1.0) / (len(y) + 2.0))
+        prior = base if base_rate is None else base_rate
+        if len(s) < 50 or y.sum() == 0 or y.sum() == len(y):
+            return cls(b=math.log(base / (1 - base)), base_rate=prior, n=len(s))
+        mean, std = float(s.mean()), float(s.std()) or 1.0
+        x = np.stack([(s - mean) / std, np.ones_like(s)], axis=1)
+        w = np.array([0.0, math.log(base / (1 - base))])
+        for _ in range(iterations):
+            p = 1.0 / (1.0 + np.exp(-(x @ w)))
+            grad = x.T @ (p - y) + 1e-6 * w
+            hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+            step = np.linalg.solve(hess, grad)
+            w -= step
+            if np.abs(step).max() < 1e-8:
+                break
+        z_max = float(np.percentile(x[:, 0], 99.9))
+        return cls(a=float(w[0]), b=float(w[1]), mean=mean, std=std, base_rate=prior, n=len(s), z_max=z_max)
+
+
+# -- the model being served -------------------------------------------------------------------------------------
+def find_model_dir(path: str | Path) -> Path:
+    """The model folder to serve from ``path``: ``path`` itself if it is one (has ``ids.json``), else the folder
+    named in ``path/CURRENT``, else the most recently written model folder inside ``path``."""
+    root = Path(path)
+    if (root / "ids.json").is_file():
+        return root
+    if not root.is_dir():
+        raise NotFoundError(f"model folder {root} does not exist; train one with `adrec train --out {root}/NAME`")
+    current = root / "CURRENT"
+    if current.is_file():
+        chosen = root / current.read_text().strip()
+        if not (chosen / "ids.json").is_file():
+            raise NotFoundError(f"{current} names {chosen.name!r}, which is not a model folder")
+        return chosen
+    folders = [p for p in root.iterdir() if (p / "ids.json").is_file()]
+    if not folders:
+        raise NotFoundError(f"no model folder (with ids.json) in {root}; train one with `adrec train`")
+    return max(folders, key=lambda p: (p / "ids.json").stat().st_mtime)
+
+
+@dataclass
+class ServingModel:
+    """A trained model ready to serve: artifact, vector index over its item embeddings, calibration, popularity."""
+
+    artifact: Artifact
+    version: str
+    calibrator: Calibrator
+    index: VectorIndex | None
+    popularity: npt.NDArray[np.float64]
+    loaded_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        store: Store | None = None,
+        *,
+        index_kind: str = "auto",
+        index_params: dict[str, Any] | None = None,
+        max_impressions: int = 200_000,
+    ) -> ServingModel:
+        folder = find_model_dir(path)
+        artifact = Artifact.load(folder)
+        return cls.from_artifact(
+            artifact,
+            store,
+            version=folder.name,
+            index_kind=index_kind,
+            index_params=index_params,
+            max_impressions=max_impressions,
+        )
+
+    @classmethod
+    def from_artifact(
+        cls,
+        artifact: Artifact,
+        store: Store | None = None,
+        *,
+        version: str = "in-memory",
+        index_kind: str = "auto",
+        index_params: dict[str, Any] | None = None,
+        max_impressions: int = 200_000,
+    ) -> ServingModel:
+        """Build the vector index (``index_kind``: auto, exact, ivf, hnsw; see :func:`build_index`) and calibrate
+        pCTR on the store's logged impressions."""
+        items = artifact.model.item_embeddings
+        index = build_index(items, index_kind, **(index_params or {})) if items is not None else None
+        popularity = np.asarray(artifact.seen.sum(axis=0)).ravel().astype(np.float64)
+        calibrator = _fit_calibrator(artifact, store, max_impressions) if store is not None else Calibrator()
+        return cls(artifact, version, calibrator, index, popularity)
+
+
+def _fit_calibrator(artifact: Artifact, store: Store, max_impressions: int) -> Calibrator:
+    """Fit pCTR on the store's logged impressions (the first ``max_impressions``) of users and ads the model knows.
+
+    Each click of a user on an ad labels one of that pair's impressions as clicked (clicks beyond the pair's
+    impressions are ignored), so the fitted rate is the per-impression click rate.
+    """
+    users: list[str] = []
+    ads: list[str] = []
+    clicks: Counter[tuple[str, str]] = Counter()
+    n = 0
+    for batch in store.iter_events(types=[EventType.IMPRESSION, EventType.CLICK], batch_size=100_000):
+        imp = batch.type == int(EventType.IMPRESSION)
+        users += batch.user_id[imp].tolist()
+        ads += batch.ad_id[imp].tolist()
+        clk = ~imp
+        clicks.update(zip(batch.user_id[clk].tolist(), batch.ad_id[clk].tolist(), strict=True))
+        n += int(imp.sum())
+        if n >= max_impressions:
+            break
+    if not users:
+        return Calibrator()
+    u = artifact.users.transform(users, missing=-1)
+    i = artifact.items.transform(ads, missing=-1)
+    known = (u >= 0) & (i >= 0)
+    labels = np.zeros(len(users), dtype=np.float64)
+    for j, pair in enumerate(zip(users, ads, strict=True)):
+        if clicks[pair] > 0:
+            labels[j] = 1.0
+            clicks[pair] -= 1
+    overall = float((labels.sum() + 1.0) / (len(labels) + 2.0))  # for ads and users the model does not know
+    if known.sum() == 0:
+        return Calibrator.fit([], labels, base_rate=overall)
+    # Pairs the model was trained on score high because it saw their clicks: fitted on them, pCTR comes out far
+    # too confident. Prefer impressions of pairs outside the training matrix (later clicks are their positives).
+    in_train = np.zeros(len(u), dtype=bool)
+    in_train[known] = np.asarray(artifact.seen[u[known], i[known]]).ravel() != 0
+    held_out = known & ~in_train
+    chosen = held_out if labels[held_out].sum() >= 50 else known
+    scores = artifact.model.score(u[chosen], i[chosen])
+    fitted = Calibrator.fit(scores, labels[chosen], base_rate=overall)
+    return dataclasses.replace(fitted, held_out=bool(chosen is held_out))
+
+
+# -- responses --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServedAd:
+    """One ad of a response, with everything that decided it."""
+
+    rank: int
+    ad_id: str
+    campaign_id: str
+    advertiser_id: str
+    title: str
+    body: str
+    image_url: str | None
+    landing_url: str | None
+    category: str | None
+    brand: str | None
+    product_price: float | None
+    pricing_model: str
+    bid: float
+    price: float
+    """Charge per billable event (click for CPC, impression for CPM, conversion for CPA); never above the bid."""
+    pctr: float
+    ecpm: float
+    score: float | None
+    source: str
+    """``model`` (nearest neighbours or exact model scores), ``popular`` (fallback) or ``explore`` (fresh ad)."""
+    rules: list[str]
+    token: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "ad_id": self.ad_id,
+            "campaign_id": self.campaign_id,
+            "advertiser_id": self.advertiser_id,
+            "creative": {
+                "title": self.title,
+                "body": self.body,
+                "image_url": self.image_url,
+                "landing_url": self.landing_url,
+                "category": self.category,
+                "brand": self.brand,
+                "product_price": self.product_price,
+            },
+            "pricing_model": self.pricing_model,
+            "bid": self.bid,
+            "price": self.price,
+            "explanation": {
+                "source": self.source,
+                "similarity": self.score,
+                "pctr": self.pctr,
+                "ecpm": self.ecpm,
+                "price": self.price,
+                "rules": self.rules,
+            },
+            "token": self.token,
+        }
+
+
+@dataclass(frozen=True)
+class Response:
+    request_id: str
+    user_id: str
+    model_version: str | None
+    ads: list[ServedAd]
+    eligible: int
+    """How many ads passed eligibility."""
+    cold_start: bool
+    """True when the user had no behavioural candidates (unknown to the model, or no consent)."""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "user_id": self.user_id,
+            "model_version": self.model_version,
+            "cold_start": self.cold_start,
+            "eligible_ads": self.eligible,
+            "ads": [a.as_dict() for a in self.ads],
+        }
+
+
+# -- the pipeline -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Knobs of the decision pipeline, with their defaults.
+
+    n_candidates: how many nearest neighbours (or top model scores) enter ranking.
+    explore_share: share of slots kept for fresh ads (ads the model has not seen), when any are eligible.
+    max_per_advertiser: most ads of one advertiser in one response.
+    category_decay: eCPM multiplier per ad of the same category already placed (1 = no diversity pressure).
+    reserve_ecpm: floor price in eCPM; ads below it are not shown.
+    pcvr: conversion probability per click used for CPA eCPM until a CVR model is plugged in.
+    spend_refresh_s: how often budgets are re-read from the store (feedback through this process refreshes at once).
+    """
+
+    n_candidates: int = 200
+    explore_share: float = 0.1
+    max_per_advertiser: int = 2
+    category_decay: float = 0.7
+    reserve_ecpm: float = 0.0
+    pcvr: float = 0.05
+    spend_refresh_s: float = 1.0
+
+
+@dataclass
+class _Binding:
+    """A catalogue snapshot bound to a model: which model item each ad is, and back."""
+
+    catalog: CatalogSnapshot
+    model: ServingModel | None
+    item_of_ad: npt.NDArray[np.int64]
+    ad_of_item: npt.NDArray[np.int64]
+    fresh: npt.NDArray[np.bool_]
+    popularity: npt.NDArray[np.float64]
+    popular_order: npt.NDArray[np.int64] = field(default_factory=lambda: np.array([], dtype=np.int64))
+    """Warm ads (known to the model), most popular first: the cold-start fallback walks it."""
+
+    @classmethod
+    def make(cls, catalog: CatalogSnapshot, model: ServingModel | None) -> _Binding:
+        n_items = len(model.artifact.items) if model is not None else 0
+        if model is not None and catalog.n_ads:
+            item_of_ad = model.artifact.items.transform(catalog.ad_ids.tolist(), missing=-1)
+        else:
+            item_of_ad = np.full(catalog.n_ads, -1, dtype=np.int64)
+        ad_of_item = np.full(n_items, -1, dtype=np.int64)
+        known = item_of_ad >= 0
+        ad_of_item[item_of_ad[known]] = np.flatnonzero(known)
+        popularity = np.zeros(catalog.n_ads, dtype=np.float64)
+        if model is not None:
+            popularity[known] = model.popularity[item_of_ad[known]]
+        warm = np.flatnonzero(known)
+        order = warm[np.argsort(-popularity[warm], kind="stable")]
+        return cls(catalog, model, item_of_ad, ad_of_item, ~known, popularity, order)
+
+
+class Pipeline:
+    """Decides which ads a user sees and at what price.
+
+    Parameters
+    ----------
+    store
+        Where the ad library, users, profiles, budgets and frequency history live.
+    model
+        The model to serve (``None``: popularity-free fallback, every user is cold).
+    signer
+        Signs impression tokens.
+    config
+        See :class:`PipelineConfig`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        model: ServingModel | None,
+        signer: TokenSigner,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.config = config or PipelineConfig()
+        self._lock = threading.Lock()
+        self._binding = _Binding.make(self._load_catalog(), model)
+        self._spend: tuple[float, str, npt.NDArray[np.float64], CatalogSnapshot] | None = None
+
+    # -- swapping ---------------------------------------------------------------------------------------------
+    @property
+    def model(self) -> ServingModel | None:
+        return self._binding.model
+
+    @property
+    def catalog(self) -> CatalogSnapshot:
+        return self._binding.catalog
+
+    def swap_model(self, model: ServingModel) -> None:
+        """Serve ``model`` from the next request on (requests in flight finish on the old one)."""
+        with self._lock:
+            self._binding = _Binding.make(self._binding.catalog, model)
+
+    def refresh_catalog(self) -> None:
+        """Re-read campaigns and ads from the store (after the library changed)."""
+        catalog = self._load_catalog()
+        with self._lock:
+            self._binding = _Binding.make(catalog, self._binding.model)
+            self._spend = None
+
+    def refresh_spend(self) -> None:
+        """Forget cached budgets: the next request re-reads spend from the store."""
+        self._spend = None
+
+    def _load_catalog(self) -> CatalogSnapshot:
+        campaigns = [c for batch in self.store.iter_campaigns() for c in batch]
+        ads = [a for batch in self.store.iter_ads() for a in batch]
+        return CatalogSnapshot.build(campaigns, ads)
+
+    def _spent(self, binding: _Binding, now: float) -> npt.NDArray[np.float64]:
+        cached = self._spend
+        day = utc_day(now)
+        if (
+            cached is not None
+            and cached[3] is binding.catalog
+            and cached[1] == day
+            and now - cached[0] < self.config.spend_refresh_s
+        ):
+            return cached[2]
+        spent = binding.catalog.spend_array(self.store.campaign_spend(day))
+        self._spend = (now, day, spent, binding.catalog)
+        return spent
+
+    # -- the decision -----------------------------------------------------------------------------------------
+    def _user(self, user_id: str) -> tuple[User | None, list[str]]:
+        """The user's declared record and the interests targeting may use (none without consent)."""
+        try:
+            profile = self.store.get_profile(user_id)
+        except NotFoundError:
+            return None, []
+        user = profile.user
+        if not user.consent:
+            return user, []
+        interests = list(user.interests)
+        if profile.behaviour is not None:
+            interests += [name for name, _, _ in profile.behaviour.top_interests("category", 5)]
+        return user, interests
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        *,
+        placement: str | None = None,
+        device: Device | None = None,
+        region: str | None = None,
+        exclude_advertisers: Sequence[str] = (),
+        now: float | None = None,
+        request_id: str | None = None,
+    ) -> Response:
+        """Up to ``k`` ads for ``user_id``, ranked, priced and explained (never empty when an ad is eligible)."""
+        if k < 1:
+            raise ConfigError(f"k must be >= 1 (got {k})")
+        t0 = time.perf_counter()
+        binding = self._binding  # one read: a concurrent swap does not affect this request
+        catalog, model = binding.catalog, binding.model
+        now = time.time() if now is None else now
+        request_id = request_id or uuid.uuid4().hex
+        ctx = RequestContext(now, placement, device, region, frozenset(exclude_advertisers))
+        user, interests = self._user(user_id)
+        deliveries = self.store.delivery_times(user_id, now - catalog.max_window) if catalog.max_window else []
+        t1 = time.perf_counter()
+        spent = self._spent(binding, now)
+        mask = catalog.eligible_ads(user, interests, ctx, {}, deliveries, spent)
+        eligible = np.flatnonzero(mask)
+        t2 = time.perf_counter()
+        behavioural = user is not None and user.consent
+        u = -1
+        if behavioural and model is not None and user_id in model.artifact.users:
+            u = model.artifact.users.index(user_id)
+        cand, scores, source = self._candidates(binding, u, eligible, k)
+        t3 = time.perf_counter()
+        ads = self._rank(binding, cand, scores, source, k, user, user_id, interests, ctx, request_id)
+        t4 = time.perf_counter()
+        timings = {
+            "lookup": (t1 - t0) * 1e3,
+            "eligibility": (t2 - t1) * 1e3,
+            "candidates": (t3 - t2) * 1e3,
+            "rank_auction": (t4 - t3) * 1e3,
+        }
+        return Response(
+            request_id,
+            user_id,
+            model.version if model is not None else None,
+            ads,
+            len(eligible),
+            u < 0,
+            timings,
+        )
+
+    def _candidates(
+        self, b: _Binding, u: int, eligible: npt.NDArray[np.int64], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.object_]]:
+        """Candidate ads (catalogue indices), their model scores (NaN where none) and where each came from."""
+        cfg = self.config
+        parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], str]] = []
+        if len(eligible) == 0:
+            return np.array([], dtype=np.int64), np.array([]), np.array([], dtype=object)
+        is_eligible = np.zeros(b.catalog.n_ads, dtype=bool)
+        is_eligible[eligible] = True
+        if u >= 0 and b.model is not None:
+            model = b.model
+            warm = eligible[b.item_of_ad[eligible] >= 0]
+            got = np.array([], dtype=np.int64)
+            got_scores = np.array([], dtype=np.float64)
+            if model.index is not None:
+                query = model.artifact.model.user_embeddings[[u]]  # type: ignore[index]
+                items, sims = model.index.search(query, cfg.n_candidates)
+                ads = np.where(items[0] >= 0, b.ad_of_item[np.maximum(items[0], 0)], -1)
+                keep = (ads >= 0) & is_eligible[np.maximum(ads, 0)]
+                got, got_scores = ads[keep], sims[0][keep].astype(np.float64)
+                if len(got) < min(k, len(warm)):
+                    # Targeting removed most neighbours: exact search over the eligible ads (the reference path).
+                    exact = ExactIndex(model.artifact.model.item_embeddings[b.item_of_ad[warm]])  # type: ignore[index]
+                    ids, sims2 = exact.search(query, min(cfg.n_candidates, len(warm)))
+                    valid = ids[0] >= 0
+                    got, got_scores = warm[ids[0][valid]], sims2[0][valid].astype(np.float64)
+            elif len(warm):
+                s = model.artifact.model.score(np.full(len(warm), u), b.item_of_ad[warm]).astype(np.float64)
+                top = np.argsort(-s, kind="stable")[: cfg.n_candidates]
+                got, got_scores = warm[top], s[top]
+            parts.append((got, got_scores, "model"))
+        chosen = np.concatenate([p[0] for p in parts]) if parts else np.array([], dtype=np.int64)
+        need = max(k * 3 - len(chosen), 0)
+        if need:
+            open_ = is_eligible.copy()
+            open_[chosen] = False
+            ranked = b.popular_order[open_[b.popular_order]][:need]
+            if len(ranked):
+                parts.append((ranked, np.full(len(ranked), np.nan), "popular"))
+        fresh = eligible[b.fresh[eligible]]
+        if len(fresh):  # the exploration share reserves slots for them; they also fill what nothing else can
+            parts.append((fresh, np.full(len(fresh), np.nan), "explore"))
+        ids = np.concatenate([p[0] for p in parts]) if parts else np.array([], dtype=np.int64)
+        scores = np.concatenate([p[1] for p in parts]) if parts else np.array([])
+        source = np.concatenate([np.full(len(p[0]), p[2], dtype=object) for p in parts]) if parts else np.array([])
+        return ids, scores, source
+
+    def _rank(
+        self,
+        b: _Binding,
+        cand: npt.NDArray[np.int64],
+        scores: npt.NDArray[np.float64],
+        source: npt.NDArray[np.object_],
+        k: int,
+        user: User | None,
+        user_id: str,
+        interests: list[str],
+        ctx: RequestContext,
+        request_id: str,
+    ) -> list[ServedAd]:
+        cfg = self.config
+        if len(cand) == 0:
+            return []
+        cat = b.catalog
+        calibrator = b.model.calibrator if b.model is not None else Calibrator()
+        pctr = np.where(np.isnan(scores), calibrator.base_rate, calibrator(np.nan_to_num(scores)))
+        camp = cat.ad_campaign[cand]
+        pricing = cat.c_pricing[camp]
+        bid = cat.c_bid[camp]
+        pcvr = np.full(len(cand), cfg.pcvr)
+        values = compute_ecpm(pricing, bid, pctr, pcvr)
+        above = values >= cfg.reserve_ecpm
+        cand, scores, source, camp = cand[above], scores[above], source[above], camp[above]
+        pctr, pricing, bid, pcvr, values = pctr[above], pricing[above], bid[above], pcvr[above], values[above]
+        if len(cand) == 0:
+            return []
+        explore = source == "explore"
+        rng = np.random.default_rng(int(request_id[:8], 16) if _is_hex(request_id[:8]) else None)
+        # The share is met on average: k * share slots, the fraction by chance (k = 1 explores 10 % of the time).
+        share = k * cfg.explore_share
+        n_explore = min(int(explore.sum()), int(share) + int(rng.random() < share - int(share)))
+        order = np.argsort(-values, kind="stable")
+        exploit_order = order[~explore[order]]
+        explore_pool = np.flatnonzero(explore)
+        explore_pick = rng.permutation(explore_pool)[:n_explore] if n_explore else np.array([], dtype=np.int64)
+        picked = self._rerank(cat, cand, values, exploit_order, k - len(explore_pick))
+        picked += [int(i) for i in explore_pick]
+        if len(picked) < k:  # not enough exploit candidates: fill with the remaining explore ones
+            extra = [int(i) for i in rng.permutation(explore_pool) if int(i) not in picked]
+            picked += extra[: k - len(picked)]
+        picked.sort(key=lambda i: -values[i])
+        picked_set = set(picked)
+        losers = [values[i] for i in order if int(i) not in picked_set]
+        next_value = float(losers[0]) if losers else 0.0
+        sel = np.array(picked, dtype=np.int64)
+        prices = gsp_prices(values[sel], next_value, pricing[sel], bid[sel], pctr[sel], pcvr[sel], cfg.reserve_ecpm)
+        out: list[ServedAd] = []
+        for rank, (i, price) in enumerate(zip(sel.tolist(), prices.tolist(), strict=True), start=1):
+            a = int(cand[i])
+            ad = cat.ads[a]
+            campaign = cat.campaigns[int(camp[i])]
+            delivery = Delivery(
+                iid=f"{request_id}-{rank}",
+                user_id=user_id,
+                ad_id=ad.ad_id,
+                campaign_id=campaign.campaign_id,
+                advertiser_id=campaign.advertiser_id,
+                pricing_model=str(pricing[i]),
+                price=round(float(price), 6),
+                served_ts=ctx.now,
+                placement=ctx.placement,
+            )
+            score = None if np.isnan(scores[i]) else float(scores[i])
+            out.append(
+                ServedAd(
+                    rank=rank,
+                    ad_id=ad.ad_id,
+                    campaign_id=campaign.campaign_id,
+                    advertiser_id=campaign.advertiser_id,
+                    title=ad.title,
+                    body=ad.body,
+                    image_url=ad.image_url,
+                    landing_url=ad.landing_url,
+                    category=ad.category,
+                    brand=ad.brand,
+                    product_price=ad.price,
+                    pricing_model=str(pricing[i]),
+                    bid=float(bid[i]),
+                    price=delivery.price,
+                    pctr=float(pctr[i]),
+                    ecpm=float(values[i]),
+                    score=score,
+                    source=str(source[i]),
+                    rules=cat.explain(a, user, interests, ctx),
+                    token=self.signer.sign(delivery),
+                )
+            )
+        return out
+
+    def _rerank(
+        self,
+        cat: CatalogSnapshot,
+        cand: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+        order: npt.NDArray[np.intp],
+        k: int,
+    ) -> list[int]:
+        """Greedy re-ranking: at most ``max_per_advertiser`` per advertiser, eCPM decayed per repeated category."""
+        cfg = self.config
+        if k <= 0 or len(order) == 0:
+            return []
+        pool = order[: max(k * 10, 50)]
+        ads = cand[pool]
+        adv = cat.ad_advertiser_code[ads]
+        category = cat.ad_category_code[ads]
+        base = values[pool]
+        adv_count = np.zeros(cat.n_advertiser_codes, dtype=np.int64)
+        cat_count = np.zeros(cat.n_category_codes, dtype=np.int64)
+        taken = np.zeros(len(pool), dtype=bool)
+        picked: list[int] = []
+        for _ in range(min(k, len(pool))):
+            adjusted = base * cfg.category_decay ** cat_count[category]
+            adjusted[taken | (adv_count[adv] >= cfg.max_per_advertiser)] = -np.inf
+            best = int(np.argmax(adjusted))
+            if not np.isfinite(adjusted[best]):
+                break
+            taken[best] = True
+            adv_count[adv[best]] += 1
+            cat_count[category[best]] += 1
+            picked.append(int(pool[best]))
+        return picked
+
+
+def _is_hex(s: str) -> bool:
+    try:
+        int(s, 16)
+    except ValueError:
+        return False
+    return bool(s)

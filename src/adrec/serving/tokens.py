@@ -1,0 +1,81 @@
+"""Signed impression tokens: what the server served, carried by the client back to ``POST /v1/events``.
+
+A token is ``base64url(JSON payload) "." base64url(HMAC-SHA256(secret, payload))``. The payload is the
+:class:`~adrec.store.base.Delivery` (user, ad, campaign, price charged per billable event, time). The events endpoint
+trusts prices and ids only from a verified token, never from the client, so a client cannot bill an ad it was not
+served or change a price.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+
+from adrec.exceptions import TokenError
+from adrec.store.base import Delivery
+
+__all__ = ["TokenSigner", "new_secret"]
+
+_FIELDS = ("iid", "user_id", "ad_id", "campaign_id", "advertiser_id", "pricing_model", "price", "served_ts")
+
+
+def new_secret() -> str:
+    """A random 256-bit signing secret (URL-safe text)."""
+    return secrets.token_urlsafe(32)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class TokenSigner:
+    """Signs and verifies impression tokens.
+
+    Parameters
+    ----------
+    secret
+        The HMAC key; every server that verifies tokens needs the same one.
+    max_age_s
+        How long after serving a token is accepted (default 30 days: conversions can come late).
+    """
+
+    def __init__(self, secret: str, *, max_age_s: float = 30 * 86_400.0) -> None:
+        if len(secret) < 16:
+            raise TokenError("the token secret must be at least 16 characters")
+        self._key = secret.encode()
+        self.max_age_s = max_age_s
+
+    def _mac(self, body: str) -> str:
+        return _b64(hmac.digest(self._key, body.encode(), hashlib.sha256))
+
+    def sign(self, delivery: Delivery) -> str:
+        payload = [getattr(delivery, f) for f in _FIELDS] + [delivery.placement]
+        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+        return f"{body}.{self._mac(body)}"
+
+    def verify(self, token: str, *, now: float | None = None) -> Delivery:
+        """The delivery a token carries; :class:`TokenError` when it is malformed, forged or expired."""
+        body, sep, mac = token.partition(".")
+        if not sep or not body or not mac:
+            raise TokenError("malformed token (expected two dot-separated parts)")
+        if not hmac.compare_digest(self._mac(body), mac):
+            raise TokenError("token signature does not match (forged, altered or signed with another secret)")
+        try:
+            values = json.loads(_unb64(body))
+            if len(values) != len(_FIELDS) + 1:
+                raise ValueError
+            delivery = Delivery(*values)  # the payload is in field order: _FIELDS, then placement
+        except (ValueError, TypeError):
+            raise TokenError("malformed token payload") from None
+        now = time.time() if now is None else now
+        if now - delivery.served_ts > self.max_age_s:
+            raise TokenError(f"token expired (served {now - delivery.served_ts:.0f} s ago)")
+        return delivery
