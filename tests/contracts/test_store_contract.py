@@ -492,3 +492,20 @@ def test_campaign_frequency_caps_and_pacing_round_trip(store: Store) -> None:
     )
     store.upsert_campaigns([c])
     assert store.get_campaign("c1") == c
+
+
+def test_segment_click_counts_by_gender_and_age_band(store: Store) -> None:
+    store.upsert_users(
+        [
+            User(user_id="f30", gender=Gender.FEMALE, age=30),
+            User(user_id="f33", gender=Gender.FEMALE, age=33),
+            User(user_id="m50", gender=Gender.MALE, age=50),
+        ]
+    )
+    clicks = [("f30", "a1"), ("f33", "a1"), ("f33", "a2"), ("m50", "a2"), ("anon", "a3")]
+    store.append_events(
+        [Event(event_id=f"k{i}", type=EventType.CLICK, user_id=u, ad_id=a, ts=1.0) for i, (u, a) in enumerate(clicks)]
+        + [Event(event_id="imp", type=EventType.IMPRESSION, user_id="f30", ad_id="a3", ts=1.0)]
+    )
+    assert store.segment_click_counts() == {"female|25-34": [("a1", 2), ("a2", 1)], "male|45-54": [("a2", 1)]}
+    assert store.segment_click_counts(limit=1)["female|25-34"] == [("a1", 2)]

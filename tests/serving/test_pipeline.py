@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from serving_helpers import GROUPS, PER, SECRET, ad_id, blocks_model, fill, user_id
 
-from adrec.data.schema import Ad, Campaign, EventType, FrequencyCap, Pacing, PricingModel, Targeting, User
+from adrec.data.schema import Ad, Campaign, Event, EventType, FrequencyCap, Pacing, PricingModel, Targeting, User
 from adrec.serving.pipeline import Pipeline, PipelineConfig
 from adrec.serving.tokens import TokenSigner
 from adrec.store import Feedback, Store, open_store
@@ -209,3 +209,21 @@ def test_model_swap_under_concurrent_requests_drops_nothing(store: Store) -> Non
     assert not errors
     assert len(versions) > 1
     assert p.model is not None and p.model.version == "v19"
+
+
+def test_cold_users_get_what_their_demographic_segment_clicks(store: Store) -> None:
+    # u-0-1 and u-2-1 are women of 30: their segment (female|25-34) clicks ad-3-0 most, then ad-1-4.
+    clicks = [("u-0-1", "ad-3-0"), ("u-2-1", "ad-3-0"), ("u-0-1", "ad-1-4")]
+    store.append_events(
+        [
+            Event(event_id=f"k{n}", type=EventType.CLICK, user_id=u, ad_id=a, ts=NOW - 100)
+            for n, (u, a) in enumerate(clicks)
+        ]
+    )
+    assert store.segment_click_counts()["female|25-34"] == [("ad-3-0", 2), ("ad-1-4", 1)]
+    store.upsert_users([User(user_id="new-f", gender="female", age=31), User(user_id="new-m", gender="male", age=31)])
+    p = pipeline(store)
+    r = p.recommend("new-f", 3, now=NOW)
+    assert r.cold_start
+    assert [(a.ad_id, a.source) for a in r.ads[:2]] == [("ad-3-0", "segment"), ("ad-1-4", "segment")]
+    assert {a.source for a in p.recommend("new-m", 3, now=NOW).ads} == {"popular"}  # no clicks in that segment

@@ -78,7 +78,7 @@ class ServerState:
             raise NotFoundError("the server was started without --models")
         with self._reload_lock:
             model = ServingModel.load(find_model_dir(self.models_dir), self.store, **self.index)  # type: ignore[arg-type]
-            self.pipeline.swap_model(model)
+            self.pipeline.swap_model(model, refresh_segments=True)
         return model
 
 

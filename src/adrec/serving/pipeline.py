@@ -30,7 +30,7 @@ from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
 from adrec.serving.catalog import CatalogSnapshot, RequestContext
 from adrec.serving.tokens import TokenSigner
-from adrec.store.base import Delivery, Store
+from adrec.store.base import Delivery, Store, demographic_segment
 from adrec.store.sql import utc_day
 
 __all__ = [
@@ -237,7 +237,8 @@ class ServedAd:
     ecpm: float
     score: float | None
     source: str
-    """``model`` (nearest neighbours or exact model scores), ``popular`` (fallback) or ``explore`` (fresh ad)."""
+    """``model`` (nearest neighbours or exact model scores), ``segment`` (most clicked by the user's demographic
+    segment), ``popular`` (most clicked overall) or ``explore`` (a fresh ad)."""
     rules: list[str]
     token: str
 
@@ -329,9 +330,16 @@ class _Binding:
     popularity: npt.NDArray[np.float64]
     popular_order: npt.NDArray[np.int64] = field(default_factory=lambda: np.array([], dtype=np.int64))
     """Warm ads (known to the model), most popular first: the cold-start fallback walks it."""
+    segment_order: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    """Per demographic segment, the catalogue's ads its users clicked most, first: walked before ``popular_order``."""
 
     @classmethod
-    def make(cls, catalog: CatalogSnapshot, model: ServingModel | None) -> _Binding:
+    def make(
+        cls,
+        catalog: CatalogSnapshot,
+        model: ServingModel | None,
+        segments: dict[str, list[tuple[str, int]]] | None = None,
+    ) -> _Binding:
         n_items = len(model.artifact.items) if model is not None else 0
         if model is not None and catalog.n_ads:
             item_of_ad = model.artifact.items.transform(catalog.ad_ids.tolist(), missing=-1)
@@ -345,7 +353,11 @@ class _Binding:
             popularity[known] = model.popularity[item_of_ad[known]]
         warm = np.flatnonzero(known)
         order = warm[np.argsort(-popularity[warm], kind="stable")]
-        return cls(catalog, model, item_of_ad, ad_of_item, ~known, popularity, order)
+        segment_order = {
+            seg: np.array([catalog.ad_index[a] for a, _ in ads if a in catalog.ad_index], dtype=np.int64)
+            for seg, ads in (segments or {}).items()
+        }
+        return cls(catalog, model, item_of_ad, ad_of_item, ~known, popularity, order, segment_order)
 
 
 class Pipeline:
@@ -374,7 +386,8 @@ class Pipeline:
         self.signer = signer
         self.config = config or PipelineConfig()
         self._lock = threading.Lock()
-        self._binding = _Binding.make(self._load_catalog(), model)
+        self._segments = store.segment_click_counts()
+        self._binding = _Binding.make(self._load_catalog(), model, self._segments)
         self._spend: tuple[float, str, npt.NDArray[np.float64], CatalogSnapshot] | None = None
 
     # -- swapping ---------------------------------------------------------------------------------------------
@@ -386,16 +399,22 @@ class Pipeline:
     def catalog(self) -> CatalogSnapshot:
         return self._binding.catalog
 
-    def swap_model(self, model: ServingModel) -> None:
-        """Serve ``model`` from the next request on (requests in flight finish on the old one)."""
+    def swap_model(self, model: ServingModel, *, refresh_segments: bool = False) -> None:
+        """Serve ``model`` from the next request on (requests in flight finish on the old one).
+
+        ``refresh_segments`` also re-reads the segments' most-clicked ads (a scan of the clicks: done with model
+        reloads, not with every catalogue change).
+        """
+        if refresh_segments:
+            self._segments = self.store.segment_click_counts()
         with self._lock:
-            self._binding = _Binding.make(self._binding.catalog, model)
+            self._binding = _Binding.make(self._binding.catalog, model, self._segments)
 
     def refresh_catalog(self) -> None:
         """Re-read campaigns and ads from the store (after the library changed)."""
         catalog = self._load_catalog()
         with self._lock:
-            self._binding = _Binding.make(catalog, self._binding.model)
+            self._binding = _Binding.make(catalog, self._binding.model, self._segments)
             self._spend = None
 
     def refresh_spend(self) -> None:
@@ -468,7 +487,8 @@ class Pipeline:
         u = -1
         if behavioural and model is not None and user_id in model.artifact.users:
             u = model.artifact.users.index(user_id)
-        cand, scores, source = self._candidates(binding, u, eligible, k)
+        segment = demographic_segment(user.gender.value, user.age) if user is not None else None
+        cand, scores, source = self._candidates(binding, u, eligible, k, segment)
         t3 = time.perf_counter()
         ads = self._rank(binding, cand, scores, source, k, user, user_id, interests, ctx, request_id)
         t4 = time.perf_counter()
@@ -489,7 +509,7 @@ class Pipeline:
         )
 
     def _candidates(
-        self, b: _Binding, u: int, eligible: npt.NDArray[np.int64], k: int
+        self, b: _Binding, u: int, eligible: npt.NDArray[np.int64], k: int, segment: str | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.object_]]:
         """Candidate ads (catalogue indices), their model scores (NaN where none) and where each came from."""
         cfg = self.config
@@ -525,8 +545,15 @@ class Pipeline:
         if need:
             open_ = is_eligible.copy()
             open_[chosen] = False
+            by_segment = b.segment_order.get(segment) if segment is not None else None
+            if by_segment is not None and len(by_segment):
+                ranked = by_segment[open_[by_segment]][:need]
+                if len(ranked):
+                    parts.append((ranked, np.full(len(ranked), np.nan), "segment"))
+                    open_[ranked] = False
+                    need -= len(ranked)
             ranked = b.popular_order[open_[b.popular_order]][:need]
-            if len(ranked):
+            if len(ranked) and need > 0:
                 parts.append((ranked, np.full(len(ranked), np.nan), "popular"))
         fresh = eligible[b.fresh[eligible]]
         if len(fresh):  # the exploration share reserves slots for them; they also fill what nothing else can

@@ -29,6 +29,7 @@ __all__ = [
     "IngestResult",
     "MarketStats",
     "Store",
+    "demographic_segment",
     "open_store",
     "register_backend",
     "registered_schemes",
@@ -157,6 +158,15 @@ class DailyDelivery:
         return self.spend / self.conversions if self.conversions else None
 
 
+def demographic_segment(gender: str | None, age: int | None) -> str:
+    """The coarse audience a user falls in for cold-start popularity: ``gender|age band`` (e.g. ``female|25-34``)."""
+    band = "?" if age is None else next((b for lo, hi, b in _BANDS if lo <= age <= hi), "65+")
+    return f"{gender or 'unknown'}|{band}"
+
+
+_BANDS = ((0, 17, "<18"), (18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"), (55, 64, "55-64"))
+
+
 @dataclass(frozen=True)
 class ApiKeyRecord:
     """A stored API key: only the SHA-256 of the secret is kept."""
@@ -225,6 +235,7 @@ class Store(Protocol):
     def delivery_report(
         self, campaign_ids: Sequence[str] | None = None, start_day: str | None = None, end_day: str | None = None
     ) -> list[DailyDelivery]: ...
+    def segment_click_counts(self, limit: int = 200) -> dict[str, list[tuple[str, int]]]: ...
     def put_api_key(self, key: ApiKeyRecord) -> None: ...
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
     def list_api_keys(self) -> list[ApiKeyRecord]: ...

@@ -60,6 +60,7 @@ from adrec.store.base import (
     FeedbackResult,
     IngestResult,
     MarketStats,
+    demographic_segment,
     register_backend,
 )
 from adrec.store.migrations import migrate
@@ -856,6 +857,23 @@ class SqlStore:
             query = query.where(dd.c.day <= end_day)
         with self._engine.connect() as conn:
             return [DailyDelivery(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def segment_click_counts(self, limit: int = 200) -> dict[str, list[tuple[str, int]]]:
+        """Per demographic segment (:func:`~adrec.store.base.demographic_segment`), its most-clicked ads with their
+        click counts, most clicked first (at most ``limit`` per segment). Users without a record are left out."""
+        e, u = t.events, t.users
+        query = (
+            select(u.c.gender, u.c.age, e.c.ad_id, func.count())
+            .select_from(e.join(u, u.c.user_id == e.c.user_id))
+            .where(e.c.type == int(EventType.CLICK))
+            .group_by(u.c.gender, u.c.age, e.c.ad_id)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        with self._engine.connect() as conn:
+            for gender, age, ad_id, n in conn.execute(query):
+                seg = counts.setdefault(demographic_segment(gender, age), {})
+                seg[ad_id] = seg.get(ad_id, 0) + int(n)
+        return {seg: sorted(ads.items(), key=lambda kv: (-kv[1], kv[0]))[:limit] for seg, ads in sorted(counts.items())}
 
     def put_api_key(self, key: ApiKeyRecord) -> None:
         with self._write_lock, self._engine.begin() as conn:
