@@ -214,7 +214,7 @@ def http(
             url, "/v1/recommendations?user_id={user}&k=10", users_file, key, seconds, concurrency
         )
         print("recommendations", out["recommendations"], flush=True)
-        out["events"] = events_throughput(url, key, secret, artifact)
+        out["events"] = [events_throughput(url, key, secret, artifact, senders=n) for n in (1, 2)]
         print("events", out["events"], flush=True)
     finally:
         server.terminate()
@@ -223,8 +223,11 @@ def http(
 
 
 def events_throughput(
-    url: str, key: str, secret: str, artifact: Artifact, batches: int = 20, size: int = 5000
+    url: str, key: str, secret: str, artifact: Artifact, batches: int = 20, size: int = 5000, senders: int = 1
 ) -> dict[str, Any]:
+    """POST ``batches`` batches of ``size`` signed impressions, from ``senders`` concurrent clients."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import httpx
 
     signer = TokenSigner(secret)
@@ -239,17 +242,25 @@ def events_throughput(
             events.append({"event_id": f"ev-{run}-{b}-{i}", "type": "impression", "token": signer.sign(d), "ts": now})
         payloads.append(json.dumps({"events": events}))
     # The deliveries name campaign "c": the ledger does not require the campaign to exist (it is not foreign-keyed).
-    with httpx.Client(base_url=url, timeout=120, headers={"X-API-Key": key, "Content-Type": "application/json"}) as c:
-        t0 = time.perf_counter()
-        accepted = 0
-        for body in payloads:
-            r = c.post("/v1/events", content=body)
-            r.raise_for_status()
-            accepted += r.json()["accepted"]
-        wall = time.perf_counter() - t0
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+
+    def send(bodies: list[str]) -> int:
+        done = 0
+        with httpx.Client(base_url=url, timeout=120, headers=headers) as c:
+            for body in bodies:
+                r = c.post("/v1/events", content=body)
+                r.raise_for_status()
+                done += int(r.json()["accepted"])
+        return done
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(senders) as pool:
+        accepted = sum(pool.map(send, [payloads[i::senders] for i in range(senders)]))
+    wall = time.perf_counter() - t0
     return {
         "batches": batches,
         "batch_size": size,
+        "senders": senders,
         "accepted": accepted,
         "seconds": round(wall, 2),
         "events_per_s": round(accepted / wall),
@@ -317,11 +328,18 @@ def markdown(p: dict[str, Any]) -> str:
             f"here). Target >= {TARGET_QPS} req/s at p99 <= {TARGET_HTTP_P99_MS} ms: {'met' if met else 'NOT met'}.",
             "",
         ]
-        e = h["events"]
+        best = max(h["events"], key=lambda e: e["events_per_s"])
+        verdict = "met" if best["events_per_s"] >= TARGET_EVENTS else "NOT met"
+        lines += ["| senders | batches × size | accepted | seconds | events/s |", "|---:|---|---:|---:|---:|"]
+        for e in h["events"]:
+            lines.append(
+                f"| {e['senders']} | {e['batches']} × {e['batch_size']:,} | {e['accepted']:,} | {e['seconds']} "
+                f"| {e['events_per_s']:,} |"
+            )
         lines += [
-            f"Events: {e['accepted']:,} impressions in {e['batches']} batches of {e['batch_size']:,} in "
-            f"{e['seconds']} s = **{e['events_per_s']:,} events/s** (target >= {TARGET_EVENTS:,}: "
-            f"{'met' if e['events_per_s'] >= TARGET_EVENTS else 'NOT met'}).",
+            "",
+            f"`POST /v1/events` (signed impressions; senders = concurrent clients): best **{best['events_per_s']:,} "
+            f"events/s** (target >= {TARGET_EVENTS:,}: {verdict}).",
             "",
         ]
     lines += [
