@@ -86,6 +86,7 @@ class CatalogSnapshot:
         self.ad_active = np.array([a.status == CampaignStatus.ACTIVE for a in ads], dtype=bool) & (
             self.ad_campaign >= 0
         )
+        self.ad_campaign_clipped = np.maximum(self.ad_campaign, 0)  # for gathers; ads without campaign are inactive
         self.ad_category = np.array([a.category or "" for a in ads], dtype=object)
         self.c_advertiser = np.array([c.advertiser_id for c in cs], dtype=object)
         self.ad_advertiser = self.c_advertiser[np.maximum(self.ad_campaign, 0)] if n else np.array([], dtype=object)
@@ -223,7 +224,7 @@ class CatalogSnapshot:
         spent: npt.NDArray[np.float64] | None = None,
     ) -> BoolArray:
         campaigns = self.eligible_campaigns(user, interests, ctx, spend, spent)
-        ok = self.ad_active & campaigns[np.maximum(self.ad_campaign, 0)]
+        ok = self.ad_active & campaigns[self.ad_campaign_clipped]
         if deliveries:
             ok &= ~self.capped_ads(deliveries, ctx.now)
         return ok

@@ -331,6 +331,8 @@ class _Binding:
     popular_order: npt.NDArray[np.int64] = field(default_factory=lambda: np.array([], dtype=np.int64))
     """Warm ads (known to the model), most popular first: the cold-start fallback walks it."""
     segment_order: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    fresh_ads: npt.NDArray[np.int64] = field(default_factory=lambda: np.array([], dtype=np.int64))
+    """Catalogue indices of the ads the model does not know (exploration candidates)."""
     """Per demographic segment, the catalogue's ads its users clicked most, first: walked before ``popular_order``."""
 
     @classmethod
@@ -357,7 +359,8 @@ class _Binding:
             seg: np.array([catalog.ad_index[a] for a, _ in ads if a in catalog.ad_index], dtype=np.int64)
             for seg, ads in (segments or {}).items()
         }
-        return cls(catalog, model, item_of_ad, ad_of_item, ~known, popularity, order, segment_order)
+        fresh = np.flatnonzero(~known)
+        return cls(catalog, model, item_of_ad, ad_of_item, ~known, popularity, order, segment_order, fresh)
 
 
 class Pipeline:
@@ -481,14 +484,17 @@ class Pipeline:
         t1 = time.perf_counter()
         spent = self._spent(binding, now)
         mask = catalog.eligible_ads(user, interests, ctx, {}, deliveries, spent)
-        eligible = np.flatnonzero(mask)
+        n_eligible = int(np.count_nonzero(mask))
         t2 = time.perf_counter()
         behavioural = user is not None and user.consent
         u = -1
         if behavioural and model is not None and user_id in model.artifact.users:
             u = model.artifact.users.index(user_id)
         segment = demographic_segment(user.gender.value, user.age) if user is not None else None
-        cand, scores, source = self._candidates(binding, u, eligible, k, segment)
+        if n_eligible:
+            cand, scores, source = self._candidates(binding, u, mask, k, segment)
+        else:
+            cand, scores, source = np.array([], dtype=np.int64), np.array([]), np.array([], dtype=object)
         t3 = time.perf_counter()
         ads = self._rank(binding, cand, scores, source, k, user, user_id, interests, ctx, request_id)
         t4 = time.perf_counter()
@@ -503,24 +509,23 @@ class Pipeline:
             user_id,
             model.version if model is not None else None,
             ads,
-            len(eligible),
+            n_eligible,
             u < 0,
             timings,
         )
 
     def _candidates(
-        self, b: _Binding, u: int, eligible: npt.NDArray[np.int64], k: int, segment: str | None = None
+        self, b: _Binding, u: int, is_eligible: npt.NDArray[np.bool_], k: int, segment: str | None = None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.object_]]:
-        """Candidate ads (catalogue indices), their model scores (NaN where none) and where each came from."""
+        """Candidate ads (catalogue indices), their model scores (NaN where none) and where each came from.
+
+        ``is_eligible`` is the eligibility mask over the catalogue. Work is proportional to the candidates, not
+        to the catalogue, except on the exact fallback paths.
+        """
         cfg = self.config
         parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], str]] = []
-        if len(eligible) == 0:
-            return np.array([], dtype=np.int64), np.array([]), np.array([], dtype=object)
-        is_eligible = np.zeros(b.catalog.n_ads, dtype=bool)
-        is_eligible[eligible] = True
         if u >= 0 and b.model is not None:
             model = b.model
-            warm = eligible[b.item_of_ad[eligible] >= 0]
             got = np.array([], dtype=np.int64)
             got_scores = np.array([], dtype=np.float64)
             if model.index is not None:
@@ -529,33 +534,36 @@ class Pipeline:
                 ads = np.where(items[0] >= 0, b.ad_of_item[np.maximum(items[0], 0)], -1)
                 keep = (ads >= 0) & is_eligible[np.maximum(ads, 0)]
                 got, got_scores = ads[keep], sims[0][keep].astype(np.float64)
-                if len(got) < min(k, len(warm)):
-                    # Targeting removed most neighbours: exact search over the eligible ads (the reference path).
-                    exact = ExactIndex(model.artifact.model.item_embeddings[b.item_of_ad[warm]])  # type: ignore[index]
-                    ids, sims2 = exact.search(query, min(cfg.n_candidates, len(warm)))
-                    valid = ids[0] >= 0
-                    got, got_scores = warm[ids[0][valid]], sims2[0][valid].astype(np.float64)
-            elif len(warm):
-                s = model.artifact.model.score(np.full(len(warm), u), b.item_of_ad[warm]).astype(np.float64)
-                top = np.argsort(-s, kind="stable")[: cfg.n_candidates]
-                got, got_scores = warm[top], s[top]
+                if len(got) < k:
+                    warm = np.flatnonzero(is_eligible & (b.item_of_ad >= 0))
+                    if len(got) < min(k, len(warm)):
+                        # Targeting removed most neighbours: exact search over the eligible ads (the reference).
+                        vectors = model.artifact.model.item_embeddings[b.item_of_ad[warm]]  # type: ignore[index]
+                        ids, sims2 = ExactIndex(vectors).search(query, min(cfg.n_candidates, len(warm)))
+                        valid = ids[0] >= 0
+                        got, got_scores = warm[ids[0][valid]], sims2[0][valid].astype(np.float64)
+            else:
+                warm = np.flatnonzero(is_eligible & (b.item_of_ad >= 0))
+                if len(warm):
+                    s = model.artifact.model.score(np.full(len(warm), u), b.item_of_ad[warm]).astype(np.float64)
+                    top = np.argsort(-s, kind="stable")[: cfg.n_candidates]
+                    got, got_scores = warm[top], s[top]
             parts.append((got, got_scores, "model"))
-        chosen = np.concatenate([p[0] for p in parts]) if parts else np.array([], dtype=np.int64)
+        chosen = parts[0][0] if parts else np.array([], dtype=np.int64)
         need = max(k * 3 - len(chosen), 0)
         if need:
-            open_ = is_eligible.copy()
-            open_[chosen] = False
+            taken = set(chosen.tolist())
             by_segment = b.segment_order.get(segment) if segment is not None else None
             if by_segment is not None and len(by_segment):
-                ranked = by_segment[open_[by_segment]][:need]
+                ranked = _first_open(by_segment, is_eligible, taken, need)
                 if len(ranked):
                     parts.append((ranked, np.full(len(ranked), np.nan), "segment"))
-                    open_[ranked] = False
+                    taken.update(ranked.tolist())
                     need -= len(ranked)
-            ranked = b.popular_order[open_[b.popular_order]][:need]
-            if len(ranked) and need > 0:
+            ranked = _first_open(b.popular_order, is_eligible, taken, need) if need else np.array([], np.int64)
+            if len(ranked):
                 parts.append((ranked, np.full(len(ranked), np.nan), "popular"))
-        fresh = eligible[b.fresh[eligible]]
+        fresh = b.fresh_ads[is_eligible[b.fresh_ads]]
         if len(fresh):  # the exploration share reserves slots for them; they also fill what nothing else can
             parts.append((fresh, np.full(len(fresh), np.nan), "explore"))
         ids = np.concatenate([p[0] for p in parts]) if parts else np.array([], dtype=np.int64)
@@ -687,6 +695,21 @@ class Pipeline:
             cat_count[category[best]] += 1
             picked.append(int(pool[best]))
         return picked
+
+
+def _first_open(
+    order: npt.NDArray[np.int64], eligible: npt.NDArray[np.bool_], taken: set[int], need: int
+) -> npt.NDArray[np.int64]:
+    """The first ``need`` ads of ``order`` that are eligible and not taken, scanning a growing prefix only."""
+    width = max(need * 8, 256)
+    start = 0
+    out: list[int] = []
+    while start < len(order) and len(out) < need:
+        block = order[start : start + width]
+        out += [a for a in block[eligible[block]].tolist() if a not in taken][: need - len(out)]
+        start += width
+        width *= 4
+    return np.array(out, dtype=np.int64)
 
 
 def _is_hex(s: str) -> bool:
