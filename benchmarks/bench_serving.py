@@ -119,7 +119,9 @@ def ann_recall(
     return rows, (best["kind"], best["params"])
 
 
-def in_process(store_url: str, artifact: Artifact, kind: str, params: dict[str, Any], n: int) -> dict[str, Any]:
+def in_process(
+    store_url: str, artifact: Artifact, kind: str, params: dict[str, Any], n: int, population: list[str]
+) -> dict[str, Any]:
     with open_store(store_url) as store:
         t0 = time.perf_counter()
         model = ServingModel.from_artifact(artifact, store, version="bpr", index_kind=kind, index_params=params)
@@ -128,7 +130,6 @@ def in_process(store_url: str, artifact: Artifact, kind: str, params: dict[str, 
         rng = np.random.default_rng(1)
         warm = rng.choice(artifact.users.ids, n, replace=True).tolist()
         # Random users of the whole population (most never clicked: cold start), by sampling stored ids.
-        population = [u.user_id for b in store.iter_users(batch_size=50_000) for u in b]
         all_users = [population[i] for i in rng.integers(0, len(population), n)]
         for u in warm[:200]:
             pipeline.recommend(u, 10)
@@ -176,6 +177,7 @@ def http(
     artifact: Artifact,
     kind: str,
     params: dict[str, int],
+    population: list[str],
     workers: int,
     seconds: float,
     concurrency: int,
@@ -185,7 +187,6 @@ def http(
     secret = new_secret()
     with open_store(store_url) as store:
         _, key = create_api_key(store, "serving", name="bench")
-        population = [u.user_id for b in store.iter_users(batch_size=100_000) for u in b]
     rng = np.random.default_rng(2)
     users_file = folder / "users.txt"
     mix = rng.choice(population, 2000).tolist() + rng.choice(artifact.users.ids, 2000).tolist()
@@ -367,6 +368,7 @@ def main() -> None:
     url, sim_s = ensure_market(args.db, folder, args.users, args.ads, args.impressions)
     with open_store(url) as store:
         stats = store.stats()
+        population = [u.user_id for b in store.iter_users(batch_size=100_000) for u in b]  # read once
         t0 = time.perf_counter()
         data = from_store(store, (EventType.IMPRESSION, EventType.CLICK)).interactions
         load_s = time.perf_counter() - t0
@@ -394,11 +396,13 @@ def main() -> None:
     payload["ann"], (kind, params) = ann_recall(artifact, settings, 1000)
     payload["chosen_index"] = {"kind": kind, "params": params}
     payload["pipeline"] = [
-        in_process(url, artifact, kind, params, args.requests),
-        in_process(url, artifact, "exact", {}, args.requests),
+        in_process(url, artifact, kind, params, args.requests, population),
+        in_process(url, artifact, "exact", {}, args.requests, population),
     ]
     if not args.skip_http:
-        payload["http"] = http(url, folder, artifact, kind, params, args.workers, args.seconds, args.concurrency)
+        payload["http"] = http(
+            url, folder, artifact, kind, params, population, args.workers, args.seconds, args.concurrency
+        )
     payload["peak_rss_mib"] = peak_rss_mib()
     payload["load_average"] = [round(x, 2) for x in os.getloadavg()]
     write_results("serving", payload, markdown(payload), packages=("fastapi", "uvicorn", "faiss-cpu", "torch"))

@@ -26,7 +26,7 @@ from adrec.data.schema import Ad, Advertiser, Campaign, CampaignStatus, Device, 
 from adrec.exceptions import AdrecError, NotFoundError, ValidationError
 from adrec.feedback.ingest import RawFeedback, ingest_feedback
 from adrec.serving.auth import KeyCache
-from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel, find_model_dir
+from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
 from adrec.serving.tokens import TokenSigner
 from adrec.store.base import ApiKeyRecord, Store
 
@@ -65,19 +65,23 @@ class ServerState:
         self.store = store
         self.models_dir = models_dir
         self.signer = signer
-        self.index = {"index_kind": index_kind, "index_params": index_params or {}}
-        model = ServingModel.load(models_dir, store, **self.index) if models_dir is not None else None  # type: ignore[arg-type]
+        self.index_kind = index_kind
+        self.index_params = index_params or {}
+        model = self._load(models_dir) if models_dir is not None else None
         self.pipeline = Pipeline(store, model, signer, config)
         self.keys = KeyCache(store)
         self._reload_lock = threading.Lock()
         self.started = time.time()
+
+    def _load(self, models_dir: Path) -> ServingModel:
+        return ServingModel.load(models_dir, self.store, index_kind=self.index_kind, index_params=self.index_params)
 
     def reload_model(self) -> ServingModel:
         """Load the current model of the models folder and swap it in; requests never see a half-loaded model."""
         if self.models_dir is None:
             raise NotFoundError("the server was started without --models")
         with self._reload_lock:
-            model = ServingModel.load(find_model_dir(self.models_dir), self.store, **self.index)  # type: ignore[arg-type]
+            model = self._load(self.models_dir)
             self.pipeline.swap_model(model, refresh_segments=True)
         return model
 
@@ -120,6 +124,12 @@ def create_app(state: ServerState) -> FastAPI:
     def own(key: ApiKeyRecord, advertiser_id: str) -> None:
         if key.role == "advertiser" and key.advertiser_id != advertiser_id:
             raise HTTPException(403, "an advertiser key sees and edits only its own advertiser's data")
+
+    def own_campaign(key: ApiKeyRecord, campaign_id: str) -> Campaign:
+        """The campaign, after checking that the key may see it (404 if unknown, 403 if not its advertiser's)."""
+        campaign = state.store.get_campaign(campaign_id)
+        own(key, campaign.advertiser_id)
+        return campaign
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -241,9 +251,7 @@ def create_app(state: ServerState) -> FastAPI:
 
     @app.get("/v1/campaigns/{campaign_id}", tags=["ad library"])
     def get_campaign(key: Manager, campaign_id: str) -> dict[str, Any]:
-        campaign = state.store.get_campaign(campaign_id)
-        own(key, campaign.advertiser_id)
-        return campaign.model_dump(mode="json")
+        return own_campaign(key, campaign_id).model_dump(mode="json")
 
     @app.get("/v1/campaigns", tags=["ad library"])
     def list_campaigns(key: Manager, advertiser_id: str | None = None) -> list[dict[str, Any]]:
@@ -259,9 +267,7 @@ def create_app(state: ServerState) -> FastAPI:
     @app.delete("/v1/campaigns/{campaign_id}", tags=["ad library"])
     def end_campaign(key: Manager, campaign_id: str) -> dict[str, Any]:
         """End a campaign (its history and reports stay)."""
-        campaign = state.store.get_campaign(campaign_id)
-        own(key, campaign.advertiser_id)
-        ended = campaign.model_copy(update={"status": CampaignStatus.ENDED})
+        ended = own_campaign(key, campaign_id).model_copy(update={"status": CampaignStatus.ENDED})
         state.store.upsert_campaigns([ended])
         state.pipeline.refresh_catalog()
         return ended.model_dump(mode="json")
@@ -269,7 +275,7 @@ def create_app(state: ServerState) -> FastAPI:
     @app.put("/v1/ads/{ad_id}", tags=["ad library"])
     def put_ad(key: Manager, ad_id: str, body: Ad) -> dict[str, Any]:
         _same(ad_id, body.ad_id, "ad_id")
-        own(key, state.store.get_campaign(body.campaign_id).advertiser_id)
+        own_campaign(key, body.campaign_id)
         state.store.upsert_ads([body])
         state.pipeline.refresh_catalog()
         return body.model_dump(mode="json")
@@ -277,13 +283,13 @@ def create_app(state: ServerState) -> FastAPI:
     @app.get("/v1/ads/{ad_id}", tags=["ad library"])
     def get_ad(key: Manager, ad_id: str) -> dict[str, Any]:
         ad = state.store.get_ad(ad_id)
-        own(key, state.store.get_campaign(ad.campaign_id).advertiser_id)
+        own_campaign(key, ad.campaign_id)
         return ad.model_dump(mode="json")
 
     @app.delete("/v1/ads/{ad_id}", tags=["ad library"])
     def end_ad(key: Manager, ad_id: str) -> dict[str, Any]:
         ad = state.store.get_ad(ad_id)
-        own(key, state.store.get_campaign(ad.campaign_id).advertiser_id)
+        own_campaign(key, ad.campaign_id)
         ended = ad.model_copy(update={"status": CampaignStatus.ENDED})
         state.store.upsert_ads([ended])
         state.pipeline.refresh_catalog()

@@ -8,9 +8,10 @@ re-checks the rules of one ad in words, for the response's explanation.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -36,19 +37,23 @@ class RequestContext:
     region: str | None = None
     exclude_advertisers: frozenset[str] = frozenset()
 
+    @functools.cached_property
+    def _utc(self) -> datetime:
+        # Read by the targeting rules and by every explanation: converted once per request.
+        return datetime.fromtimestamp(self.now, UTC)
+
     @property
     def hour(self) -> int:
-        return datetime.fromtimestamp(self.now, UTC).hour
+        return self._utc.hour
 
     @property
     def day_of_week(self) -> int:
-        return datetime.fromtimestamp(self.now, UTC).weekday()
+        return self._utc.weekday()
 
 
-def pacing_allowance(daily_budget: float, now: float, slack: float = 0.02) -> float:
+def pacing_allowance(daily_budget: npt.NDArray[np.float64], now: float, slack: float = 0.02) -> npt.NDArray[np.float64]:
     """Even pacing: the spend allowed by ``now`` is the budget times the share of the UTC day gone, plus a slack."""
-    day_start = now - now % 86_400.0
-    return daily_budget * min(1.0, (now - day_start) / 86_400.0 + slack)
+    return daily_budget * min(1.0, (now % 86_400.0) / 86_400.0 + slack)
 
 
 def _bits(values: Iterable[int]) -> int:
@@ -73,7 +78,6 @@ class CatalogSnapshot:
 
     campaigns: list[Campaign]
     ads: list[Ad]
-    advertiser_of: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cs, ads = self.campaigns, self.ads
@@ -119,9 +123,6 @@ class CatalogSnapshot:
         self.c_window = np.array([c.frequency.window_s for c in cs], dtype=np.float64)
         capped = (self.c_cap_ad > 0) | (self.c_cap_campaign > 0)
         self.max_window = float(self.c_window[capped].max()) if capped.any() else 0.0
-        self.c_by_advertiser: dict[str, BoolArray] = {}
-        for adv in set(self.c_advertiser.tolist()):
-            self.c_by_advertiser[adv] = self.c_advertiser == adv
 
     @classmethod
     def build(cls, campaigns: Iterable[Campaign], ads: Iterable[Ad]) -> CatalogSnapshot:
@@ -133,25 +134,19 @@ class CatalogSnapshot:
         user: User | None,
         interests: Iterable[str],
         ctx: RequestContext,
-        spend: Mapping[str, tuple[float, float]],
-        spent: npt.NDArray[np.float64] | None = None,
+        spent: npt.NDArray[np.float64],
     ) -> BoolArray:
         """Which campaigns may serve: active, in schedule, budget left (paced), targeting matched, not excluded.
 
-        ``spent`` (optional) is the per-campaign ``(n, 2)`` array of (today, total) spend; without it ``spend`` (a
-        mapping by campaign id) is converted.
+        ``spent`` is the per-campaign ``(n, 2)`` array of (today, total) spend (see :meth:`spend_array`).
         """
         n = self.n_campaigns
         now = ctx.now
         ok = self.c_active & (self.c_start <= now) & (now < self.c_end)
-        if spent is None:
-            spent = self.spend_array(spend)
         today, total = spent[:, 0], spent[:, 1]
         ok &= (today < self.c_daily) & (total < self.c_total)
         if self.c_even.any():
-            day_start = now - now % 86_400.0
-            allowance = self.c_daily * min(1.0, (now - day_start) / 86_400.0 + 0.02)
-            ok &= ~self.c_even | (today < allowance)
+            ok &= ~self.c_even | (today < pacing_allowance(self.c_daily, now))
         # targeting
         age = user.age if user is not None else None
         ok &= self.c_age_any | ((age is not None) & (self.c_age_min <= (age or 0)) & ((age or 0) <= self.c_age_max))
@@ -176,9 +171,8 @@ class CatalogSnapshot:
             if tag in self.exclude_has:
                 ok &= ~self.exclude_has[tag]
         ok &= include_ok
-        for adv in ctx.exclude_advertisers:
-            if adv in self.c_by_advertiser:
-                ok &= ~self.c_by_advertiser[adv]
+        if ctx.exclude_advertisers:
+            ok &= ~np.isin(self.c_advertiser, list(ctx.exclude_advertisers))
         assert ok.shape == (n,)
         return ok
 
@@ -219,11 +213,10 @@ class CatalogSnapshot:
         user: User | None,
         interests: Iterable[str],
         ctx: RequestContext,
-        spend: Mapping[str, tuple[float, float]],
+        spent: npt.NDArray[np.float64],
         deliveries: Sequence[tuple[str, str, float]] = (),
-        spent: npt.NDArray[np.float64] | None = None,
     ) -> BoolArray:
-        campaigns = self.eligible_campaigns(user, interests, ctx, spend, spent)
+        campaigns = self.eligible_campaigns(user, interests, ctx, spent)
         ok = self.ad_active & campaigns[self.ad_campaign_clipped]
         if deliveries:
             ok &= ~self.capped_ads(deliveries, ctx.now)

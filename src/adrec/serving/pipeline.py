@@ -127,7 +127,6 @@ class ServingModel:
     calibrator: Calibrator
     index: VectorIndex | None
     popularity: npt.NDArray[np.float64]
-    loaded_at: float = field(default_factory=time.time)
 
     @classmethod
     def load(
@@ -326,14 +325,12 @@ class _Binding:
     model: ServingModel | None
     item_of_ad: npt.NDArray[np.int64]
     ad_of_item: npt.NDArray[np.int64]
-    fresh: npt.NDArray[np.bool_]
-    popularity: npt.NDArray[np.float64]
-    popular_order: npt.NDArray[np.int64] = field(default_factory=lambda: np.array([], dtype=np.int64))
+    popular_order: npt.NDArray[np.int64]
     """Warm ads (known to the model), most popular first: the cold-start fallback walks it."""
-    segment_order: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
-    fresh_ads: npt.NDArray[np.int64] = field(default_factory=lambda: np.array([], dtype=np.int64))
-    """Catalogue indices of the ads the model does not know (exploration candidates)."""
+    segment_order: dict[str, npt.NDArray[np.int64]]
     """Per demographic segment, the catalogue's ads its users clicked most, first: walked before ``popular_order``."""
+    fresh_ads: npt.NDArray[np.int64]
+    """Catalogue indices of the ads the model does not know (exploration candidates)."""
 
     @classmethod
     def make(
@@ -359,8 +356,7 @@ class _Binding:
             seg: np.array([catalog.ad_index[a] for a, _ in ads if a in catalog.ad_index], dtype=np.int64)
             for seg, ads in (segments or {}).items()
         }
-        fresh = np.flatnonzero(~known)
-        return cls(catalog, model, item_of_ad, ad_of_item, ~known, popularity, order, segment_order, fresh)
+        return cls(catalog, model, item_of_ad, ad_of_item, order, segment_order, np.flatnonzero(~known))
 
 
 class Pipeline:
@@ -483,7 +479,7 @@ class Pipeline:
         deliveries = self.store.delivery_times(user_id, now - catalog.max_window) if catalog.max_window else []
         t1 = time.perf_counter()
         spent = self._spent(binding, now)
-        mask = catalog.eligible_ads(user, interests, ctx, {}, deliveries, spent)
+        mask = catalog.eligible_ads(user, interests, ctx, spent, deliveries)
         n_eligible = int(np.count_nonzero(mask))
         t2 = time.perf_counter()
         behavioural = user is not None and user.consent
