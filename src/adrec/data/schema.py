@@ -24,8 +24,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from adrec.exceptions import ValidationError
 
 __all__ = [
+    "AGE_BAND_EDGES",
+    "AGE_BAND_LABELS",
     "Ad",
     "Advertiser",
+    "Audience",
     "Campaign",
     "CampaignStatus",
     "Device",
@@ -39,6 +42,7 @@ __all__ = [
     "PricingModel",
     "Targeting",
     "User",
+    "age_band",
     "to_epoch",
 ]
 
@@ -115,6 +119,16 @@ class Pacing(enum.StrEnum):
     ASAP = "asap"
 
 
+AGE_BAND_EDGES = (18, 25, 35, 45, 55, 65)
+"""Lower edges of the age bands after the first (:data:`AGE_BAND_LABELS`)."""
+AGE_BAND_LABELS = ("13-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+
+
+def age_band(age: int) -> str:
+    """The age band label (``"25-34"`` ...) of an age in years (under 18: ``"13-17"``)."""
+    return AGE_BAND_LABELS[sum(age >= edge for edge in AGE_BAND_EDGES)]
+
+
 def _check_id(value: str) -> str:
     if not value:
         raise ValueError("must not be empty")
@@ -167,12 +181,9 @@ class Record(BaseModel):
         return cls(**data)
 
 
-class Targeting(Record):
-    """Who may see a campaign's ads. An empty field means "no restriction on this dimension".
-
-    Interest tags match a user's declared or derived interests; ``interests_exclude`` wins over
-    ``interests_include``. Hours are 0-23 in the user's local time, days of week 0 (Monday) to 6 (Sunday).
-    """
+class Audience(Record):
+    """Who a rule is about: the audience fields shared by :class:`Targeting` and
+    :class:`~adrec.profiles.Segment`. An empty field means "no restriction on this dimension"."""
 
     age_min: int | None = Field(default=None, ge=0, le=120)
     age_max: int | None = Field(default=None, ge=0, le=120)
@@ -182,8 +193,6 @@ class Targeting(Record):
     devices: frozenset[Device] = frozenset()
     interests_include: frozenset[Tag] = frozenset()
     interests_exclude: frozenset[Tag] = frozenset()
-    hours: frozenset[Annotated[int, Field(ge=0, le=23)]] = frozenset()
-    days_of_week: frozenset[Annotated[int, Field(ge=0, le=6)]] = frozenset()
 
     @model_validator(mode="after")
     def _ranges(self) -> Self:
@@ -193,6 +202,17 @@ class Targeting(Record):
         if both:
             raise ValueError(f"interests both included and excluded: {sorted(both)}")
         return self
+
+
+class Targeting(Audience):
+    """Who may see a campaign's ads. An empty field means "no restriction on this dimension".
+
+    Interest tags match a user's declared or derived interests; ``interests_exclude`` wins over
+    ``interests_include``. Hours are 0-23 in the user's local time, days of week 0 (Monday) to 6 (Sunday).
+    """
+
+    hours: frozenset[Annotated[int, Field(ge=0, le=23)]] = frozenset()
+    days_of_week: frozenset[Annotated[int, Field(ge=0, le=6)]] = frozenset()
 
     def is_open(self) -> bool:
         """True when the rule restricts nothing."""

@@ -1,9 +1,10 @@
 """Audience segments: rules over declared attributes and derived interests that resolve to sets of users.
 
-A :class:`Segment` reuses the audience fields of :class:`~adrec.data.schema.Targeting` (age, genders, regions,
-city tiers, devices, included and excluded interests) and adds ``min_affinity``: a user has an interest when its
-affinity share (see :mod:`adrec.profiles.profile`) is at least that. Interests are tags: ``cosmetics`` (a
-category), ``brand:Acme`` or ``price:50-100`` (a price band, see :func:`~adrec.profiles.profile.price_band`).
+A :class:`Segment` shares the audience fields of :class:`~adrec.data.schema.Targeting` (age, genders, regions,
+city tiers, devices, included and excluded interests; both derive from :class:`~adrec.data.schema.Audience`) and
+adds ``min_affinity``: a user has an interest when its affinity share (see :mod:`adrec.profiles.profile`) is at
+least that. Interests are tags: ``cosmetics`` (a category), ``brand:Acme`` or ``price:50-100`` (a price band,
+see :func:`~adrec.profiles.profile.price_band`).
 
 Interest conditions are behavioural targeting: a segment with any of them never includes a user who does not
 consent to it, whatever their stored profile holds. Declared-attribute conditions apply to every user.
@@ -13,11 +14,9 @@ consent to it, whatever their stored profile holds. Declared-attribute condition
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from pydantic import Field
 
-from pydantic import Field, model_validator
-
-from adrec.data.schema import Device, Gender, Record, Tag, Targeting
+from adrec.data.schema import Audience, Targeting
 from adrec.profiles.profile import DIMENSIONS
 from adrec.store.base import Store
 
@@ -37,7 +36,7 @@ def parse_interest(tag: str) -> tuple[str, str]:
     return "category", tag
 
 
-class Segment(Record):
+class Segment(Audience):
     """A rule-defined audience. An empty field means "no restriction on this dimension".
 
     ``interests_include`` matches users with *any* of the interests; ``interests_exclude`` removes users with any
@@ -45,24 +44,7 @@ class Segment(Record):
     """
 
     name: str | None = Field(default=None, max_length=200)
-    age_min: int | None = Field(default=None, ge=0, le=120)
-    age_max: int | None = Field(default=None, ge=0, le=120)
-    genders: frozenset[Gender] = frozenset()
-    regions: frozenset[Tag] = frozenset()
-    city_tiers: frozenset[Annotated[int, Field(ge=1, le=6)]] = frozenset()
-    devices: frozenset[Device] = frozenset()
-    interests_include: frozenset[Tag] = frozenset()
-    interests_exclude: frozenset[Tag] = frozenset()
     min_affinity: float = Field(default=DEFAULT_MIN_AFFINITY, gt=0, le=1)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> Self:
-        if self.age_min is not None and self.age_max is not None and self.age_min > self.age_max:
-            raise ValueError(f"age_min {self.age_min} is above age_max {self.age_max}")
-        both = self.interests_include & self.interests_exclude
-        if both:
-            raise ValueError(f"interests both included and excluded: {sorted(both)}")
-        return self
 
     @classmethod
     def from_targeting(
@@ -70,18 +52,8 @@ class Segment(Record):
     ) -> Segment:
         """The audience of a campaign's targeting. Its hours and days of week are request context, not
         audience, and are left out."""
-        return cls(
-            name=name,
-            age_min=targeting.age_min,
-            age_max=targeting.age_max,
-            genders=targeting.genders,
-            regions=targeting.regions,
-            city_tiers=targeting.city_tiers,
-            devices=targeting.devices,
-            interests_include=targeting.interests_include,
-            interests_exclude=targeting.interests_exclude,
-            min_affinity=min_affinity,
-        )
+        audience = {f: getattr(targeting, f) for f in Audience.model_fields}
+        return cls(name=name, min_affinity=min_affinity, **audience)
 
     @property
     def behavioural(self) -> bool:

@@ -12,6 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from adrec.data.schema import (
+    AGE_BAND_EDGES,
+    AGE_BAND_LABELS,
     Ad,
     Advertiser,
     Campaign,
@@ -20,24 +22,18 @@ from adrec.data.schema import (
     PricingModel,
     Targeting,
     User,
+    age_band,
 )
 from adrec.simulate.market import Market
 from adrec.simulate.vocab import CITIES, DEVICES, GENDERS, PRICING_MODELS, REGIONS
 
 __all__ = ["ad_records", "advertiser_records", "age_band", "campaign_records", "user_records"]
 
-_AGE_EDGES = (18, 25, 35, 45, 55, 65)
-_AGE_LABELS = ("13-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 _OBJECTIVE = {
     PricingModel.CPC: Objective.TRAFFIC,
     PricingModel.CPM: Objective.AWARENESS,
     PricingModel.CPA: Objective.CONVERSIONS,
 }
-
-
-def age_band(age: int) -> str:
-    """The age band label (``"25-34"`` ...) of an age in years."""
-    return _AGE_LABELS[int(np.searchsorted(_AGE_EDGES, age, side="right"))]
 
 
 def _slug(name: str) -> str:
@@ -67,7 +63,7 @@ def user_records(market: Market, batch_size: int = 10_000) -> Iterator[User]:
     interests: dict[int, tuple[str, ...]] = {}  # few distinct masks: build each tuple once
     for lo in range(0, market.n_users, batch_size):
         hi = min(lo + batch_size, market.n_users)
-        bands = np.searchsorted(_AGE_EDGES, market.user_age[lo:hi], side="right")
+        bands = np.searchsorted(AGE_BAND_EDGES, market.user_age[lo:hi], side="right")
         cols = zip(
             ids[lo:hi].tolist(),
             market.user_age[lo:hi].tolist(),
@@ -86,7 +82,7 @@ def user_records(market: Market, batch_size: int = 10_000) -> Iterator[User]:
             yield User(
                 user_id=user_id,
                 age=age,
-                age_band=_AGE_LABELS[band],
+                age_band=AGE_BAND_LABELS[band],
                 gender=GENDERS[gender],
                 region=city.region,
                 city=city.name,

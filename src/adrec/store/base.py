@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
-from adrec.data.schema import Ad, Advertiser, Campaign, Event, EventBatch, EventType, User
+from adrec.data.schema import Ad, Advertiser, Campaign, Event, EventBatch, EventType, User, age_band
 from adrec.exceptions import UnknownBackendError
 
 if TYPE_CHECKING:  # adrec.profiles builds on this protocol
@@ -160,11 +160,7 @@ class DailyDelivery:
 
 def demographic_segment(gender: str | None, age: int | None) -> str:
     """The coarse audience a user falls in for cold-start popularity: ``gender|age band`` (e.g. ``female|25-34``)."""
-    band = "?" if age is None else next((b for lo, hi, b in _BANDS if lo <= age <= hi), "65+")
-    return f"{gender or 'unknown'}|{band}"
-
-
-_BANDS = ((0, 17, "<18"), (18, 24, "18-24"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"), (55, 64, "55-64"))
+    return f"{gender or 'unknown'}|{'?' if age is None else age_band(age)}"
 
 
 @dataclass(frozen=True)

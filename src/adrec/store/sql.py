@@ -248,6 +248,11 @@ class SqlStore:
         # SQLite allows one writer; serialising writers in-process avoids busy waits between threads.
         self._write_lock = threading.Lock()
         self._one_profile: Any = None
+        # Idempotent by event id: the append path and the serving ledger write events through this one statement.
+        self._insert_events = (
+            f"INSERT INTO events ({', '.join(t.EVENT_COLUMNS)}) "
+            f"VALUES ({', '.join([self._ph] * len(t.EVENT_COLUMNS))}) ON CONFLICT (event_id) DO NOTHING"
+        )
         try:
             with self._engine.begin() as conn:
                 self._version = migrate(conn)
@@ -436,9 +441,7 @@ class SqlStore:
         batch.validate()
         if len(batch) == 0:
             return IngestResult(0, 0)
-        cols = ", ".join(t.EVENT_COLUMNS)
-        marks = ", ".join([self._ph] * len(t.EVENT_COLUMNS))
-        sql = f"INSERT INTO events ({cols}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
+        sql = self._insert_events
         rows = batch.rows()
         inserted = 0
         with self._write_lock, self._engine.begin() as conn:
@@ -769,10 +772,8 @@ class SqlStore:
                 row[3] += cost
             cur = raw.cursor()
             try:
-                cols = ", ".join(t.EVENT_COLUMNS)
-                marks = ", ".join([ph] * len(t.EVENT_COLUMNS))
                 if events:
-                    cur.executemany(f"INSERT INTO events ({cols}) VALUES ({marks})", events)
+                    cur.executemany(self._insert_events, events)
                 new = [
                     (
                         iid,
