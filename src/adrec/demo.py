@@ -64,6 +64,16 @@ def select_model(
     return best, val_report, test_report
 
 
+def _market_index(train: Interactions, market: Market) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Market indices of the users and ads of ``train`` (``-1`` where the market has none)."""
+    users = {uid: i for i, uid in enumerate(market.user_ids().tolist())}
+    ads = {aid: i for i, aid in enumerate(market.ad_ids().tolist())}
+    return (
+        np.array([users.get(u, -1) for u in train.users.ids], dtype=np.int64),
+        np.array([ads.get(a, -1) for a in train.items.ids], dtype=np.int64),
+    )
+
+
 @dataclass(frozen=True)
 class TruthRow:
     user_id: str
@@ -79,22 +89,23 @@ def truth_check(
     model: Recommender, train: Interactions, market: Market, titles: Sequence[str], user_ids: Sequence[str], k: int = 5
 ) -> list[TruthRow]:
     """Recommend ``k`` unseen ads to each user and compare their *true* CTR with the catalogue average."""
-    market_users = {uid: i for i, uid in enumerate(market.user_ids().tolist())}
-    market_ads = {aid: i for i, aid in enumerate(market.ad_ids().tolist())}
-    ad_index = np.array([market_ads.get(a, -1) for a in train.items.ids])
+    user_index, ad_index = _market_index(train, market)
+    item_ids = train.items.ids
     rows = []
-    all_ads = np.flatnonzero(ad_index >= 0)
+    known = ad_index[ad_index >= 0]
     for uid in user_ids:
         u = train.users.index(uid)
         ids, _ = model.recommend(u, k, exclude=train.matrix[[u]])
-        mu = market_users[uid]
+        mu = user_index[u]
+        if mu < 0:
+            raise KeyError(uid)  # a training user the market does not have
         rec = ad_index[ids]
         truth_rec = market.true_ctr(np.full(len(rec), mu), rec, position=1)
-        truth_all = market.true_ctr(np.full(len(all_ads), mu), ad_index[all_ads], position=1)
+        truth_all = market.true_ctr(np.full(len(known), mu), known, position=1)
         rows.append(
             TruthRow(
                 uid,
-                [train.items.ids[i] for i in ids.tolist()],
+                [item_ids[i] for i in ids.tolist()],
                 [titles[i] if i < len(titles) else "" for i in ids.tolist()],
                 float(np.mean(truth_rec)),
                 float(np.mean(truth_all)),
@@ -110,14 +121,14 @@ def truth_lift(
 
     At most ``max_users`` users (a seeded sample) are checked.
     """
-    market_users = {uid: i for i, uid in enumerate(market.user_ids().tolist())}
-    market_ads = {aid: i for i, aid in enumerate(market.ad_ids().tolist())}
-    ad_index = np.array([market_ads.get(a, -1) for a in train.items.ids])
+    user_index, ad_index = _market_index(train, market)
     users = np.arange(train.n_users)
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     ids, _ = model.recommend(users, k, exclude=train.matrix[users])
-    mu = np.array([market_users[train.users.ids[u]] for u in users])
+    mu = user_index[users]
+    if (mu < 0).any():
+        raise KeyError(train.users.ids[int(users[np.argmin(mu)])])  # a training user the market does not have
     valid = (ids >= 0) & (ad_index[np.maximum(ids, 0)] >= 0)
     rec = market.true_ctr(np.repeat(mu, ids.shape[1]).reshape(ids.shape)[valid], ad_index[ids[valid]], position=1)
     known = ad_index[ad_index >= 0]
@@ -127,16 +138,6 @@ def truth_lift(
 
 def fit_best(name: str, train: Interactions, params: dict[str, dict[str, Any]] | None = None) -> Recommender:
     return get_model(name, **(params or {}).get(name, {})).fit(train)
-
-
-def _market_index(train: Interactions, market: Market) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Market indices of the users and ads of ``train`` (``-1`` where the market has none)."""
-    users = {uid: i for i, uid in enumerate(market.user_ids().tolist())}
-    ads = {aid: i for i, aid in enumerate(market.ad_ids().tolist())}
-    return (
-        np.array([users.get(u, -1) for u in train.users.ids], dtype=np.int64),
-        np.array([ads.get(a, -1) for a in train.items.ids], dtype=np.int64),
-    )
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,7 @@ def lookalike_check(
         if model.user_embeddings is not None
         else UserVectors.from_interactions(train)
     )
-    result = lookalike(vectors, [train.users.ids[u] for u in seeds], size)
+    result = lookalike(vectors, train.users.inverse(seeds).tolist(), size)
     audience = train.users.transform(result.user_ids)
     market_users, market_ads = _market_index(train, market)
     ads = market_ads[(item_categories == category) & (market_ads >= 0)]

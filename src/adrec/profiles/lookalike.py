@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from adrec.catalog.text import normalize_rows
 from adrec.data.interactions import IdMap, Interactions
 from adrec.exceptions import NotFoundError, ValidationError
 
@@ -43,10 +44,7 @@ def _unit_rows(x: npt.NDArray[np.float32] | sp.csr_matrix) -> npt.NDArray[np.flo
         m = sp.csr_matrix(x, dtype=np.float32)
         norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
         return sp.csr_matrix(sp.diags(np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)) @ m)
-    a = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(a, axis=1, keepdims=True)
-    out: npt.NDArray[np.float32] = np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
-    return out
+    return normalize_rows(x)
 
 
 @dataclass
