@@ -16,7 +16,8 @@ from __future__ import annotations
 import inspect
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar, overload
 
@@ -27,7 +28,18 @@ import scipy.sparse as sp
 from adrec.data.interactions import Interactions, as_matrix
 from adrec.exceptions import AdrecError, NotFoundError, ValidationError
 
-__all__ = ["EXCLUDED", "NotFittedError", "Recommender", "get_model", "register", "registered_models", "top_k"]
+__all__ = [
+    "EXCLUDED",
+    "FactorRecommender",
+    "NotFittedError",
+    "Recommender",
+    "check_device",
+    "get_model",
+    "register",
+    "registered_models",
+    "top_k",
+    "torch_threads",
+]
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -276,6 +288,46 @@ class Recommender(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+class FactorRecommender(Recommender):
+    """A model whose scores are dot products of learned user and item vectors (``user_factors_``,
+    ``item_factors_``), which it exposes as its embeddings. Subclasses still implement the scoring."""
+
+    _learned: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
+
+    user_factors_: FloatArray
+    item_factors_: FloatArray
+
+    @property
+    def user_embeddings(self) -> FloatArray | None:
+        self._check_fitted()
+        return self.user_factors_
+
+    @property
+    def item_embeddings(self) -> FloatArray | None:
+        self._check_fitted()
+        return self.item_factors_
+
+
+def check_device(device: str) -> None:
+    """Raise :class:`ValidationError` unless ``device`` is ``"cpu"`` or ``"cuda[:N]"``."""
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValidationError("device", f"must be 'cpu' or 'cuda[:N]'; got {device!r}")
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (None: leave the setting alone), then restore the old count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _to_numpy(value: Any) -> npt.NDArray[Any]:

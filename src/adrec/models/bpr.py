@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from adrec.exceptions import ValidationError
-from adrec.models.base import FloatArray, IntArray, Recommender, register
+from adrec.models.base import FactorRecommender, IntArray, check_device, register
 
 __all__ = ["BPR", "sample_negatives"]
 
@@ -40,7 +40,7 @@ def sample_negatives(
 
 
 @register
-class BPR(Recommender):
+class BPR(FactorRecommender):
     """Matrix factorisation ``score(u, i) = p_u · q_i`` trained by BPR on sampled (user, positive, negative) triples.
 
     Rendle, Freudenthaler, Gantner, Schmidt-Thieme, "BPR: Bayesian Personalized Ranking from Implicit Feedback",
@@ -74,10 +74,6 @@ class BPR(Recommender):
     """
 
     name: ClassVar[str] = "bpr"
-    _learned: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
-
-    user_factors_: FloatArray
-    item_factors_: FloatArray
 
     def __init__(
         self,
@@ -113,8 +109,7 @@ class BPR(Recommender):
                 raise ValidationError(name, f"must be > 0; got {getattr(self, name)}")
         if self.regularization < 0:
             raise ValidationError("regularization", f"must be >= 0; got {self.regularization}")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValidationError("device", f"must be 'cpu' or 'cuda[:N]'; got {self.device!r}")
+        check_device(self.device)
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -164,16 +159,6 @@ class BPR(Recommender):
         margin = (user * (pos - neg)).sum(dim=1)
         l2 = (user.square().sum() + pos.square().sum() + neg.square().sum()) / (2 * len(user))
         return F.softplus(-margin).mean() + self.regularization * l2
-
-    @property
-    def user_embeddings(self) -> FloatArray | None:
-        self._check_fitted()
-        return self.user_factors_
-
-    @property
-    def item_embeddings(self) -> FloatArray | None:
-        self._check_fitted()
-        return self.item_factors_
 
     def _score_users(self, users: IntArray) -> npt.NDArray[np.floating[Any]]:
         # Accumulated in float64 so that a user's scores do not depend on the batch (GEMV vs GEMM rounding).

@@ -188,8 +188,7 @@ class ColdItemScorer:
         if self.method == "ridge":
             user_vectors = self.model_.user_embeddings
             assert user_vectors is not None  # checked in fit: ridge needs an embedding model
-            if users.size and (users.min() < 0 or users.max() >= len(user_vectors)):
-                raise ValidationError("user_idx", f"must be in [0, {len(user_vectors)})")
+            self.model_._check_users(users)
             return np.asarray(user_vectors[users] @ self.item_vectors(new_content).T, dtype=np.float32)
         weights = self.neighbours(new_content)
         return np.asarray((weights @ self.model_.score(users).T).T, dtype=np.float32)
@@ -279,8 +278,7 @@ class FoldIn:
 
     @staticmethod
     def _rows(model: Recommender, history: sp.spmatrix | npt.ArrayLike) -> sp.csr_matrix:
-        if not hasattr(model, "n_items_"):
-            raise NotFittedError(f"{type(model).__name__} is not fitted yet")
+        model._check_fitted()
         rows = sp.csr_matrix(history, dtype=np.float32)
         if rows.shape[1] != model.n_items_:
             raise ValidationError("history", f"must have {model.n_items_} columns (one per item); got {rows.shape[1]}")

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from adrec.exceptions import ValidationError
-from adrec.models.base import IntArray, register
+from adrec.models.base import IntArray, check_device, register
 from adrec.models.graph_filters import ItemBasedRecommender
 
 __all__ = ["EASE"]
@@ -60,8 +60,7 @@ class EASE(ItemBasedRecommender):
             )
         if self.regularization <= 0:
             raise ValidationError("regularization", f"must be > 0; got {self.regularization}")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValidationError("device", f"must be 'cpu' or 'cuda[:N]'; got {self.device!r}")
+        check_device(self.device)
         gram = torch.from_numpy((matrix.T @ matrix).toarray()).to(self.device)
         gram.diagonal().add_(self.regularization)
         precision = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # P = (XᵀX + λI)⁻¹

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from adrec.exceptions import ValidationError
-from adrec.models.base import IntArray, Recommender, register
+from adrec.models.base import IntArray, Recommender, check_device, register
 
 __all__ = ["GFCF", "GraphFilterRecommender", "ItemBasedRecommender", "degree_normalize", "truncated_svd"]
 
@@ -203,8 +203,7 @@ class GraphFilterRecommender(ItemBasedRecommender):
                 raise ValidationError(name, f"must be >= 0; got {getattr(self, name)}")
         if self.batch_size < 1:
             raise ValidationError("batch_size", f"must be >= 1; got {self.batch_size}")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValidationError("device", f"must be 'cpu' or 'cuda[:N]'; got {self.device!r}")
+        check_device(self.device)
 
     def _fit_items(self, matrix: sp.csr_matrix) -> None:
         self._check_params()

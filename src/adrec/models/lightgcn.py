@@ -53,7 +53,7 @@ from torch import Tensor
 
 from adrec.data.interactions import Interactions, as_matrix
 from adrec.exceptions import ValidationError
-from adrec.models.base import FloatArray, IntArray, Recommender, register
+from adrec.models.base import FactorRecommender, FloatArray, IntArray, register, torch_threads
 from adrec.models.trainer import BPRSampler, EpochRecord, TrainingLog, train_bpr
 
 __all__ = ["BipartiteGraph", "LightGCN", "LightGCNModule", "propagate", "propagate_rows", "spectral_embeddings"]
@@ -407,7 +407,7 @@ def _distinct(idx: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
 
 
 @register
-class LightGCN(Recommender):
+class LightGCN(FactorRecommender):
     """LightGCN (He et al., SIGIR 2020) behind the :class:`~adrec.models.base.Recommender` contract.
 
     Trains :class:`LightGCNModule` with BPR and Adam. ``fit`` holds out ``validation_fraction`` of every user's
@@ -466,10 +466,7 @@ class LightGCN(Recommender):
     """
 
     name: ClassVar[str] = "lightgcn"
-    _learned: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
 
-    user_factors_: FloatArray
-    item_factors_: FloatArray
     log_: TrainingLog
     _callback: Callable[[EpochRecord, LightGCN], bool | None] | None = None
 
@@ -560,13 +557,8 @@ class LightGCN(Recommender):
 
     def _fit(self, matrix: sp.csr_matrix) -> None:
         self._check_params()
-        threads = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
-        try:
+        with torch_threads(self.num_threads):
             self._train(matrix)
-        finally:
-            torch.set_num_threads(threads)
 
     def _train(self, matrix: sp.csr_matrix) -> None:
         from adrec.evaluation.splits import random_split
@@ -677,16 +669,6 @@ class LightGCN(Recommender):
     def _score_pairs(self, users: IntArray, items: IntArray) -> npt.NDArray[np.floating[Any]]:
         out: FloatArray = np.einsum("bd,bd->b", self.user_factors_[users], self.item_factors_[items])
         return out
-
-    @property
-    def user_embeddings(self) -> FloatArray | None:
-        self._check_fitted()
-        return self.user_factors_
-
-    @property
-    def item_embeddings(self) -> FloatArray | None:
-        self._check_fitted()
-        return self.item_factors_
 
     def _extra_state(self) -> dict[str, Any]:
         log = getattr(self, "log_", None)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from adrec.exceptions import ValidationError
-from adrec.models.gan.generator import mlp, reset_mlp
+from adrec.models.gan.generator import ItemMLP
 
 __all__ = ["Discriminator"]
 
 
-class Discriminator(torch.nn.Module):
+class Discriminator(ItemMLP):
     r"""The discriminator :math:`D(r \mid c_u)` of CFGAN (Chae et al., CIKM 2018).
 
     An MLP over the concatenation ``[r, c_u]`` (width ``2 n_items``) with one output logit: positive means "real".
@@ -30,21 +29,9 @@ class Discriminator(torch.nn.Module):
     """
 
     def __init__(self, n_items: int, hidden_units: int = 125, hidden_layers: int = 1) -> None:
-        super().__init__()
-        if n_items < 1:
-            raise ValidationError("n_items", f"must be >= 1 (got {n_items})")
-        self.n_items = n_items
-        self.hidden_units = hidden_units
-        self.hidden_layers = hidden_layers
-        self.net = mlp(2 * n_items, 1, hidden_units, hidden_layers)
-
-    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        reset_mlp(self.net, generator)
+        super().__init__(n_items, 2 * n_items, 1, hidden_units, hidden_layers)
 
     def forward(self, vector: Tensor, condition: Tensor) -> Tensor:
         """Logits ``(b,)``: how real each row of ``vector`` ``(b, n_items)`` looks given ``condition``."""
         out: Tensor = self.net(torch.cat([vector, condition], dim=1)).squeeze(1)
         return out
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(n_items={self.n_items}, hidden={self.hidden_layers}x{self.hidden_units})"

@@ -13,7 +13,7 @@ import torch
 
 from adrec.data.interactions import Interactions
 from adrec.exceptions import ValidationError
-from adrec.models.base import IntArray, register
+from adrec.models.base import IntArray, check_device, register, torch_threads
 from adrec.models.gan.discriminator import Discriminator
 from adrec.models.gan.generator import Generator
 from adrec.models.gan.trainer import GANEpoch, GANLog, train_cfgan
@@ -163,18 +163,12 @@ class CFGAN(ItemBasedRecommender):
     def _check_params(self) -> None:
         if self.on_collapse not in ON_COLLAPSE:
             raise ValidationError("on_collapse", f"must be one of {ON_COLLAPSE} (got {self.on_collapse!r})")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValidationError("device", f"must be 'cpu' or 'cuda[:N]'; got {self.device!r}")
+        check_device(self.device)
 
     def _fit_items(self, matrix: sp.csr_matrix) -> None:
         self._check_params()
-        threads = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
-        try:
+        with torch_threads(self.num_threads):
             self._train_networks(matrix)
-        finally:
-            torch.set_num_threads(threads)
         if self.log_.collapsed and self.on_collapse != "ignore":
             last = self.log_.records[-1]
             message = (
@@ -252,13 +246,8 @@ class CFGAN(ItemBasedRecommender):
         return torch.sigmoid(torch.from_numpy(self._score_users(idx).astype(np.float64))).numpy().astype(np.float32)
 
     def _score_users(self, users: IntArray) -> npt.NDArray[np.floating[Any]]:
-        threads = torch.get_num_threads()
-        if self.num_threads is not None:
-            torch.set_num_threads(self.num_threads)
-        try:
+        with torch_threads(self.num_threads):
             return self._generator_logits(users)
-        finally:
-            torch.set_num_threads(threads)
 
     def _generator_logits(self, users: IntArray) -> npt.NDArray[np.float32]:
         rows = self._rows(users)
