@@ -2,15 +2,15 @@
 
 A :class:`CatalogSnapshot` is built from the store (campaigns, ads) and is immutable; the server swaps in a new one
 when the library changes. Eligibility is evaluated per campaign (status, schedule, budget and pacing, targeting,
-advertiser exclusions) and broadcast to its ads (ad status, frequency caps). :meth:`CatalogSnapshot.explain`
-re-checks the rules of one ad in words, for the response's explanation.
+advertiser exclusions) and applied to ads (ad status, frequency caps) only where asked: for the candidates.
+:meth:`CatalogSnapshot.explain` re-checks the rules of one ad in words, for the response's explanation.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,7 +19,10 @@ import numpy.typing as npt
 
 from adrec.data.schema import Ad, Campaign, CampaignStatus, Device, Gender, Pacing, User, to_epoch
 
-__all__ = ["CatalogSnapshot", "RequestContext", "pacing_allowance"]
+__all__ = ["CatalogSnapshot", "Eligibility", "RequestContext", "pacing_allowance"]
+
+MAX_AGE = 120  # the bounds of User.age and User.city_tier
+MAX_CITY_TIER = 6
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -105,7 +108,7 @@ class CatalogSnapshot:
         self.c_total = np.array([c.total_budget or np.inf for c in cs], dtype=np.float64)
         self.c_even = np.array([c.pacing == Pacing.EVEN and c.daily_budget is not None for c in cs], dtype=bool)
         self.c_bid = np.array([c.bid for c in cs], dtype=np.float64)
-        self.c_pricing = np.array([c.pricing_model.value for c in cs], dtype=object)
+        self.c_pricing = np.array([c.pricing_model.value for c in cs], dtype="<U3")
         tg = [c.targeting for c in cs]
         self.c_age_min = np.array([x.age_min if x.age_min is not None else -1 for x in tg], dtype=np.int64)
         self.c_age_max = np.array([x.age_max if x.age_max is not None else 10_000 for x in tg], dtype=np.int64)
@@ -122,6 +125,8 @@ class CatalogSnapshot:
         self.c_cap_campaign = np.array([c.frequency.per_campaign or 0 for c in cs], dtype=np.int64)
         self.c_window = np.array([c.frequency.window_s for c in cs], dtype=np.float64)
         capped = (self.c_cap_ad > 0) | (self.c_cap_campaign > 0)
+        self._rule_cache: dict[int, list[tuple[str, str, frozenset[str]]]] = {}
+        self.active_ads_per_campaign = np.bincount(self.ad_campaign[self.ad_active], minlength=n)
         self.max_window = float(self.c_window[capped].max()) if capped.any() else 0.0
 
     @classmethod
@@ -129,51 +134,52 @@ class CatalogSnapshot:
         return cls(list(campaigns), list(ads))
 
     # -- eligibility ----------------------------------------------------------------------------------------
-    def eligible_campaigns(
-        self,
-        user: User | None,
-        interests: Iterable[str],
-        ctx: RequestContext,
-        spent: npt.NDArray[np.float64],
-    ) -> BoolArray:
-        """Which campaigns may serve: active, in schedule, budget left (paced), targeting matched, not excluded.
+    @functools.cached_property
+    def _tables(self) -> _TargetingTables:
+        return _TargetingTables.build(self)
 
-        ``spent`` is the per-campaign ``(n, 2)`` array of (today, total) spend (see :meth:`spend_array`).
+    def timed_campaigns(self, now: float, spent: npt.NDArray[np.float64]) -> BoolArray:
+        """The campaigns whose rules do not depend on the user: active, in schedule, budget left (paced), and
+        open at this hour and day of the week.
+
+        ``spent`` is the per-campaign ``(n, 2)`` array of (today, total) spend (see :meth:`spend_array`). The
+        pipeline evaluates this once per budget refresh and reuses it for the requests in between.
         """
-        n = self.n_campaigns
-        now = ctx.now
+        utc = datetime.fromtimestamp(now, UTC)
         ok = self.c_active & (self.c_start <= now) & (now < self.c_end)
         today, total = spent[:, 0], spent[:, 1]
         ok &= (today < self.c_daily) & (total < self.c_total)
         if self.c_even.any():
             ok &= ~self.c_even | (today < pacing_allowance(self.c_daily, now))
-        # targeting
+        ok &= (self.c_hours == 0) | ((self.c_hours & (1 << utc.hour)) != 0)
+        ok &= (self.c_days == 0) | ((self.c_days & (1 << utc.weekday())) != 0)
+        return ok
+
+    def eligible_campaigns(
+        self, user: User | None, interests: Iterable[str], ctx: RequestContext, timed: BoolArray
+    ) -> BoolArray:
+        """``timed`` (see :meth:`timed_campaigns`) narrowed by the user's targeting and the request's exclusions."""
+        tb = self._tables
         age = user.age if user is not None else None
-        ok &= self.c_age_any | ((age is not None) & (self.c_age_min <= (age or 0)) & ((age or 0) <= self.c_age_max))
-        gender = _GENDERS[user.gender] if user is not None else _GENDERS[Gender.UNKNOWN]
-        ok &= (self.c_genders == 0) | ((self.c_genders & gender) != 0)
+        gender = user.gender if user is not None else Gender.UNKNOWN
         device = ctx.device or (user.device if user is not None else Device.UNKNOWN)
-        ok &= (self.c_devices == 0) | ((self.c_devices & _DEVICES[device]) != 0)
         tier = user.city_tier if user is not None else None
-        ok &= (self.c_tiers == 0) | ((self.c_tiers & (1 << tier if tier else 0)) != 0)
-        ok &= (self.c_hours == 0) | ((self.c_hours & (1 << ctx.hour)) != 0)
-        ok &= (self.c_days == 0) | ((self.c_days & (1 << ctx.day_of_week)) != 0)
         region = ctx.region or (user.region if user is not None else None)
-        region_ok = self.region_open.copy()
-        if region is not None and region in self.region_has:
-            region_ok |= self.region_has[region]
-        ok &= region_ok
-        tags = set(interests)
-        include_ok = self.include_open.copy()
-        for tag in tags:
+        ok: BoolArray = timed & tb.age[age if age is not None else -1] & tb.gender[gender] & tb.device[device]
+        ok &= tb.tier[tier or 0]
+        ok &= tb.region.get(region, self.region_open) if region is not None else self.region_open
+        include_ok: BoolArray | None = None
+        for tag in set(interests):
             if tag in self.include_has:
-                include_ok |= self.include_has[tag]
+                if include_ok is None:
+                    include_ok = self.include_open | self.include_has[tag]
+                else:
+                    include_ok |= self.include_has[tag]
             if tag in self.exclude_has:
                 ok &= ~self.exclude_has[tag]
-        ok &= include_ok
+        ok &= self.include_open if include_ok is None else include_ok
         if ctx.exclude_advertisers:
             ok &= ~np.isin(self.c_advertiser, list(ctx.exclude_advertisers))
-        assert ok.shape == (n,)
         return ok
 
     def spend_array(self, spend: Mapping[str, tuple[float, float]]) -> npt.NDArray[np.float64]:
@@ -184,11 +190,10 @@ class CatalogSnapshot:
                 out[i] = (today, total)
         return out
 
-    def capped_ads(self, deliveries: Sequence[tuple[str, str, float]], now: float) -> BoolArray:
-        """Ads the user may not see again now: their frequency caps are reached within the campaign's window."""
-        blocked = np.zeros(self.n_ads, dtype=bool)
+    def capped_ads(self, deliveries: Sequence[tuple[str, str, float]], now: float) -> npt.NDArray[np.int64]:
+        """Ads (indices) the user may not see again now: their frequency caps are reached within the window."""
         if not deliveries or self.max_window == 0.0:
-            return blocked
+            return np.array([], dtype=np.int64)
         per_ad: dict[int, int] = defaultdict(int)
         per_campaign: dict[int, int] = defaultdict(int)
         for cid, aid, ts in deliveries:
@@ -199,62 +204,162 @@ class CatalogSnapshot:
             a = self.ad_index.get(aid)
             if a is not None:
                 per_ad[a] += 1
-        for a, count in per_ad.items():
-            cap = self.c_cap_ad[self.ad_campaign[a]]
-            if cap and count >= cap:
-                blocked[a] = True
-        full = [c for c, count in per_campaign.items() if self.c_cap_campaign[c] and count >= self.c_cap_campaign[c]]
+        blocked = [a for a, count in per_ad.items() if 0 < self.c_cap_ad[self.ad_campaign[a]] <= count]
+        full = [c for c, count in per_campaign.items() if 0 < self.c_cap_campaign[c] <= count]
         if full:
-            blocked |= np.isin(self.ad_campaign, full)
-        return blocked
+            blocked += np.flatnonzero(np.isin(self.ad_campaign, full)).tolist()
+        return np.unique(np.array(blocked, dtype=np.int64))
 
-    def eligible_ads(
+    def eligibility(
         self,
         user: User | None,
         interests: Iterable[str],
         ctx: RequestContext,
-        spent: npt.NDArray[np.float64],
+        timed: BoolArray,
         deliveries: Sequence[tuple[str, str, float]] = (),
-    ) -> BoolArray:
-        campaigns = self.eligible_campaigns(user, interests, ctx, spent)
-        ok = self.ad_active & campaigns[self.ad_campaign_clipped]
-        if deliveries:
-            ok &= ~self.capped_ads(deliveries, ctx.now)
-        return ok
+    ) -> Eligibility:
+        """Which ads may be shown to this user in this request (see :class:`Eligibility`)."""
+        campaigns = self.eligible_campaigns(user, interests, ctx, timed)
+        return Eligibility(self, campaigns, self.capped_ads(deliveries, ctx.now) if deliveries else None)
 
     # -- explanation ----------------------------------------------------------------------------------------
     def explain(self, ad: int, user: User | None, interests: Iterable[str], ctx: RequestContext) -> list[str]:
         """The targeting rules the ad's campaign set and how the request met them, in words."""
-        c = self.campaigns[int(self.ad_campaign[ad])]
+        return self.explainer(user, interests, ctx)(ad)
+
+    def explainer(self, user: User | None, interests: Iterable[str], ctx: RequestContext) -> Callable[[int], list[str]]:
+        """:meth:`explain` for many ads of one request: the request's side is rendered once, each campaign's
+        rules once per snapshot."""
+        tags = set(interests)
+        device = ctx.device or (user.device if user else Device.UNKNOWN)
+        facts = {
+            "age": f"user is {user.age if user else '?'}",
+            "gender": f"user is {user.gender.value if user else '?'}",
+            "device": device.value,
+            "region": f"{ctx.region or (user.region if user else None)}",
+            "tier": f"{user.city_tier if user else None}",
+            "hours": f"now {ctx.hour} UTC",
+            "days": f"today {ctx.day_of_week}",
+        }
+
+        def explain(ad: int) -> list[str]:
+            out = []
+            for kind, text, include in self._rules(int(self.ad_campaign[ad])):
+                if kind == "include":
+                    out.append(f"{text}: matched {sorted(tags & include)}")
+                elif kind:
+                    out.append(f"{text}: {facts[kind]}")
+                else:
+                    out.append(text)
+            return out
+
+        return explain
+
+    def _rules(self, campaign: int) -> list[tuple[str, str, frozenset[str]]]:
+        """The campaign's rules as ``(kind, text, interests)``: ``kind`` names the request fact that completes the
+        text (empty: the text is complete)."""
+        cached = self._rule_cache.get(campaign)
+        if cached is not None:
+            return cached
+        c = self.campaigns[campaign]
         t = c.targeting
-        out: list[str] = []
+        none: frozenset[str] = frozenset()
+        out: list[tuple[str, str, frozenset[str]]] = []
         if t.age_min is not None or t.age_max is not None:
-            out.append(f"age {t.age_min or 0}-{t.age_max or 'any'}: user is {user.age if user else '?'}")
+            out.append(("age", f"age {t.age_min or 0}-{t.age_max or 'any'}", none))
         if t.genders:
-            out.append(f"gender in {sorted(g.value for g in t.genders)}: user is {user.gender.value if user else '?'}")
+            out.append(("gender", f"gender in {sorted(g.value for g in t.genders)}", none))
         if t.devices:
-            device = ctx.device or (user.device if user else Device.UNKNOWN)
-            out.append(f"device in {sorted(d.value for d in t.devices)}: {device.value}")
+            out.append(("device", f"device in {sorted(d.value for d in t.devices)}", none))
         if t.regions:
-            out.append(f"region in {sorted(t.regions)}: {ctx.region or (user.region if user else None)}")
+            out.append(("region", f"region in {sorted(t.regions)}", none))
         if t.city_tiers:
-            out.append(f"city tier in {sorted(t.city_tiers)}: {user.city_tier if user else None}")
+            out.append(("tier", f"city tier in {sorted(t.city_tiers)}", none))
         if t.interests_include:
-            matched = sorted(set(interests) & t.interests_include)
-            out.append(f"interests include {sorted(t.interests_include)}: matched {matched}")
+            out.append(("include", f"interests include {sorted(t.interests_include)}", t.interests_include))
         if t.interests_exclude:
-            out.append(f"interests exclude {sorted(t.interests_exclude)}: none matched")
+            out.append(("", f"interests exclude {sorted(t.interests_exclude)}: none matched", none))
         if t.hours:
-            out.append(f"hours {sorted(t.hours)}: now {ctx.hour} UTC")
+            out.append(("hours", f"hours {sorted(t.hours)}", none))
         if t.days_of_week:
-            out.append(f"days {sorted(t.days_of_week)}: today {ctx.day_of_week}")
+            out.append(("days", f"days {sorted(t.days_of_week)}", none))
         if not out:
-            out.append("open targeting (no rules)")
+            out.append(("", "open targeting (no rules)", none))
         if c.daily_budget is not None:
-            out.append(f"daily budget {c.daily_budget:g} ({c.pacing.value} pacing)")
+            out.append(("", f"daily budget {c.daily_budget:g} ({c.pacing.value} pacing)", none))
         if c.frequency.per_ad or c.frequency.per_campaign:
-            out.append(
+            text = (
                 f"frequency cap per ad {c.frequency.per_ad}, per campaign {c.frequency.per_campaign} "
                 f"in {c.frequency.window_s:g} s: not reached"
             )
+            out.append(("", text, none))
+        self._rule_cache[campaign] = out
         return out
+
+
+@dataclass(frozen=True)
+class _TargetingTables:
+    """Per value of each user attribute, which campaigns its targeting admits (one row per value), so that a
+    request's targeting costs one gather and one AND per attribute."""
+
+    age: BoolArray
+    """Row ``a`` for age ``a`` (0-120); the last row (index -1) for an unknown age."""
+    gender: dict[Gender, BoolArray]
+    device: dict[Device, BoolArray]
+    tier: BoolArray
+    """Row ``t`` for city tier ``t`` (1-6); row 0 for an unknown tier."""
+    region: dict[str, BoolArray]
+    """Known regions only; any other region meets the campaigns without a region rule (``region_open``)."""
+
+    @classmethod
+    def build(cls, c: CatalogSnapshot) -> _TargetingTables:
+        ages = np.arange(MAX_AGE + 1)[:, None]
+        age = np.vstack([c.c_age_any | ((c.c_age_min <= ages) & (ages <= c.c_age_max)), c.c_age_any[None, :]])
+        tiers = np.arange(MAX_CITY_TIER + 1)[:, None]
+        tier = (c.c_tiers == 0) | ((c.c_tiers & np.where(tiers > 0, 1 << tiers, 0)) != 0)
+        return cls(
+            age=age,
+            gender={g: (c.c_genders == 0) | ((c.c_genders & bit) != 0) for g, bit in _GENDERS.items()},
+            device={d: (c.c_devices == 0) | ((c.c_devices & bit) != 0) for d, bit in _DEVICES.items()},
+            tier=tier,
+            region={r: c.region_open | has for r, has in c.region_has.items()},
+        )
+
+
+class Eligibility:
+    """Which ads may serve in one request: the campaigns' verdicts, applied to ads when asked.
+
+    ``eligibility[ads]`` answers for an array of ad indices (the candidates) without building the mask over the
+    whole catalogue; :attr:`mask` builds it when a fallback needs it.
+    """
+
+    def __init__(self, catalog: CatalogSnapshot, campaigns: BoolArray, capped: npt.NDArray[np.int64] | None) -> None:
+        self.catalog = catalog
+        self.campaigns = campaigns
+        """Per campaign: may it serve (rules, budget, schedule, targeting, exclusions)."""
+        self.capped = capped
+        """Indices of the ads whose frequency cap the user reached (None: none)."""
+
+    def __getitem__(self, ads: npt.NDArray[np.int64]) -> BoolArray:
+        c = self.catalog
+        ok = c.ad_active[ads] & self.campaigns[c.ad_campaign_clipped[ads]]
+        if self.capped is not None and len(self.capped):
+            ok &= ~np.isin(ads, self.capped)
+        return ok
+
+    @functools.cached_property
+    def mask(self) -> BoolArray:
+        """The eligible ads as a mask over the catalogue."""
+        c = self.catalog
+        ok = c.ad_active & self.campaigns[c.ad_campaign_clipped]
+        if self.capped is not None:
+            ok[self.capped] = False
+        return ok
+
+    def count(self) -> int:
+        """How many ads are eligible (from per-campaign counts: no pass over the catalogue)."""
+        c = self.catalog
+        n = int(c.active_ads_per_campaign[self.campaigns].sum())
+        if self.capped is not None and len(self.capped):
+            n -= int((c.ad_active[self.capped] & self.campaigns[c.ad_campaign_clipped[self.capped]]).sum())
+        return n

@@ -28,7 +28,7 @@ from adrec.models.artifact import Artifact
 from adrec.retrieval.index import ExactIndex, VectorIndex, build_index
 from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
-from adrec.serving.catalog import CatalogSnapshot, RequestContext
+from adrec.serving.catalog import CatalogSnapshot, Eligibility, RequestContext
 from adrec.serving.tokens import TokenSigner
 from adrec.store.base import Delivery, Store, demographic_segment
 from adrec.store.sql import utc_day
@@ -147,6 +147,7 @@ class ServingModel:
             index_kind=index_kind,
             index_params=index_params,
             max_impressions=max_impressions,
+            index_cache=folder,
         )
 
     @classmethod
@@ -159,11 +160,14 @@ class ServingModel:
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         max_impressions: int = 200_000,
+        index_cache: Path | None = None,
     ) -> ServingModel:
-        """Build the vector index (``index_kind``: auto, exact, ivf, hnsw; see :func:`build_index`) and calibrate
-        pCTR on the store's logged impressions."""
+        """Build the vector index (``index_kind``: auto, exact, ivf, hnsw; see :func:`build_index`; kept in and
+        read back from ``index_cache`` if given) and calibrate pCTR on the store's logged impressions."""
         items = artifact.model.item_embeddings
-        index = build_index(items, index_kind, **(index_params or {})) if items is not None else None
+        index = None
+        if items is not None:
+            index = build_index(items, index_kind, cache_dir=index_cache, **(index_params or {}))
         popularity = np.asarray(artifact.seen.sum(axis=0)).ravel().astype(np.float64)
         calibrator = _fit_calibrator(artifact, store, max_impressions) if store is not None else Calibrator()
         return cls(artifact, version, calibrator, index, popularity)
@@ -316,6 +320,27 @@ class PipelineConfig:
     pcvr: float = 0.05
     spend_refresh_s: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.category_decay <= 1.0:
+            raise ConfigError(f"category_decay must be in (0, 1] (got {self.category_decay})")
+        if not 0.0 <= self.explore_share <= 1.0:
+            raise ConfigError(f"explore_share must be in [0, 1] (got {self.explore_share})")
+
+
+SOURCES = ("model", "segment", "popular", "explore")
+"""Where a candidate came from (:attr:`ServedAd.source`); candidates carry the index."""
+MODEL, SEGMENT, POPULAR, EXPLORE = range(len(SOURCES))
+
+
+@dataclass(frozen=True)
+class _Timed:
+    """The campaigns open regardless of the user, as of ``at`` (see :meth:`Pipeline._timed`)."""
+
+    at: float
+    day: str
+    catalog: CatalogSnapshot
+    timed: npt.NDArray[np.bool_]
+
 
 @dataclass
 class _Binding:
@@ -387,7 +412,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._segments = store.segment_click_counts()
         self._binding = _Binding.make(self._load_catalog(), model, self._segments)
-        self._spend: tuple[float, str, npt.NDArray[np.float64], CatalogSnapshot] | None = None
+        self._spend: _Timed | None = None
 
     # -- swapping ---------------------------------------------------------------------------------------------
     @property
@@ -425,19 +450,26 @@ class Pipeline:
         ads = [a for batch in self.store.iter_ads() for a in batch]
         return CatalogSnapshot.build(campaigns, ads)
 
-    def _spent(self, binding: _Binding, now: float) -> npt.NDArray[np.float64]:
+    def _timed(self, binding: _Binding, now: float) -> npt.NDArray[np.bool_]:
+        """The campaigns open at ``now`` regardless of the user (:meth:`CatalogSnapshot.timed_campaigns`).
+
+        Spend is re-read from the store, and the mask re-evaluated, when ``spend_refresh_s`` passed, the day or
+        the catalogue changed, or feedback through this process called :meth:`refresh_spend`; requests in between
+        reuse it (schedules, pacing and hour rules are thus applied to within ``spend_refresh_s``).
+        """
         cached = self._spend
         day = utc_day(now)
         if (
             cached is not None
-            and cached[3] is binding.catalog
-            and cached[1] == day
-            and now - cached[0] < self.config.spend_refresh_s
+            and cached.catalog is binding.catalog
+            and cached.day == day
+            and 0.0 <= now - cached.at < self.config.spend_refresh_s
         ):
-            return cached[2]
+            return cached.timed
         spent = binding.catalog.spend_array(self.store.campaign_spend(day))
-        self._spend = (now, day, spent, binding.catalog)
-        return spent
+        timed = binding.catalog.timed_campaigns(now, spent)
+        self._spend = _Timed(now, day, binding.catalog, timed)
+        return timed
 
     # -- the decision -----------------------------------------------------------------------------------------
     def _user(self, user_id: str) -> tuple[User | None, list[str]]:
@@ -478,9 +510,8 @@ class Pipeline:
         user, interests = self._user(user_id)
         deliveries = self.store.delivery_times(user_id, now - catalog.max_window) if catalog.max_window else []
         t1 = time.perf_counter()
-        spent = self._spent(binding, now)
-        mask = catalog.eligible_ads(user, interests, ctx, spent, deliveries)
-        n_eligible = int(np.count_nonzero(mask))
+        eligible = catalog.eligibility(user, interests, ctx, self._timed(binding, now), deliveries)
+        n_eligible = eligible.count()
         t2 = time.perf_counter()
         behavioural = user is not None and user.consent
         u = -1
@@ -488,9 +519,9 @@ class Pipeline:
             u = model.artifact.users.index(user_id)
         segment = demographic_segment(user.gender.value, user.age) if user is not None else None
         if n_eligible:
-            cand, scores, source = self._candidates(binding, u, mask, k, segment)
+            cand, scores, source = self._candidates(binding, u, eligible, k, segment)
         else:
-            cand, scores, source = np.array([], dtype=np.int64), np.array([]), np.array([], dtype=object)
+            cand, scores, source = np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int8)
         t3 = time.perf_counter()
         ads = self._rank(binding, cand, scores, source, k, user, user_id, interests, ctx, request_id)
         t4 = time.perf_counter()
@@ -511,15 +542,15 @@ class Pipeline:
         )
 
     def _candidates(
-        self, b: _Binding, u: int, is_eligible: npt.NDArray[np.bool_], k: int, segment: str | None = None
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.object_]]:
-        """Candidate ads (catalogue indices), their model scores (NaN where none) and where each came from.
+        self, b: _Binding, u: int, eligible: Eligibility, k: int, segment: str | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int8]]:
+        """Candidate ads (catalogue indices), their model scores (NaN where none) and where each came from (an
+        index into :data:`SOURCES`).
 
-        ``is_eligible`` is the eligibility mask over the catalogue. Work is proportional to the candidates, not
-        to the catalogue, except on the exact fallback paths.
+        Work is proportional to the candidates, not to the catalogue, except on the exact fallback paths.
         """
         cfg = self.config
-        parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], str]] = []
+        parts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]] = []
         if u >= 0 and b.model is not None:
             model = b.model
             got = np.array([], dtype=np.int64)
@@ -527,11 +558,14 @@ class Pipeline:
             if model.index is not None:
                 query = model.artifact.model.user_embeddings[[u]]  # type: ignore[index]
                 items, sims = model.index.search(query, cfg.n_candidates)
-                ads = np.where(items[0] >= 0, b.ad_of_item[np.maximum(items[0], 0)], -1)
-                keep = (ads >= 0) & is_eligible[np.maximum(ads, 0)]
-                got, got_scores = ads[keep], sims[0][keep].astype(np.float64)
+                ads = b.ad_of_item[items[0][items[0] >= 0]]
+                ads_scores = sims[0][items[0] >= 0]
+                known = ads >= 0
+                ads, ads_scores = ads[known], ads_scores[known]
+                keep = eligible[ads]
+                got, got_scores = ads[keep], ads_scores[keep].astype(np.float64)
                 if len(got) < k:
-                    warm = np.flatnonzero(is_eligible & (b.item_of_ad >= 0))
+                    warm = np.flatnonzero(eligible.mask & (b.item_of_ad >= 0))
                     if len(got) < min(k, len(warm)):
                         # Targeting removed most neighbours: exact search over the eligible ads (the reference).
                         vectors = model.artifact.model.item_embeddings[b.item_of_ad[warm]]  # type: ignore[index]
@@ -539,32 +573,35 @@ class Pipeline:
                         valid = ids[0] >= 0
                         got, got_scores = warm[ids[0][valid]], sims2[0][valid].astype(np.float64)
             else:
-                warm = np.flatnonzero(is_eligible & (b.item_of_ad >= 0))
+                warm = np.flatnonzero(eligible.mask & (b.item_of_ad >= 0))
                 if len(warm):
                     s = model.artifact.model.score(np.full(len(warm), u), b.item_of_ad[warm]).astype(np.float64)
                     top = np.argsort(-s, kind="stable")[: cfg.n_candidates]
                     got, got_scores = warm[top], s[top]
-            parts.append((got, got_scores, "model"))
+            parts.append((got, got_scores, MODEL))
         chosen = parts[0][0] if parts else np.array([], dtype=np.int64)
         need = max(k * 3 - len(chosen), 0)
         if need:
             taken = set(chosen.tolist())
             by_segment = b.segment_order.get(segment) if segment is not None else None
             if by_segment is not None and len(by_segment):
-                ranked = _first_open(by_segment, is_eligible, taken, need)
+                ranked = _first_open(by_segment, eligible, taken, need)
                 if len(ranked):
-                    parts.append((ranked, np.full(len(ranked), np.nan), "segment"))
+                    parts.append((ranked, np.full(len(ranked), np.nan), SEGMENT))
                     taken.update(ranked.tolist())
                     need -= len(ranked)
-            ranked = _first_open(b.popular_order, is_eligible, taken, need) if need else np.array([], np.int64)
+            ranked = _first_open(b.popular_order, eligible, taken, need) if need else np.array([], np.int64)
             if len(ranked):
-                parts.append((ranked, np.full(len(ranked), np.nan), "popular"))
-        fresh = b.fresh_ads[is_eligible[b.fresh_ads]]
-        if len(fresh):  # the exploration share reserves slots for them; they also fill what nothing else can
-            parts.append((fresh, np.full(len(fresh), np.nan), "explore"))
-        ids = np.concatenate([p[0] for p in parts]) if parts else np.array([], dtype=np.int64)
-        scores = np.concatenate([p[1] for p in parts]) if parts else np.array([])
-        source = np.concatenate([np.full(len(p[0]), p[2], dtype=object) for p in parts]) if parts else np.array([])
+                parts.append((ranked, np.full(len(ranked), np.nan), POPULAR))
+        if len(b.fresh_ads):  # the exploration share reserves slots for them; they also fill what nothing else can
+            fresh = b.fresh_ads[eligible[b.fresh_ads]]
+            if len(fresh):
+                parts.append((fresh, np.full(len(fresh), np.nan), EXPLORE))
+        if not parts:
+            return np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int8)
+        ids = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[1] for p in parts])
+        source = np.concatenate([np.full(len(p[0]), p[2], dtype=np.int8) for p in parts])
         return ids, scores, source
 
     def _rank(
@@ -572,7 +609,7 @@ class Pipeline:
         b: _Binding,
         cand: npt.NDArray[np.int64],
         scores: npt.NDArray[np.float64],
-        source: npt.NDArray[np.object_],
+        source: npt.NDArray[np.int8],
         k: int,
         user: User | None,
         user_id: str,
@@ -585,54 +622,71 @@ class Pipeline:
             return []
         cat = b.catalog
         calibrator = b.model.calibrator if b.model is not None else Calibrator()
-        pctr = np.where(np.isnan(scores), calibrator.base_rate, calibrator(np.nan_to_num(scores)))
+        pctr = np.full(len(cand), calibrator.base_rate)
+        scored = ~np.isnan(scores)
+        if scored.any():
+            pctr[scored] = calibrator(scores[scored])
         camp = cat.ad_campaign[cand]
         pricing = cat.c_pricing[camp]
         bid = cat.c_bid[camp]
-        pcvr = np.full(len(cand), cfg.pcvr)
-        values = compute_ecpm(pricing, bid, pctr, pcvr)
-        above = values >= cfg.reserve_ecpm
-        cand, scores, source, camp = cand[above], scores[above], source[above], camp[above]
-        pctr, pricing, bid, pcvr, values = pctr[above], pricing[above], bid[above], pcvr[above], values[above]
+        values = compute_ecpm(pricing, bid, pctr, cfg.pcvr)
+        above = np.flatnonzero(values >= cfg.reserve_ecpm)
+        if len(above) < len(cand):
+            cand, scores, source, camp = cand[above], scores[above], source[above], camp[above]
+            pctr, pricing, bid, values = pctr[above], pricing[above], bid[above], values[above]
         if len(cand) == 0:
             return []
-        explore = source == "explore"
-        rng = np.random.default_rng(int(request_id[:8], 16) if _is_hex(request_id[:8]) else None)
-        # The share is met on average: k * share slots, the fraction by chance (k = 1 explores 10 % of the time).
-        share = k * cfg.explore_share
-        n_explore = min(int(explore.sum()), int(share) + int(rng.random() < share - int(share)))
-        order = np.argsort(-values, kind="stable")
-        exploit_order = order[~explore[order]]
+        by_value = np.argsort(-values, kind="stable")
+        order = by_value
+        explore = source == EXPLORE
         explore_pool = np.flatnonzero(explore)
-        explore_pick = rng.permutation(explore_pool)[:n_explore] if n_explore else np.array([], dtype=np.int64)
-        picked = self._rerank(cat, cand, values, exploit_order, k - len(explore_pick))
-        picked += [int(i) for i in explore_pick]
-        if len(picked) < k:  # not enough exploit candidates: fill with the remaining explore ones
-            extra = [int(i) for i in rng.permutation(explore_pool) if int(i) not in picked]
-            picked += extra[: k - len(picked)]
+        explore_pick = np.array([], dtype=np.int64)
+        if len(explore_pool):
+            rng = np.random.default_rng(int(request_id[:8], 16) if _is_hex(request_id[:8]) else None)
+            # The share is met on average: k * share slots, the fraction by chance (k = 1 explores 10 % of the
+            # time).
+            share = k * cfg.explore_share
+            n_explore = min(len(explore_pool), int(share) + int(rng.random() < share - int(share)))
+            shuffled = rng.permutation(explore_pool)
+            explore_pick = shuffled[:n_explore]
+            order = order[~explore[order]]
+        picked = rerank(
+            cat,
+            cand,
+            values,
+            order,
+            k - len(explore_pick),
+            max_per_advertiser=cfg.max_per_advertiser,
+            category_decay=cfg.category_decay,
+        )
+        picked += explore_pick.tolist()
+        if len(picked) < k and len(explore_pool):  # not enough exploit candidates: fill with the other fresh ads
+            chosen = set(picked)
+            picked += [i for i in shuffled.tolist() if i not in chosen][: k - len(picked)]
         picked.sort(key=lambda i: -values[i])
         picked_set = set(picked)
-        losers = [values[i] for i in order if int(i) not in picked_set]
-        next_value = float(losers[0]) if losers else 0.0
+        next_value = next((float(values[i]) for i in by_value.tolist() if i not in picked_set), 0.0)
         sel = np.array(picked, dtype=np.int64)
-        prices = gsp_prices(values[sel], next_value, pricing[sel], bid[sel], pctr[sel], pcvr[sel], cfg.reserve_ecpm)
+        prices = gsp_prices(values[sel], next_value, pricing[sel], bid[sel], pctr[sel], cfg.pcvr, cfg.reserve_ecpm)
         out: list[ServedAd] = []
+        explain = cat.explainer(user, interests, ctx)
         for rank, (i, price) in enumerate(zip(sel.tolist(), prices.tolist(), strict=True), start=1):
             a = int(cand[i])
             ad = cat.ads[a]
             campaign = cat.campaigns[int(camp[i])]
+            model_ = str(pricing[i])
             delivery = Delivery(
                 iid=f"{request_id}-{rank}",
                 user_id=user_id,
                 ad_id=ad.ad_id,
                 campaign_id=campaign.campaign_id,
                 advertiser_id=campaign.advertiser_id,
-                pricing_model=str(pricing[i]),
-                price=round(float(price), 6),
+                pricing_model=model_,
+                price=round(price, 6),
                 served_ts=ctx.now,
                 placement=ctx.placement,
             )
-            score = None if np.isnan(scores[i]) else float(scores[i])
+            score = float(scores[i])
             out.append(
                 ServedAd(
                     rank=rank,
@@ -646,55 +700,69 @@ class Pipeline:
                     category=ad.category,
                     brand=ad.brand,
                     product_price=ad.price,
-                    pricing_model=str(pricing[i]),
+                    pricing_model=model_,
                     bid=float(bid[i]),
                     price=delivery.price,
                     pctr=float(pctr[i]),
                     ecpm=float(values[i]),
-                    score=score,
-                    source=str(source[i]),
-                    rules=cat.explain(a, user, interests, ctx),
+                    score=None if math.isnan(score) else score,
+                    source=SOURCES[source[i]],
+                    rules=explain(a),
                     token=self.signer.sign(delivery),
                 )
             )
         return out
 
-    def _rerank(
-        self,
-        cat: CatalogSnapshot,
-        cand: npt.NDArray[np.int64],
-        values: npt.NDArray[np.float64],
-        order: npt.NDArray[np.intp],
-        k: int,
-    ) -> list[int]:
-        """Greedy re-ranking: at most ``max_per_advertiser`` per advertiser, eCPM decayed per repeated category."""
-        cfg = self.config
-        if k <= 0 or len(order) == 0:
-            return []
-        pool = order[: max(k * 10, 50)]
-        ads = cand[pool]
-        adv = cat.ad_advertiser_code[ads]
-        category = cat.ad_category_code[ads]
-        base = values[pool]
-        adv_count = np.zeros(cat.n_advertiser_codes, dtype=np.int64)
-        cat_count = np.zeros(cat.n_category_codes, dtype=np.int64)
-        taken = np.zeros(len(pool), dtype=bool)
-        picked: list[int] = []
-        for _ in range(min(k, len(pool))):
-            adjusted = base * cfg.category_decay ** cat_count[category]
-            adjusted[taken | (adv_count[adv] >= cfg.max_per_advertiser)] = -np.inf
-            best = int(np.argmax(adjusted))
-            if not np.isfinite(adjusted[best]):
+
+def rerank(
+    cat: CatalogSnapshot,
+    cand: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    order: npt.NDArray[np.intp],
+    k: int,
+    *,
+    max_per_advertiser: int,
+    category_decay: float,
+) -> list[int]:
+    """Greedy re-ranking: at most ``max_per_advertiser`` per advertiser, eCPM decayed per repeated category.
+
+    ``cand`` are catalogue indices of the candidates, ``values`` their eCPM and ``order`` positions into them by
+    eCPM, best first; returns positions, in slot order. Each slot takes the ad with the best decayed eCPM (the first
+    one on ties). The decay (at most 1) only lowers values, so a slot's search stops at the first ad whose
+    undecayed eCPM cannot beat the best decayed one found so far.
+    """
+    if k <= 0 or len(order) == 0:
+        return []
+    pool = order[: max(k * 10, 50)].tolist()
+    ads = cand[pool]
+    adv = cat.ad_advertiser_code[ads].tolist()
+    category = cat.ad_category_code[ads].tolist()
+    base = values[pool].tolist()
+    adv_count: dict[int, int] = {}
+    cat_count: dict[int, int] = {}
+    open_ = list(range(len(pool)))  # positions in the pool not taken, in eCPM order
+    picked: list[int] = []
+    while len(picked) < k and open_:
+        best, best_value = -1, -math.inf
+        for j, p in enumerate(open_):
+            if base[p] <= best_value:
                 break
-            taken[best] = True
-            adv_count[adv[best]] += 1
-            cat_count[category[best]] += 1
-            picked.append(int(pool[best]))
-        return picked
+            if adv_count.get(adv[p], 0) >= max_per_advertiser:
+                continue
+            value = base[p] * category_decay ** cat_count.get(category[p], 0)
+            if value > best_value:
+                best, best_value = j, value
+        if best < 0:
+            break
+        p = open_.pop(best)
+        adv_count[adv[p]] = adv_count.get(adv[p], 0) + 1
+        cat_count[category[p]] = cat_count.get(category[p], 0) + 1
+        picked.append(pool[p])
+    return picked
 
 
 def _first_open(
-    order: npt.NDArray[np.int64], eligible: npt.NDArray[np.bool_], taken: set[int], need: int
+    order: npt.NDArray[np.int64], eligible: Eligibility, taken: set[int], need: int
 ) -> npt.NDArray[np.int64]:
     """The first ``need`` ads of ``order`` that are eligible and not taken, scanning a growing prefix only."""
     width = max(need * 8, 256)
