@@ -456,6 +456,66 @@ def test_feedback_rejects_what_the_ledger_does_not_allow_and_keeps_the_rest(stor
     assert later.accepted == 2 and later.rejected == []
 
 
+def test_feedback_event_ids_count_once_within_and_across_batches(store: Store) -> None:
+    d, other = _delivery("r4-1", "CPM", 0.5), _delivery("r4-2", "CPC", 0.4)
+    batch = [
+        _fb("i1", EventType.IMPRESSION, d),
+        _fb("i1", EventType.IMPRESSION, d),  # the same event sent twice in one batch
+        _fb("i2", EventType.IMPRESSION, other),
+        _fb("i2", EventType.CLICK, other, 1),  # a click reusing an event id: a duplicate, not a click
+    ]
+    result = store.apply_feedback(batch)
+    assert (result.accepted, result.duplicates, result.rejected) == (2, 2, [])
+    assert result.spend == pytest.approx(0.5)
+    again = store.apply_feedback([*batch, _fb("c2", EventType.CLICK, other, 2)])
+    assert (again.accepted, again.duplicates, again.rejected, again.spend) == (1, 4, [], pytest.approx(0.4))
+    (row,) = store.delivery_report()
+    assert (row.impressions, row.clicks, row.spend) == (2, 1, pytest.approx(0.9))
+    assert store.count_events() == 3
+
+
+def test_feedback_applies_a_batch_in_time_order_and_the_ledger_remembers_it(store: Store) -> None:
+    a, b = _delivery("r5-1", "CPA", 2.0), _delivery("r5-2", "CPC", 0.3)
+    placed = Delivery("r5-3", "u2", "a1", "c1", "adv1", "CPM", 0.01, 1.7e9, None)
+    first = store.apply_feedback(
+        [
+            _fb("ca", EventType.CLICK, a, 5),  # listed before its impression, but later in time
+            _fb("ia", EventType.IMPRESSION, a),
+            _fb("ib", EventType.IMPRESSION, b),
+            _fb("ip", EventType.IMPRESSION, placed),
+        ]
+    )
+    assert (first.accepted, first.rejected) == (4, [])
+    # The ledger rows of the first batch: a was clicked, b was not; neither converted.
+    later = store.apply_feedback(
+        [
+            _fb("ca2", EventType.CLICK, a, 6),
+            _fb("vb", EventType.CONVERSION, b, 8),
+            _fb("cb", EventType.CLICK, b, 7),
+            Feedback("va", EventType.CONVERSION, a.served_ts + 9, a, 42.0),
+        ]
+    )
+    assert later.accepted == 3 and later.rejected == [(0, "this token was already clicked")]
+    assert later.spend == pytest.approx(2.0 + 0.3)
+    # NULLs and values of one column mixed in a batch are each stored as sent.
+    stored = {
+        str(e): (p, v, r)
+        for batch in store.iter_events()
+        for e, p, v, r in zip(batch.event_id, batch.placement, batch.value, batch.request_id, strict=True)
+    }
+    assert set(stored) == {"ca", "ia", "ib", "ip", "vb", "cb", "va"}
+    assert stored["va"][:2] == ("feed", 42.0) and stored["ip"][0] is None
+    assert all(np.isnan(v) for e, (_, v, _) in stored.items() if e != "va")
+    assert all(p == "feed" for e, (p, _, _) in stored.items() if e != "ip")
+    assert stored["ca"][2] == "r5-1" and stored["ip"][2] == "r5-3"
+    report = {r.campaign_id: r for r in store.delivery_report()}
+    assert (report["c1"].impressions, report["c1"].clicks, report["c1"].conversions) == (3, 2, 2)
+    assert report["c1"].spend == pytest.approx(2.0 + 0.3 + 0.01)
+    assert store.apply_feedback([_fb("va2", EventType.CONVERSION, a, 10)]).rejected == [
+        (0, "this token already converted")
+    ]
+
+
 def test_delivery_times_and_erasure_of_deliveries(store: Store) -> None:
     store.upsert_users([User(user_id="u1"), User(user_id="u2")])
     store.apply_feedback(

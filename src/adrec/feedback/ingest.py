@@ -8,19 +8,24 @@ recorded by :meth:`adrec.store.Store.apply_feedback` in one durable transaction 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from adrec.data.schema import EventType
 from adrec.exceptions import TokenError, ValidationError
 from adrec.serving.tokens import TokenSigner
-from adrec.store.base import Feedback, Store
+from adrec.store.base import Delivery, Feedback, Store
 
-__all__ = ["FeedbackReport", "RawFeedback", "ingest_feedback"]
+__all__ = ["FeedbackReport", "RawFeedback", "ReportedEvent", "ingest_feedback"]
 
 # Events may be stamped a little before the ad was served (client clocks); not more.
 CLOCK_SKEW_S = 300.0
+
+# The names clients send, looked up directly; anything else goes through EventType.parse.
+_TYPES: dict[object, EventType] = {t.name.lower(): t for t in EventType}
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,22 @@ class RawFeedback:
     value: float | None = None
 
 
+class ReportedEvent(Protocol):
+    """What :func:`ingest_feedback` reads of an event: a :class:`RawFeedback` or any object with these fields
+    (the HTTP API passes its validated request items)."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def type(self) -> EventType | str | int: ...
+    @property
+    def token(self) -> str: ...
+    @property
+    def ts(self) -> float | None: ...
+    @property
+    def value(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class FeedbackReport:
     received: int
@@ -45,22 +66,35 @@ class FeedbackReport:
 
 
 def ingest_feedback(
-    store: Store, signer: TokenSigner, events: Sequence[RawFeedback], *, now: float | None = None
+    store: Store, signer: TokenSigner, events: Sequence[ReportedEvent], *, now: float | None = None
 ) -> FeedbackReport:
-    """Verify each event's token, then record the valid ones atomically; report what happened to each."""
+    """Verify each event's token, then record the valid ones atomically; report what happened to each.
+
+    A token is verified once per batch however many of its events the batch holds (an impression and its click).
+    """
     now = time.time() if now is None else now
+    latest = now + CLOCK_SKEW_S
     rejected: list[tuple[int, str, str]] = []
     valid: list[Feedback] = []
     positions: list[int] = []
+    verified: dict[str, Delivery] = {}
     for i, e in enumerate(events):
         try:
-            kind = EventType.parse(e.type)
-            delivery = signer.verify(e.token, now=now)
+            kind = _TYPES.get(e.type)
+            if kind is None:
+                kind = EventType.parse(e.type)
+            delivery = verified.get(e.token)
+            if delivery is None:
+                delivery = verified[e.token] = signer.verify(e.token, now=now)
             ts = now if e.ts is None else float(e.ts)
+            if not math.isfinite(ts):
+                raise ValidationError("ts", f"{ts} is not a finite number")
             if ts < delivery.served_ts - CLOCK_SKEW_S:
                 raise ValidationError("ts", f"{ts} is before the ad was served ({delivery.served_ts})")
-            if ts > now + CLOCK_SKEW_S:
+            if ts > latest:
                 raise ValidationError("ts", f"{ts} is in the future")
+            if e.value is not None and not math.isfinite(e.value):
+                raise ValidationError("value", f"{e.value} is not a finite number")
         except (TokenError, ValidationError) as err:
             rejected.append((i, e.event_id, str(err)))
             continue

@@ -8,23 +8,25 @@ a missing or unknown key gets 401, a key whose role may not do the call gets 403
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.dataclasses import dataclass
 
 from adrec.data.schema import Ad, Advertiser, Campaign, CampaignStatus, Device, User
 from adrec.exceptions import AdrecError, NotFoundError, ValidationError
-from adrec.feedback.ingest import RawFeedback, ingest_feedback
+from adrec.feedback.ingest import ingest_feedback
 from adrec.serving.auth import KeyCache
 from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
 from adrec.serving.tokens import TokenSigner
@@ -35,18 +37,104 @@ __all__ = ["EventIn", "EventsIn", "ServerState", "create_app"]
 MAX_EVENTS_PER_BATCH = 50_000
 
 
-class EventIn(BaseModel):
+class AdRequest(BaseModel):
+    """The query of ``GET /v1/recommendations``."""
+
+    user_id: str = Field(min_length=1, max_length=200)
+    k: int = Field(default=10, ge=1, le=100, description="How many ads, at most.")
+    placement: str | None = Field(default=None, max_length=100, description="Where the ads will show.")
+    device: Device | None = Field(default=None, description="Overrides the user's declared device.")
+    region: str | None = Field(default=None, max_length=100, description="Overrides the user's declared region.")
+    exclude_advertisers: list[str] = Field(default_factory=list, description="Advertisers not to show (repeatable).")
+
+
+_Query = TypeVar("_Query", bound=BaseModel)
+
+
+# The hot endpoint reads its query through one pydantic model instead of FastAPI's per-parameter machinery, which
+# costs more per request than the model's whole validation; the OpenAPI parameters are generated from the model.
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    required = set(schema.get("required", []))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "description": prop.get("description", ""),
+            "schema": inline({k: v for k, v in prop.items() if k != "description"}),
+        }
+        for name, prop in schema["properties"].items()
+    ]
+
+
+def _parse_query(model: type[_Query], request: Request) -> _Query:
+    """``model`` from the request's query string; errors are 422 at ``("query", field)``, as FastAPI's are."""
+    params = request.query_params
+    data: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if name in params:
+            data[name] = params.getlist(name) if field.annotation == list[str] else params[name]
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+
+
+# A slotted dataclass rather than a BaseModel: one object per event instead of three (instance, fields set, dict).
+# A batch's events live through the request, and fewer of them put off the garbage collector's full passes.
+@dataclass(frozen=True, slots=True)
+class EventIn:
     """One feedback event. ``token`` is the impression token of the served ad it is about."""
 
     event_id: str = Field(min_length=1, max_length=200)
     type: str = Field(pattern="^(impression|click|conversion)$")
     token: str = Field(min_length=10, max_length=2000)
-    ts: float | None = Field(default=None, description="Unix seconds; default: when the server receives it")
-    value: float | None = Field(default=None, description="e.g. the order value of a conversion")
+    ts: float | None = Field(
+        default=None, allow_inf_nan=False, description="Unix seconds; default: when the server receives it"
+    )
+    value: float | None = Field(default=None, allow_inf_nan=False, description="e.g. the order value of a conversion")
 
 
 class EventsIn(BaseModel):
     events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_BATCH)
+
+
+def _events_schema() -> dict[str, Any]:
+    """The OpenAPI request body of ``POST /v1/events``: :class:`EventsIn` with ``EventIn`` inlined (no ``$defs``)."""
+    schema = EventsIn.model_json_schema()
+    schema["properties"]["events"]["items"] = schema.pop("$defs")["EventIn"]
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+async def _events_body(request: Request) -> EventsIn:
+    """The body of ``POST /v1/events``, parsed and validated by pydantic in one pass over the bytes.
+
+    A body parameter would have FastAPI ``json.loads`` the batch into dicts and validate those. Errors are
+    RequestValidationError with ``loc`` from ``"body"``, as FastAPI reports a body parameter's.
+    """
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise RequestValidationError(
+            [{"type": "json_type", "loc": ("body",), "msg": "expected a JSON body (Content-Type: application/json)"}]
+        )
+    try:
+        return EventsIn.model_validate_json(await request.body())
+    except PydanticValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
 
 
 class ServerState:
@@ -90,20 +178,17 @@ _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 # Dependencies are ``async`` so that they run on the event loop: sync ones would each hop through the thread pool.
-async def _authenticated(request: Request, key: Annotated[str | None, Security(_HEADER)]) -> ApiKeyRecord:
-    if not key:
-        raise HTTPException(401, "missing API key (header X-API-Key)")
-    record = request.app.state.adrec.keys.authenticate(key)
-    if record is None:
-        raise HTTPException(401, "unknown or revoked API key")
-    return record  # type: ignore[no-any-return]
-
-
-def _role(*allowed: str) -> Callable[[ApiKeyRecord], Awaitable[ApiKeyRecord]]:
-    async def check(key: Annotated[ApiKeyRecord, Depends(_authenticated)]) -> ApiKeyRecord:
-        if key.role not in allowed:
-            raise HTTPException(403, f"the {key.role} role may not do this (needs {' or '.join(allowed)})")
-        return key
+# One dependency per role (key and role checked together): every level of dependencies costs time per request.
+def _role(*allowed: str) -> Callable[..., Awaitable[ApiKeyRecord]]:
+    async def check(request: Request, key: Annotated[str | None, Security(_HEADER)]) -> ApiKeyRecord:
+        if not key:
+            raise HTTPException(401, "missing API key (header X-API-Key)")
+        record: ApiKeyRecord | None = request.app.state.adrec.keys.authenticate(key)
+        if record is None:
+            raise HTTPException(401, "unknown or revoked API key")
+        if record.role not in allowed:
+            raise HTTPException(403, f"the {record.role} role may not do this (needs {' or '.join(allowed)})")
+        return record
 
     return check
 
@@ -159,8 +244,8 @@ def create_app(state: ServerState) -> FastAPI:
 
     # -- health ---------------------------------------------------------------------------------------------
     @app.get("/health", tags=["health"])
-    def health() -> dict[str, Any]:
-        """Liveness: the process answers."""
+    async def health() -> dict[str, Any]:
+        """Liveness: the process answers (on the event loop: no thread pool hop)."""
         return {"status": "ok", "uptime_s": round(time.time() - state.started, 1)}
 
     @app.get("/ready", tags=["health"])
@@ -181,37 +266,29 @@ def create_app(state: ServerState) -> FastAPI:
         )
 
     # -- serving ----------------------------------------------------------------------------------------------
-    @app.get("/v1/recommendations", tags=["serving"])
-    async def recommendations(
-        _key: Serving,
-        user_id: Annotated[str, Query(min_length=1, max_length=200)],
-        k: Annotated[int, Query(ge=1, le=100)] = 10,
-        placement: Annotated[str | None, Query(max_length=100)] = None,
-        device: Device | None = None,
-        region: Annotated[str | None, Query(max_length=100)] = None,
-        exclude_advertisers: Annotated[list[str] | None, Query()] = None,
-    ) -> Response:
+    @app.get("/v1/recommendations", tags=["serving"], openapi_extra={"parameters": _query_parameters(AdRequest)})
+    async def recommendations(_key: Serving, request: Request) -> Response:
         """Ranked, priced and explained ads for a user; unknown users are served by cold start (popular, fresh)."""
+        q = _parse_query(AdRequest, request)
         response = state.pipeline.recommend(
-            user_id,
-            k,
-            placement=placement,
-            device=device,
-            region=region,
-            exclude_advertisers=exclude_advertisers or (),
+            q.user_id,
+            q.k,
+            placement=q.placement,
+            device=q.device,
+            region=q.region,
+            exclude_advertisers=q.exclude_advertisers,
         )
         # Serialised directly: FastAPI's generic encoder costs more than the whole decision here.
-        return Response(json.dumps(response.as_dict()), media_type="application/json")
+        return Response(orjson.dumps(response.as_dict()), media_type="application/json")
 
-    @app.post("/v1/events", tags=["serving"])
-    def events(_key: Serving, body: EventsIn) -> dict[str, Any]:
+    @app.post("/v1/events", tags=["serving"], openapi_extra={"requestBody": _events_schema()})
+    def events(_key: Serving, body: Annotated[EventsIn, Depends(_events_body)]) -> dict[str, Any]:
         """Impressions, clicks and conversions (batched). Idempotent by ``event_id``; acknowledged = durable.
 
         A click needs a recorded impression of the same token, a conversion a recorded click; each event is charged
         at most once. Events that fail are listed in ``rejected`` with the reason; the others are recorded.
         """
-        raw = [RawFeedback(e.event_id, e.type, e.token, e.ts, e.value) for e in body.events]
-        report = ingest_feedback(state.store, state.signer, raw)
+        report = ingest_feedback(state.store, state.signer, body.events)
         if report.accepted:
             state.pipeline.refresh_spend()
         return {

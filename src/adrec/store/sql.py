@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
@@ -30,7 +31,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -89,6 +89,122 @@ def _day_name(day: int) -> str:
 def utc_day(ts: float) -> str:
     """``YYYY-MM-DD`` of a Unix time in UTC: the day budgets and reports are kept by."""
     return _day_name(int(ts // 86_400))
+
+
+@dataclass
+class _LedgerChanges:
+    """What a batch of feedback adds to the serving ledger: decided by :func:`_apply_to_ledger`, then written.
+
+    Kept as scalars in a few dicts and lists rather than as an object per event or per served ad: every object
+    that lives through a request of thousands of events brings the garbage collector's next pass over the whole
+    process (model and catalogue included) sooner.
+    """
+
+    accepted: list[Feedback] = field(default_factory=list)
+    costs: list[float] = field(default_factory=list)
+    """What each accepted event is charged."""
+    impressions: dict[str, Feedback] = field(default_factory=dict)
+    """iid → the impression that creates its ledger row."""
+    clicks: dict[str, float] = field(default_factory=dict)
+    """iid → the time of its click."""
+    conversions: dict[str, float] = field(default_factory=dict)
+    """iid → the time of its conversion."""
+    charged: dict[str, float] = field(default_factory=dict)
+    """iid → the cost added to its ledger row (every served ad an accepted event is about)."""
+    daily: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    """(campaign, UTC day number) → impressions, clicks, conversions and spend to add."""
+
+    def event_rows(self) -> Iterator[tuple[Any, ...]]:
+        """The accepted events as ``events`` rows, made one at a time as the driver binds them."""
+        for f, cost in zip(self.accepted, self.costs, strict=True):
+            d = f.delivery
+            yield f.event_id, int(f.type), d.user_id, d.ad_id, f.ts, d.placement, cost, d.iid, f.value, None
+
+    def created_rows(self) -> Iterator[tuple[Any, ...]]:
+        """The ``deliveries`` rows the batch creates, in column order."""
+        for iid, f in self.impressions.items():
+            d = f.delivery
+            yield (
+                iid,
+                d.user_id,
+                d.ad_id,
+                d.campaign_id,
+                d.advertiser_id,
+                d.pricing_model,
+                d.price,
+                d.placement,
+                d.served_ts,
+                f.ts,
+                self.clicks.get(iid),
+                self.conversions.get(iid),
+                self.charged[iid],
+            )
+
+    def advanced_rows(self, stored: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``(click_ts, conversion_ts, cost, iid)`` of the stored ledger rows the batch advances."""
+        return [
+            (self.clicks.get(iid, click_ts), self.conversions.get(iid, conversion_ts), cost + self.charged[iid], iid)
+            for iid, (click_ts, conversion_ts, cost) in stored.items()
+            if iid in self.charged
+        ]
+
+
+def _apply_to_ledger(
+    feedback: Sequence[Feedback], recorded: set[str], stored: dict[str, tuple[Any, ...]]
+) -> tuple[FeedbackResult, _LedgerChanges]:
+    """Decide each event of a batch against the recorded event ids (updated in place) and the stored ledger rows.
+
+    ``stored`` maps iid → ``(click_ts, conversion_ts, cost)`` of the ledger rows stored before the batch. Events
+    apply in time order (an impression before its click, whatever their order in the batch), then by type; ties
+    keep the batch order.
+    """
+    changes = _LedgerChanges()
+    rejected: list[tuple[int, str]] = []
+    duplicates = 0
+    by_type = sorted(range(len(feedback)), key=[int(f.type) for f in feedback].__getitem__)
+    for i in sorted(by_type, key=[f.ts for f in feedback].__getitem__):  # stable: ties in ts stay by type
+        f = feedback[i]
+        if f.event_id in recorded:
+            duplicates += 1
+            continue
+        dv = f.delivery
+        iid = dv.iid
+        kind = f.type
+        row = stored.get(iid)
+        if kind == EventType.IMPRESSION:
+            if row is not None or iid in changes.impressions:
+                rejected.append((i, "an impression of this token is already recorded"))
+                continue
+            changes.impressions[iid] = f
+        elif kind == EventType.CLICK:
+            if row is None and iid not in changes.impressions:
+                rejected.append((i, "click without a recorded impression of this token"))
+                continue
+            if iid in changes.clicks or (row is not None and row[0] is not None):
+                rejected.append((i, "this token was already clicked"))
+                continue
+            changes.clicks[iid] = f.ts
+        else:
+            if iid not in changes.clicks and (row is None or row[0] is None):
+                rejected.append((i, "conversion without a recorded click of this token"))
+                continue
+            if iid in changes.conversions or (row is not None and row[1] is not None):
+                rejected.append((i, "this token already converted"))
+                continue
+            changes.conversions[iid] = f.ts
+        cost = dv.price if _BILLABLE[dv.pricing_model] == kind else 0.0
+        changes.charged[iid] = changes.charged.get(iid, 0.0) + cost
+        recorded.add(f.event_id)
+        changes.accepted.append(f)
+        changes.costs.append(cost)
+        key = (dv.campaign_id, int(f.ts // 86_400))
+        day = changes.daily.get(key)
+        if day is None:
+            day = changes.daily[key] = [0, 0, 0, 0.0]
+        day[kind] += 1
+        day[3] += cost
+    result = FeedbackResult(len(feedback), len(changes.accepted), duplicates, sorted(rejected), sum(changes.costs))
+    return result, changes
 
 
 def _engine_for(url: str) -> Engine:
@@ -207,6 +323,50 @@ def _interest_rows(p: Profile) -> list[tuple[Any, ...]]:
     return rows
 
 
+class _DriverQuery:
+    """A fixed SELECT run on a pooled DBAPI connection: compiled once for the engine's dialect, its rows converted
+    by the same result processors SQLAlchemy would apply.
+
+    For one-row lookups on the serving path, where SQLAlchemy's per-execution bookkeeping costs several times the
+    query itself.
+    """
+
+    def __init__(self, engine: Any, query: Any) -> None:
+        compiled = query.compile(dialect=engine.dialect)
+        self._engine = engine
+        self._sql = str(compiled)
+        self._order = list(compiled.positiontup or []) if compiled.positional else None
+        self._columns = list(query.selected_columns)
+        self._names = [c.name for c in self._columns]
+        self._processors: list[Any] | None = None  # from the first result's column types (the DBAPI's type codes)
+
+    def first(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row as a dict by column name (None when there is none)."""
+        args: Any = tuple(params[name] for name in self._order) if self._order is not None else params
+        conn = self._engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(self._sql, args)
+                row = cursor.fetchone()
+                if self._processors is None:
+                    dialect = self._engine.dialect
+                    self._processors = [
+                        c.type.dialect_impl(dialect).result_processor(dialect, d[1])
+                        for c, d in zip(self._columns, cursor.description, strict=True)
+                    ]
+            finally:
+                cursor.close()
+        finally:
+            conn.close()  # back to the pool (rolled back there, as SQLAlchemy does)
+        if row is None:
+            return None
+        return {
+            name: value if process is None or value is None else process(value)
+            for name, process, value in zip(self._names, self._processors or [], row, strict=True)
+        }
+
+
 def _profile(row: dict[str, Any], interests: dict[str, dict[str, Any]]) -> Profile:
     from adrec.profiles.profile import Behaviour, Profile
 
@@ -248,7 +408,8 @@ class SqlStore:
         # SQLite allows one writer; serialising writers in-process avoids busy waits between threads.
         self._write_lock = threading.Lock()
         self._one_profile: Any = None
-        # Idempotent by event id: the append path and the serving ledger write events through this one statement.
+        # Idempotent by event id, for the append path. The serving ledger inserts plainly (_insert_rows): it reads
+        # the stored ids under its write lock, so a conflict there would be an error, not a duplicate.
         self._insert_events = (
             f"INSERT INTO events ({', '.join(t.EVENT_COLUMNS)}) "
             f"VALUES ({', '.join([self._ph] * len(t.EVENT_COLUMNS))}) ON CONFLICT (event_id) DO NOTHING"
@@ -590,12 +751,16 @@ class SqlStore:
         """
         query = self._one_profile
         if query is None:
-            query = self._one_profile = self._profile_query().where(t.users.c.user_id == bindparam("uid"))
+            query = self._one_profile = _DriverQuery(
+                self._engine, self._profile_query().where(t.users.c.user_id == bindparam("uid"))
+            )
+        row = query.first({"uid": user_id})
+        if row is None:
+            raise NotFoundError(f"no user with id {user_id!r}")
+        if row["p_ref_ts"] is None:  # no behaviour: no interest rows to read
+            return _profile(row, {})
         with self._engine.connect() as conn:
-            row = conn.execute(query, {"uid": user_id}).mappings().first()
-            if row is None:
-                raise NotFoundError(f"no user with id {user_id!r}")
-            return self._assemble(conn, [dict(row)])[0]
+            return self._assemble(conn, [row])[0]
 
     def iter_profiles(self, batch_size: int = 10_000) -> Iterator[list[Profile]]:
         """Every user's profile, ``batch_size`` at a time, in user-id order."""
@@ -691,140 +856,77 @@ class SqlStore:
         """
         if not feedback:
             return FeedbackResult(0, 0, 0)
-        ph = self._ph
-        ids = list(dict.fromkeys(f.event_id for f in feedback))
+        event_ids = list(dict.fromkeys(f.event_id for f in feedback))
         iids = list(dict.fromkeys(f.delivery.iid for f in feedback))
         with self._write_lock, self._engine.begin() as conn:
-            if self._dialect == "postgresql":  # serialise ledger writers across processes
-                conn.execute(text("SELECT pg_advisory_xact_lock(72431)"))
-            existing: set[str] = set()
-            state: dict[str, dict[str, Any]] = {}
-            d = t.deliveries
             raw = conn.connection.dbapi_connection
             assert raw is not None
             cur = raw.cursor()
-            try:  # driver-level IN lists: SQLAlchemy's expanding IN costs more than the lookups themselves
-                for start in range(0, len(ids), IN_CHUNK):
-                    chunk = ids[start : start + IN_CHUNK]
-                    cur.execute(
-                        f"SELECT event_id FROM events WHERE event_id IN ({', '.join([ph] * len(chunk))})", chunk
-                    )
-                    existing.update(r[0] for r in cur.fetchall())
-                for start in range(0, len(iids), IN_CHUNK):
-                    chunk = iids[start : start + IN_CHUNK]
-                    cur.execute(
-                        "SELECT iid, click_ts, conversion_ts, cost FROM deliveries "
-                        f"WHERE iid IN ({', '.join([ph] * len(chunk))})",
-                        chunk,
-                    )
-                    for r in cur.fetchall():
-                        state[r[0]] = {"click_ts": r[1], "conversion_ts": r[2], "cost": r[3], "new": False}
-            finally:
-                cur.close()
-            seen: set[str] = set()
-            rejected: list[tuple[int, str]] = []
-            events: list[tuple[Any, ...]] = []
-            daily: dict[tuple[str, str], list[float]] = {}
-            duplicates = 0
-            spend = 0.0
-            order = sorted(range(len(feedback)), key=lambda i: (feedback[i].ts, int(feedback[i].type)))
-            for i in order:
-                f = feedback[i]
-                dv = f.delivery
-                if f.event_id in existing or f.event_id in seen:
-                    duplicates += 1
-                    continue
-                st = state.get(dv.iid)
-                if f.type == EventType.IMPRESSION:
-                    if st is not None:
-                        rejected.append((i, "an impression of this token is already recorded"))
-                        continue
-                    st = state[dv.iid] = {"click_ts": None, "conversion_ts": None, "cost": 0.0, "new": True}
-                    st["impression_ts"] = f.ts
-                    st["delivery"] = dv
-                elif f.type == EventType.CLICK:
-                    if st is None:
-                        rejected.append((i, "click without a recorded impression of this token"))
-                        continue
-                    if st["click_ts"] is not None:
-                        rejected.append((i, "this token was already clicked"))
-                        continue
-                    st["click_ts"] = f.ts
-                else:
-                    if st is None or st["click_ts"] is None:
-                        rejected.append((i, "conversion without a recorded click of this token"))
-                        continue
-                    if st["conversion_ts"] is not None:
-                        rejected.append((i, "this token already converted"))
-                        continue
-                    st["conversion_ts"] = f.ts
-                billable = _BILLABLE[dv.pricing_model] == f.type
-                cost = dv.price if billable else 0.0
-                st["cost"] += cost
-                st["dirty"] = True
-                spend += cost
-                seen.add(f.event_id)
-                events.append(
-                    (f.event_id, int(f.type), dv.user_id, dv.ad_id, f.ts, dv.placement, cost, dv.iid, f.value, None)
-                )
-                row = daily.setdefault((dv.campaign_id, utc_day(f.ts)), [0, 0, 0, 0.0])
-                row[int(f.type)] += 1
-                row[3] += cost
-            cur = raw.cursor()
             try:
-                if events:
-                    cur.executemany(self._insert_events, events)
-                new = [
-                    (
-                        iid,
-                        s["delivery"].user_id,
-                        s["delivery"].ad_id,
-                        s["delivery"].campaign_id,
-                        s["delivery"].advertiser_id,
-                        s["delivery"].pricing_model,
-                        s["delivery"].price,
-                        s["delivery"].placement,
-                        s["delivery"].served_ts,
-                        s["impression_ts"],
-                        s["click_ts"],
-                        s["conversion_ts"],
-                        s["cost"],
-                    )
-                    for iid, s in state.items()
-                    if s["new"] and s.get("dirty")
-                ]
-                if new:
-                    dcols = ", ".join(c.name for c in d.columns)
-                    cur.executemany(f"INSERT INTO deliveries ({dcols}) VALUES ({', '.join([ph] * 13)})", new)
-                changed = [
-                    (s["click_ts"], s["conversion_ts"], s["cost"], iid)
-                    for iid, s in state.items()
-                    if not s["new"] and s.get("dirty")
-                ]
-                if changed:
-                    cur.executemany(
-                        f"UPDATE deliveries SET click_ts = {ph}, conversion_ts = {ph}, cost = {ph} WHERE iid = {ph}",
-                        changed,
-                    )
-                if daily:
-                    cur.executemany(
-                        "INSERT INTO delivery_daily (campaign_id, day, impressions, clicks, conversions, spend) "
-                        f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (campaign_id, day) DO UPDATE SET "
-                        "impressions = delivery_daily.impressions + excluded.impressions, "
-                        "clicks = delivery_daily.clicks + excluded.clicks, "
-                        "conversions = delivery_daily.conversions + excluded.conversions, "
-                        "spend = delivery_daily.spend + excluded.spend",
-                        [(c, day, int(v[0]), int(v[1]), int(v[2]), v[3]) for (c, day), v in daily.items()],
-                    )
+                # What is stored decides what is recorded and charged, so it is read under the lock the writes
+                # take: no writer of another process (a second uvicorn worker) commits in between.
+                if self._dialect == "postgresql":
+                    cur.execute("SELECT pg_advisory_xact_lock(72431)")
+                else:
+                    cur.execute("BEGIN IMMEDIATE")
+                recorded = {r[0] for r in self._select_in(cur, "SELECT event_id FROM events WHERE event_id", event_ids)}
+                query = "SELECT iid, click_ts, conversion_ts, cost FROM deliveries WHERE iid"
+                stored = {r[0]: r[1:] for r in self._select_in(cur, query, iids)}
+                result, changes = _apply_to_ledger(feedback, recorded, stored)
+                self._write_feedback(cur, changes, stored)
             finally:
                 cur.close()
-        return FeedbackResult(
-            received=len(feedback),
-            accepted=len(events),
-            duplicates=duplicates,
-            rejected=sorted(rejected),
-            spend=spend,
-        )
+        return result
+
+    def _select_in(self, cur: Any, query: str, keys: list[str]) -> list[tuple[Any, ...]]:
+        """The rows of ``query IN (keys)``, ``IN_CHUNK`` keys per statement.
+
+        Driver-level ``IN`` lists: SQLAlchemy's expanding ``IN`` costs more than the lookups themselves.
+        """
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), IN_CHUNK):
+            chunk = keys[start : start + IN_CHUNK]
+            cur.execute(f"{query} IN ({', '.join([self._ph] * len(chunk))})", chunk)
+            rows += cur.fetchall()
+        return rows
+
+    def _write_feedback(self, cur: Any, changes: _LedgerChanges, stored: dict[str, tuple[Any, ...]]) -> None:
+        """Insert the accepted events, create or advance their ledger rows and add to the daily delivery rows."""
+        ph = self._ph
+        if changes.accepted:
+            self._insert_rows(cur, t.events, list(changes.event_rows()))
+        if changes.impressions:
+            self._insert_rows(cur, t.deliveries, list(changes.created_rows()))
+        advanced = changes.advanced_rows(stored)
+        if advanced:
+            cur.executemany(
+                f"UPDATE deliveries SET click_ts = {ph}, conversion_ts = {ph}, cost = {ph} WHERE iid = {ph}", advanced
+            )
+        if changes.daily:
+            cur.executemany(
+                "INSERT INTO delivery_daily (campaign_id, day, impressions, clicks, conversions, spend) "
+                f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (campaign_id, day) DO UPDATE SET "
+                "impressions = delivery_daily.impressions + excluded.impressions, "
+                "clicks = delivery_daily.clicks + excluded.clicks, "
+                "conversions = delivery_daily.conversions + excluded.conversions, "
+                "spend = delivery_daily.spend + excluded.spend",
+                [(c, _day_name(day), int(v[0]), int(v[1]), int(v[2]), v[3]) for (c, day), v in changes.daily.items()],
+            )
+
+    def _insert_rows(self, cur: Any, table: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (every column of ``table``, in order), with NULL written into the statement instead of
+        bound for each column that is None in every row.
+
+        CPython 3.11's sqlite3 binds None through its adapter registry, raising and clearing an AttributeError per
+        value: about 0.5 µs, and a ledger row's placement, value, propensity and click and conversion times are
+        mostly None (a quarter of the cost of inserting a batch of impressions went to binding them).
+        """
+        columns = [c.name for c in table.columns]
+        null = {i for i in range(len(columns)) if all(row[i] is None for row in rows)}
+        values = ", ".join("NULL" if i in null else self._ph for i in range(len(columns)))
+        if null:
+            rows = list(map(operator.itemgetter(*(i for i in range(len(columns)) if i not in null)), rows))
+        cur.executemany(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({values})", rows)
 
     def delivery_times(self, user_id: str, since: float) -> list[tuple[str, str, float]]:
         """``(campaign_id, ad_id, impression_ts)`` of the user's recorded impressions at or after ``since``."""
