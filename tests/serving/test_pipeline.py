@@ -227,3 +227,30 @@ def test_cold_users_get_what_their_demographic_segment_clicks(store: Store) -> N
     assert r.cold_start
     assert [(a.ad_id, a.source) for a in r.ads[:2]] == [("ad-3-0", "segment"), ("ad-1-4", "segment")]
     assert {a.source for a in p.recommend("new-m", 3, now=NOW).ads} == {"popular"}  # no clicks in that segment
+
+
+def test_cpa_ecpm_uses_each_campaigns_logged_conversion_rate(store: Store) -> None:
+    # cmp-1 and cmp-2 bid the same per conversion; the log has 10 clicks on each, 8 and 0 of them converted.
+    for g in (1, 2):
+        cmp = store.get_campaign(f"cmp-{g}")
+        store.upsert_campaigns([cmp.model_copy(update={"pricing_model": PricingModel.CPA, "bid": 100.0})])
+    events = []
+    for g, converted in ((1, 8), (2, 0)):
+        for j in range(10):
+            kind = [EventType.CLICK] + ([EventType.CONVERSION] if j < converted else [])
+            events += [
+                Event(event_id=f"{t.name}-{g}-{j}", type=t, user_id=user_id(3, 0), ad_id=ad_id(g, j % PER), ts=NOW)
+                for t in kind
+            ]
+    store.append_events(events)
+    config = PipelineConfig(max_per_advertiser=10, category_decay=1.0, explore_share=0.0, pcvr_prior_clicks=10)
+    base = (8 + 10 * 0.05) / (20 + 10)  # the log's rate, shrunk towards the configured prior 0.05
+    expected = {"cmp-1": (8 + 10 * base) / 20, "cmp-2": (0 + 10 * base) / 20}
+    r = pipeline(store, config).recommend("stranger", 20, now=NOW)  # cold: every ad gets the base pCTR
+    cpa = [a for a in r.ads if a.pricing_model == "CPA"]
+    assert {a.campaign_id for a in cpa} == {"cmp-1", "cmp-2"}
+    for a in cpa:
+        assert a.pcvr == pytest.approx(expected[a.campaign_id])
+        assert a.ecpm == pytest.approx(100.0 * a.pctr * a.pcvr * 1000)
+    order = [a.campaign_id for a in cpa]
+    assert order == sorted(order, key=lambda c: c != "cmp-1")  # every cmp-1 ad outranks every cmp-2 ad

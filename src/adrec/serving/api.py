@@ -170,7 +170,7 @@ class ServerState:
             raise NotFoundError("the server was started without --models")
         with self._reload_lock:
             model = self._load(self.models_dir)
-            self.pipeline.swap_model(model, refresh_segments=True)
+            self.pipeline.swap_model(model, relearn=True)
         return model
 
 

@@ -237,6 +237,8 @@ class ServedAd:
     price: float
     """Charge per billable event (click for CPC, impression for CPM, conversion for CPA); never above the bid."""
     pctr: float
+    pcvr: float
+    """Estimated conversions per click of the ad's campaign (enters eCPM and price for CPA)."""
     ecpm: float
     score: float | None
     source: str
@@ -267,6 +269,7 @@ class ServedAd:
                 "source": self.source,
                 "similarity": self.score,
                 "pctr": self.pctr,
+                "pcvr": self.pcvr,
                 "ecpm": self.ecpm,
                 "price": self.price,
                 "rules": self.rules,
@@ -308,7 +311,9 @@ class PipelineConfig:
     max_per_advertiser: most ads of one advertiser in one response.
     category_decay: eCPM multiplier per ad of the same category already placed (1 = no diversity pressure).
     reserve_ecpm: floor price in eCPM; ads below it are not shown.
-    pcvr: conversion probability per click used for CPA eCPM until a CVR model is plugged in.
+    pcvr: prior conversion probability per click, for CPA eCPM. Each campaign's pCVR is estimated from the event
+        log's clicks and conversions on its ads, shrunk towards the log's overall rate (itself shrunk towards this
+        prior) with the weight of ``pcvr_prior_clicks`` clicks.
     spend_refresh_s: how often budgets are re-read from the store (feedback through this process refreshes at once).
     """
 
@@ -318,6 +323,7 @@ class PipelineConfig:
     category_decay: float = 0.7
     reserve_ecpm: float = 0.0
     pcvr: float = 0.05
+    pcvr_prior_clicks: float = 50.0
     spend_refresh_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -325,6 +331,10 @@ class PipelineConfig:
             raise ConfigError(f"category_decay must be in (0, 1] (got {self.category_decay})")
         if not 0.0 <= self.explore_share <= 1.0:
             raise ConfigError(f"explore_share must be in [0, 1] (got {self.explore_share})")
+        if not 0.0 < self.pcvr <= 1.0 or self.pcvr_prior_clicks <= 0:
+            raise ConfigError(
+                f"pcvr must be in (0, 1] and pcvr_prior_clicks > 0 (got {self.pcvr}, {self.pcvr_prior_clicks})"
+            )
 
 
 SOURCES = ("model", "segment", "popular", "explore")
@@ -356,13 +366,16 @@ class _Binding:
     """Per demographic segment, the catalogue's ads its users clicked most, first: walked before ``popular_order``."""
     fresh_ads: npt.NDArray[np.int64]
     """Catalogue indices of the ads the model does not know (exploration candidates)."""
+    campaign_pcvr: npt.NDArray[np.float64]
+    """Per campaign, the estimated conversion probability per click (see :class:`PipelineConfig`)."""
 
     @classmethod
     def make(
         cls,
         catalog: CatalogSnapshot,
         model: ServingModel | None,
-        segments: dict[str, list[tuple[str, int]]] | None = None,
+        logged: _Logged,
+        config: PipelineConfig,
     ) -> _Binding:
         n_items = len(model.artifact.items) if model is not None else 0
         if model is not None and catalog.n_ads:
@@ -379,9 +392,57 @@ class _Binding:
         order = warm[np.argsort(-popularity[warm], kind="stable")]
         segment_order = {
             seg: np.array([catalog.ad_index[a] for a, _ in ads if a in catalog.ad_index], dtype=np.int64)
-            for seg, ads in (segments or {}).items()
+            for seg, ads in logged.segments.items()
         }
-        return cls(catalog, model, item_of_ad, ad_of_item, order, segment_order, np.flatnonzero(~known))
+        return cls(
+            catalog,
+            model,
+            item_of_ad,
+            ad_of_item,
+            order,
+            segment_order,
+            np.flatnonzero(~known),
+            _campaign_pcvr(catalog, logged.conversions, config.pcvr, config.pcvr_prior_clicks),
+        )
+
+
+@dataclass(frozen=True)
+class _Logged:
+    """What the pipeline learns from the event log (re-read with model reloads, not per request)."""
+
+    segments: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    """Per demographic segment, its most clicked ads (:meth:`Store.segment_click_counts`)."""
+    conversions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per ad id, (clicks, conversions) in the log."""
+
+    @classmethod
+    def read(cls, store: Store) -> _Logged:
+        clicks: Counter[str] = Counter()
+        conversions: Counter[str] = Counter()
+        for batch in store.iter_events(types=[EventType.CLICK, EventType.CONVERSION], batch_size=100_000):
+            is_click = batch.type == int(EventType.CLICK)
+            clicks.update(batch.ad_id[is_click].tolist())
+            conversions.update(batch.ad_id[~is_click].tolist())
+        counts = {a: (clicks[a], conversions[a]) for a in clicks.keys() | conversions.keys()}
+        return cls(store.segment_click_counts(), counts)
+
+
+def _campaign_pcvr(
+    catalog: CatalogSnapshot, counts: dict[str, tuple[int, int]], prior: float, weight: float
+) -> npt.NDArray[np.float64]:
+    """Per campaign, ``(conversions + weight * base) / (clicks + weight)`` over its ads' logged events, where
+    ``base`` is the whole log's rate shrunk the same way towards ``prior`` (a Beta-binomial posterior mean)."""
+    clicks = np.zeros(catalog.n_campaigns)
+    conversions = np.zeros(catalog.n_campaigns)
+    for ad_id, (c, v) in counts.items():
+        i = catalog.ad_index.get(ad_id)
+        if i is not None and catalog.ad_campaign[i] >= 0:
+            clicks[catalog.ad_campaign[i]] += c
+            conversions[catalog.ad_campaign[i]] += v
+    base = (conversions.sum() + weight * prior) / (clicks.sum() + weight)
+    # A conversion is counted with its click; more conversions than clicks (e.g. clicks not logged) cap at 1.
+    rate: npt.NDArray[np.float64] = np.minimum((conversions + weight * base) / (clicks + weight), 1.0)
+    return rate
 
 
 class Pipeline:
@@ -410,8 +471,8 @@ class Pipeline:
         self.signer = signer
         self.config = config or PipelineConfig()
         self._lock = threading.Lock()
-        self._segments = store.segment_click_counts()
-        self._binding = _Binding.make(self._load_catalog(), model, self._segments)
+        self._logged = _Logged.read(store)
+        self._binding = _Binding.make(self._load_catalog(), model, self._logged, self.config)
         self._spend: _Timed | None = None
 
     # -- swapping ---------------------------------------------------------------------------------------------
@@ -423,22 +484,23 @@ class Pipeline:
     def catalog(self) -> CatalogSnapshot:
         return self._binding.catalog
 
-    def swap_model(self, model: ServingModel, *, refresh_segments: bool = False) -> None:
+    def swap_model(self, model: ServingModel, *, relearn: bool = False) -> None:
         """Serve ``model`` from the next request on (requests in flight finish on the old one).
 
-        ``refresh_segments`` also re-reads the segments' most-clicked ads (a scan of the clicks: done with model
-        reloads, not with every catalogue change).
+        ``relearn`` also re-reads what the event log teaches (the segments' most-clicked ads, the
+        campaigns' conversion rates: a scan of the clicks, done with model reloads, not with every catalogue
+        change).
         """
-        if refresh_segments:
-            self._segments = self.store.segment_click_counts()
+        if relearn:
+            self._logged = _Logged.read(self.store)
         with self._lock:
-            self._binding = _Binding.make(self._binding.catalog, model, self._segments)
+            self._binding = _Binding.make(self._binding.catalog, model, self._logged, self.config)
 
     def refresh_catalog(self) -> None:
         """Re-read campaigns and ads from the store (after the library changed)."""
         catalog = self._load_catalog()
         with self._lock:
-            self._binding = _Binding.make(catalog, self._binding.model, self._segments)
+            self._binding = _Binding.make(catalog, self._binding.model, self._logged, self.config)
             self._spend = None
 
     def refresh_spend(self) -> None:
@@ -629,11 +691,12 @@ class Pipeline:
         camp = cat.ad_campaign[cand]
         pricing = cat.c_pricing[camp]
         bid = cat.c_bid[camp]
-        values = compute_ecpm(pricing, bid, pctr, cfg.pcvr)
+        pcvr = b.campaign_pcvr[camp]
+        values = compute_ecpm(pricing, bid, pctr, pcvr)
         above = np.flatnonzero(values >= cfg.reserve_ecpm)
         if len(above) < len(cand):
             cand, scores, source, camp = cand[above], scores[above], source[above], camp[above]
-            pctr, pricing, bid, values = pctr[above], pricing[above], bid[above], values[above]
+            pctr, pcvr, pricing, bid, values = pctr[above], pcvr[above], pricing[above], bid[above], values[above]
         if len(cand) == 0:
             return []
         by_value = np.argsort(-values, kind="stable")
@@ -667,7 +730,7 @@ class Pipeline:
         picked_set = set(picked)
         next_value = next((float(values[i]) for i in by_value.tolist() if i not in picked_set), 0.0)
         sel = np.array(picked, dtype=np.int64)
-        prices = gsp_prices(values[sel], next_value, pricing[sel], bid[sel], pctr[sel], cfg.pcvr, cfg.reserve_ecpm)
+        prices = gsp_prices(values[sel], next_value, pricing[sel], bid[sel], pctr[sel], pcvr[sel], cfg.reserve_ecpm)
         out: list[ServedAd] = []
         explain = cat.explainer(user, interests, ctx)
         for rank, (i, price) in enumerate(zip(sel.tolist(), prices.tolist(), strict=True), start=1):
@@ -704,6 +767,7 @@ class Pipeline:
                     bid=float(bid[i]),
                     price=delivery.price,
                     pctr=float(pctr[i]),
+                    pcvr=float(pcvr[i]),
                     ecpm=float(values[i]),
                     score=None if math.isnan(score) else score,
                     source=SOURCES[source[i]],
