@@ -3,13 +3,14 @@
 On a simulated market (default 1M users, 100k ads, 10k campaigns; ``--db`` reuses one), with an MF-BPR model
 trained on its impressions and clicks:
 
-1. **ANN recall@100** of FAISS IVF against the exact index, over ``nprobe``; the smallest ``nprobe`` reaching
-   0.95 is chosen for the rest.
+1. **ANN recall@100** against the exact index: HNSW over ``ef_search`` and IVF over ``nprobe`` (one query at a
+   time, as serving asks); the fastest setting reaching 0.95 is chosen for the rest.
 2. **In-process pipeline** latency (k = 10) for users the model knows and for random users (mostly cold), with the
-   IVF index and, as the peer in the same run, the exact index.
+   chosen index and, as the peer in the same run, the exact index.
 3. **HTTP** over loopback: ``adrec serve`` in its own process(es), the load generator (benchmarks/loadgen.py) in
-   another; QPS and latency of ``/v1/recommendations``, with ``/health`` of the same server as the framework's
-   ceiling; then ``POST /v1/events`` throughput in batches of impressions.
+   another, both on this machine's cores; QPS and latency of ``/v1/recommendations`` over a sweep of concurrent
+   connections (a closed loop: latency ~ connections / QPS), with ``/health`` of the same server as the
+   framework's ceiling; then ``POST /v1/events`` throughput in batches of impressions.
 
 Writes ``benchmarks/results/serving.json`` and ``serving.md``.
 """
@@ -34,9 +35,9 @@ from adrec.data.datasets import from_store
 from adrec.data.schema import EventType
 from adrec.models.artifact import Artifact
 from adrec.models.bpr import BPR
-from adrec.retrieval import ExactIndex, FaissIndex, recall_at_k
+from adrec.retrieval import ExactIndex, FaissIndex, build_index, recall_at_k
 from adrec.serving.auth import create_api_key
-from adrec.serving.pipeline import Pipeline, ServingModel
+from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
 from adrec.serving.tokens import TokenSigner, new_secret
 from adrec.simulate import SimulationConfig, simulate
 from adrec.store import Delivery, open_store
@@ -47,6 +48,7 @@ TARGET_QPS = 1000
 TARGET_HTTP_P99_MS = 25.0
 TARGET_EVENTS = 20_000
 TARGET_RECALL = 0.95
+N_CANDIDATES = PipelineConfig().n_candidates  # what the pipeline asks the index for
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
@@ -86,21 +88,23 @@ def ann_recall(
     t0 = time.perf_counter()
     for q in queries:  # one query at a time, as serving asks
         exact.search(q[None, :], 100)
-    exact_ms = (time.perf_counter() - t0) / len(queries) * 1e3
+    exact_ms = (time.perf_counter() - t0) / len(queries) * 1e3  # at k = 100: the scan dominates, not k
     rows = []
-    built: dict[str, tuple[FaissIndex, float]] = {}
+    built: dict[tuple[str, str], tuple[FaissIndex, float]] = {}
     for kind, params in settings:
-        if kind not in built:
+        storage = str(params.get("storage", "sq8"))
+        if (kind, storage) not in built:
             t0 = time.perf_counter()
-            built[kind] = (FaissIndex(items, kind=kind), time.perf_counter() - t0)  # type: ignore[arg-type]
-        index, build = built[kind]
+            extra = {"storage": storage} if kind == "hnsw" else {}
+            built[kind, storage] = (FaissIndex(items, kind=kind, **extra), time.perf_counter() - t0)  # type: ignore[arg-type]
+        index, build = built[kind, storage]
         if kind == "ivf":
             index.index.nprobe = params["nprobe"]
         else:
             index.index.hnsw.efSearch = params["ef_search"]
         t0 = time.perf_counter()
         for q in queries:
-            index.search(q[None, :], 100)
+            index.search(q[None, :], N_CANDIDATES)
         ms = (time.perf_counter() - t0) / len(queries) * 1e3
         recall = recall_at_k(index, exact, queries, 100)
         rows.append(
@@ -114,7 +118,8 @@ def ann_recall(
             }
         )
         print(rows[-1], flush=True)
-    good = [r for r in rows if r["recall@100"] >= TARGET_RECALL]
+    # The float32 HNSW row is the reference for the quantised walk; serving uses the default (sq8) storage.
+    good = [r for r in rows if r["recall@100"] >= TARGET_RECALL and "storage" not in r["params"]]
     best = min(good, key=lambda r: r["query_ms"]) if good else max(rows, key=lambda r: r["recall@100"])
     return rows, (best["kind"], best["params"])
 
@@ -180,10 +185,13 @@ def http(
     population: list[str],
     workers: int,
     seconds: float,
-    concurrency: int,
+    concurrency: list[int],
 ) -> dict[str, Any]:
     models = folder / "models"
     artifact.save(models / "bpr")
+    # Built once here and cached in the model folder, as `adrec serve` does: the workers read it back.
+    assert artifact.model.item_embeddings is not None
+    build_index(artifact.model.item_embeddings, kind, cache_dir=models / "bpr", **params)
     secret = new_secret()
     with open_store(store_url) as store:
         _, key = create_api_key(store, "serving", name="bench")
@@ -209,12 +217,13 @@ def http(
                     break
             except httpx.TransportError:
                 time.sleep(0.5)
-        out["health"] = _loadgen(url, "/health", users_file, key, seconds, concurrency)
+        out["health"] = _loadgen(url, "/health", users_file, key, seconds, max(concurrency))
         print("health", out["health"], flush=True)
-        out["recommendations"] = _loadgen(
-            url, "/v1/recommendations?user_id={user}&k=10", users_file, key, seconds, concurrency
-        )
-        print("recommendations", out["recommendations"], flush=True)
+        out["recommendations"] = []
+        for c in concurrency:
+            r = _loadgen(url, "/v1/recommendations?user_id={user}&k=10", users_file, key, seconds, c)
+            out["recommendations"].append(r)
+            print("recommendations", r, flush=True)
         out["events"] = [events_throughput(url, key, secret, artifact, senders=n) for n in (1, 2)]
         print("events", out["events"], flush=True)
     finally:
@@ -272,7 +281,11 @@ def markdown(p: dict[str, Any]) -> str:
     lines = []
     m = p["market"]
     lines += [f"Market: {m['description']}. Model: {p['model']['description']}.", ""]
-    lines += ["## ANN recall@100 against the exact index (queries = 1,000 user embeddings, one at a time)", ""]
+    lines += [
+        "## ANN recall@100 against the exact index (queries = 1,000 user embeddings, one at a time; ms/query at "
+        f"k = {N_CANDIDATES}, the pipeline's candidates)",
+        "",
+    ]
     lines += ["| index | setting | recall@100 | ms/query | exact ms/query | build s |", "|---|---|---:|---:|---:|---:|"]
     for r in p["ann"]:
         setting = ", ".join(f"{k} {v}" for k, v in r["params"].items())
@@ -306,27 +319,29 @@ def markdown(p: dict[str, Any]) -> str:
     h = p.get("http")
     if h:
         lines += [
-            f"## HTTP over loopback ({h['workers']} uvicorn worker(s), load generator in its own process, "
-            f"{h['concurrency']} connections, {h['seconds']} s)",
+            f"## HTTP over loopback ({h['workers']} uvicorn worker(s); the load generator runs in its own process on "
+            f"the same cores; {h['seconds']} s per point)",
             "",
         ]
         lines += [
-            "| endpoint | requests | errors | QPS | p50 ms | p90 ms | p99 ms |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| endpoint | connections | requests | errors | QPS | p50 ms | p90 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for name in ("health", "recommendations"):
-            r = h[name]
+        for name, r in [("health", h["health"])] + [("recommendations", r) for r in h["recommendations"]]:
             lines.append(
-                f"| {name} | {r['requests']:,} | {r['errors']} | {r['qps']:,} | {r['p50_ms']} | {r['p90_ms']} "
-                f"| {r['p99_ms']} |"
+                f"| {name} | {r['concurrency']} | {r['requests']:,} | {r['errors']} | {r['qps']:,} | {r['p50_ms']} "
+                f"| {r['p90_ms']} | {r['p99_ms']} |"
             )
-        rec = h["recommendations"]
-        ratio = rec["qps"] / h["health"]["qps"] if h["health"]["qps"] else float("nan")
-        met = rec["qps"] >= TARGET_QPS and rec["p99_ms"] <= TARGET_HTTP_P99_MS
+        ok = [r for r in h["recommendations"] if r["p99_ms"] <= TARGET_HTTP_P99_MS]
+        best_rec = max(ok or h["recommendations"], key=lambda r: r["qps"])
+        ratio = best_rec["qps"] / h["health"]["qps"] if h["health"]["qps"] else float("nan")
+        met = best_rec["qps"] >= TARGET_QPS and best_rec["p99_ms"] <= TARGET_HTTP_P99_MS
         lines += [
             "",
-            f"Recommendations reach {ratio:.2f} of the same server's `/health` QPS (the framework's ceiling "
-            f"here). Target >= {TARGET_QPS} req/s at p99 <= {TARGET_HTTP_P99_MS} ms: {'met' if met else 'NOT met'}.",
+            f"Best point with p99 <= {TARGET_HTTP_P99_MS} ms: **{best_rec['qps']:,} req/s at p99 "
+            f"{best_rec['p99_ms']} ms** ({best_rec['concurrency']} connections; "
+            f"{ratio:.2f} of the same server's `/health` QPS). Target >= {TARGET_QPS} req/s at p99 <= "
+            f"{TARGET_HTTP_P99_MS} ms: {'met' if met else 'NOT met'}.",
             "",
         ]
         best = max(h["events"], key=lambda e: e["events_per_s"])
@@ -356,11 +371,11 @@ def main() -> None:
     parser.add_argument("--ads", type=int, default=100_000)
     parser.add_argument("--impressions", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[64, 128, 256, 384, 512])
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[128, 192, 224, 256, 320])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--skip-http", action="store_true")
     args = parser.parse_args()
@@ -393,6 +408,7 @@ def main() -> None:
         },
     }
     settings = [("hnsw", {"ef_search": e}) for e in args.ef_search] + [("ivf", {"nprobe": n}) for n in args.nprobe]
+    settings.append(("hnsw", {"ef_search": 256, "storage": "flat"}))
     payload["ann"], (kind, params) = ann_recall(artifact, settings, 1000)
     payload["chosen_index"] = {"kind": kind, "params": params}
     payload["pipeline"] = [
