@@ -50,6 +50,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_baselines
 	$(BIN)/python -m benchmarks.bench_eval
 	$(BIN)/python -m benchmarks.bench_lightgcn
+	$(BIN)/python -m benchmarks.bench_lightgcn --part quality --name lightgcn-d128 --params '{"epochs": 1000, "factors": 128, "patience": 4, "max_decays": 3}'
+	$(BIN)/python -m benchmarks.bench_lightgcn --part quality --name lightgcn-d128-reg1e3 --params '{"epochs": 1000, "factors": 128, "reg": 0.001, "patience": 4, "max_decays": 3}'
 	$(BIN)/python -m benchmarks.bench_gan
 	$(BIN)/python -m benchmarks.bench_gan --dataset gowalla
 	$(BIN)/python -m benchmarks.bench_coldstart

@@ -420,7 +420,9 @@ class LightGCN(FactorRecommender):
     Parameters
     ----------
     factors
-        Embedding size ``d`` (default 64).
+        Embedding size ``d`` (default 64, the paper's). On a CPU budget, 128 with ``reg`` 1e-3 did much better on
+        Gowalla's validation split (Recall@20 0.213 against 0.177 for 64 / 1e-4, and 0.198 for 128 / 1e-4) and
+        reached test Recall@20 0.181 in 18 minutes on 2 cores (benchmarks/results/lightgcn-d128-reg1e3.md).
     n_layers
         Propagation layers ``L`` (default 3).
     lr
