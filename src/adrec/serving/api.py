@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.dataclasses import dataclass
 
@@ -51,11 +51,11 @@ class AdRequest(BaseModel):
 _Query = TypeVar("_Query", bound=BaseModel)
 
 
-# The hot endpoint reads its query through one pydantic model instead of FastAPI's per-parameter machinery, which
-# costs more per request than the model's whole validation; the OpenAPI parameters are generated from the model.
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema()
-    defs = schema.get("$defs", {})
+def _inlined_schema(model: Any) -> dict[str, Any]:
+    """The JSON schema of a pydantic model or dataclass with every ``$ref`` replaced by its definition (OpenAPI
+    snippets passed through ``openapi_extra`` cannot point into a ``$defs`` section of their own)."""
+    schema = TypeAdapter(model).json_schema()
+    defs = schema.pop("$defs", {})
 
     def inline(node: Any) -> Any:
         if isinstance(node, dict):
@@ -64,6 +64,13 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             return {k: inline(v) for k, v in node.items()}
         return [inline(v) for v in node] if isinstance(node, list) else node
 
+    return inline(schema)  # type: ignore[no-any-return]
+
+
+# The hot endpoint reads its query through one pydantic model instead of FastAPI's per-parameter machinery, which
+# costs more per request than the model's whole validation; the OpenAPI parameters are generated from the model.
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = _inlined_schema(model)
     required = set(schema.get("required", []))
     return [
         {
@@ -71,7 +78,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
             "in": "query",
             "required": name in required,
             "description": prop.get("description", ""),
-            "schema": inline({k: v for k, v in prop.items() if k != "description"}),
+            "schema": {k: v for k, v in prop.items() if k != "description"},
         }
         for name, prop in schema["properties"].items()
     ]
@@ -113,9 +120,7 @@ class EventsIn(BaseModel):
 
 def _events_schema() -> dict[str, Any]:
     """The OpenAPI request body of ``POST /v1/events``: :class:`EventsIn` with ``EventIn`` inlined (no ``$defs``)."""
-    schema = EventsIn.model_json_schema()
-    schema["properties"]["events"]["items"] = schema.pop("$defs")["EventIn"]
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+    return {"required": True, "content": {"application/json": {"schema": _inlined_schema(EventsIn)}}}
 
 
 async def _events_body(request: Request) -> EventsIn:
