@@ -62,6 +62,9 @@ class EventType(enum.IntEnum):
         if isinstance(value, EventType):
             return value
         if isinstance(value, str):
+            known = _EVENT_TYPE_NAMES.get(value)  # the common spelling, without strip/upper
+            if known is not None:
+                return known
             try:
                 return cls[value.strip().upper()]
             except KeyError:
@@ -73,6 +76,9 @@ class EventType(enum.IntEnum):
                 pass
         names = ", ".join(m.name.lower() for m in cls)
         raise ValidationError("event.type", f"unknown event type {value!r}; expected one of {names}")
+
+
+_EVENT_TYPE_NAMES = {t.name.lower(): t for t in EventType}
 
 
 class Gender(enum.StrEnum):

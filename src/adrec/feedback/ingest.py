@@ -24,9 +24,6 @@ __all__ = ["FeedbackReport", "RawFeedback", "ReportedEvent", "ingest_feedback"]
 # Events may be stamped a little before the ad was served (client clocks); not more.
 CLOCK_SKEW_S = 300.0
 
-# The names clients send, looked up directly; anything else goes through EventType.parse.
-_TYPES: dict[object, EventType] = {t.name.lower(): t for t in EventType}
-
 
 @dataclass(frozen=True)
 class RawFeedback:
@@ -80,9 +77,7 @@ def ingest_feedback(
     verified: dict[str, Delivery] = {}
     for i, e in enumerate(events):
         try:
-            kind = _TYPES.get(e.type)
-            if kind is None:
-                kind = EventType.parse(e.type)
+            kind = EventType.parse(e.type)
             delivery = verified.get(e.token)
             if delivery is None:
                 delivery = verified[e.token] = signer.verify(e.token, now=now)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_origin
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
@@ -90,7 +90,7 @@ def _parse_query(model: type[_Query], request: Request) -> _Query:
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         if name in params:
-            data[name] = params.getlist(name) if field.annotation == list[str] else params[name]
+            data[name] = params.getlist(name) if get_origin(field.annotation) is list else params[name]
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:

@@ -620,8 +620,8 @@ class Pipeline:
             if model.index is not None:
                 query = model.artifact.model.user_embeddings[[u]]  # type: ignore[index]
                 items, sims = model.index.search(query, cfg.n_candidates)
-                ads = b.ad_of_item[items[0][items[0] >= 0]]
-                ads_scores = sims[0][items[0] >= 0]
+                found = items[0] >= 0
+                ads, ads_scores = b.ad_of_item[items[0][found]], sims[0][found]
                 known = ads >= 0
                 ads, ads_scores = ads[known], ads_scores[known]
                 keep = eligible[ads]
