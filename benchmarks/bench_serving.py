@@ -195,6 +195,8 @@ def http(
     secret = new_secret()
     with open_store(store_url) as store:
         _, key = create_api_key(store, "serving", name="bench")
+        advertiser = {c.campaign_id: c.advertiser_id for b in store.iter_campaigns() for c in b}
+        owners = {a.ad_id: (a.campaign_id, advertiser[a.campaign_id]) for b in store.iter_ads() for a in b}
     rng = np.random.default_rng(2)
     users_file = folder / "users.txt"
     mix = rng.choice(population, 2000).tolist() + rng.choice(artifact.users.ids, 2000).tolist()
@@ -224,7 +226,7 @@ def http(
             r = _loadgen(url, "/v1/recommendations?user_id={user}&k=10", users_file, key, seconds, c)
             out["recommendations"].append(r)
             print("recommendations", r, flush=True)
-        out["events"] = [events_throughput(url, key, secret, artifact, senders=n) for n in (1, 2)]
+        out["events"] = [events_throughput(url, key, secret, artifact, owners, senders=n) for n in (1, 2)]
         print("events", out["events"], flush=True)
     finally:
         server.terminate()
@@ -233,9 +235,18 @@ def http(
 
 
 def events_throughput(
-    url: str, key: str, secret: str, artifact: Artifact, batches: int = 20, size: int = 5000, senders: int = 1
+    url: str,
+    key: str,
+    secret: str,
+    artifact: Artifact,
+    owners: dict[str, tuple[str, str]],
+    batches: int = 20,
+    size: int = 5000,
+    senders: int = 1,
 ) -> dict[str, Any]:
-    """POST ``batches`` batches of ``size`` signed impressions, from ``senders`` concurrent clients."""
+    """POST ``batches`` batches of ``size`` signed impressions, from ``senders`` concurrent clients.
+
+    ``owners`` maps each ad to its campaign and advertiser: the ledger bills only ads of the library."""
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
@@ -248,10 +259,10 @@ def events_throughput(
     for b in range(batches):
         events = []
         for i in range(size):
-            d = Delivery(f"bench-{run}-{b}-{i}", f"user-{i}", ads[i % len(ads)], "c", "a", "CPM", 0.001, now)
+            ad = ads[i % len(ads)]
+            d = Delivery(f"bench-{run}-{b}-{i}", f"user-{i}", ad, *owners[ad], "CPM", 0.001, now)
             events.append({"event_id": f"ev-{run}-{b}-{i}", "type": "impression", "token": signer.sign(d), "ts": now})
         payloads.append(json.dumps({"events": events}))
-    # The deliveries name campaign "c": the ledger does not require the campaign to exist (it is not foreign-keyed).
     headers = {"X-API-Key": key, "Content-Type": "application/json"}
 
     def send(bodies: list[str]) -> int:

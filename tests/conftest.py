@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 POSTGRES_URL = os.environ.get("ADREC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("ADREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _postgres_available() -> str | None:
@@ -57,3 +58,19 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         base = request.getfixturevalue("postgres_server")
         yield from _postgres_schema_url(base)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The Redis URL; skips when none answers, except under CI where that is a failure."""
+    try:
+        import redis
+
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3) as client:
+            client.ping()
+    except Exception as err:  # any failure to connect means "not available" here
+        problem = f"{type(err).__name__}: {err}"
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis at {REDIS_URL} is not reachable under CI: {problem}")
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {problem}")
+    return REDIS_URL

@@ -36,7 +36,37 @@ class Settings(BaseSettings):
     progress: bool = Field(default=True, description="show progress bars")
     token_secret: str = Field(
         default="",
-        description="HMAC secret of impression tokens (shared by every server); empty: kept in MODELS/.token-secret",
+        description=(
+            "HMAC secret of impression tokens (shared by every server); empty: kept in MODELS/.token-secret, "
+            "which `adrec serve --create-token-secret` creates"
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1, description="largest request body the HTTP API reads (bytes); larger ones get 413"
+    )
+    max_events_body_bytes: int = Field(
+        default=32 << 20,
+        ge=1,
+        description="largest body of POST /v1/events (bytes; a batch holds up to 50,000 events); larger: 413",
+    )
+    rate_limit_rps: float = Field(
+        default=5_000.0,
+        ge=0,
+        description="requests per second one API key may make (token bucket); beyond: 429 with Retry-After; 0: off",
+    )
+    rate_limit_burst: int = Field(
+        default=10_000, ge=1, description="requests one API key may make at once before rate_limit_rps applies"
+    )
+    sync_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="how often each serving process checks the store for changes of the ad library or the model made "
+        "by other processes (seconds; such a change reaches every process within about this long); 0: never",
+    )
+    redis_url: str = Field(
+        default="",
+        description="Redis holding the rate-limit buckets, shared by every server process (redis://host:6379/0); "
+        "empty: each process keeps its own",
     )
 
     @classmethod

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -102,8 +104,8 @@ def test_bad_row_error_names_file_line_and_field(tmp_path: Path) -> None:
         assert store.stats().ctr_examples == 1
 
 
-def test_real_process_demo(tmp_path: Path) -> None:
-    """The installed console script, as a person runs it."""
+def test_real_process_demo(tmp_path: Path, serve_runs: list[dict[str, str]]) -> None:
+    """The installed console script, as a person runs it; then `make serve` finds the store and the secret."""
     exe = Path(sys.executable).with_name("adrec")
     proc = subprocess.run(
         [str(exe), "demo", "--dir", str(tmp_path / "demo"), "--no-progress"],
@@ -123,3 +125,118 @@ def test_real_process_demo(tmp_path: Path) -> None:
     assert stats.users == config.n_users
     assert stats.events["impression"] == config.n_impressions
     assert 0.01 <= stats.ctr <= 0.05
+    models = tmp_path / "demo" / "models"
+    secret = models / ".token-secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    served = runner.invoke(app, ["serve", "--db", f"sqlite:///{tmp_path}/demo/adrec.db", "--models", str(models)])
+    assert served.exit_code == 0, served.output
+    assert serve_runs[0]["ADREC_TOKEN_SECRET"] == secret.read_text().strip()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["stats"],
+        ["keys", "list"],
+        ["keys", "create", "--role", "admin"],
+        ["keys", "revoke", "k1"],
+        ["profile", "u1"],
+        ["segment", "--gender", "female"],
+        ["build-profiles"],
+        ["lookalike", "--seed-file", "{seeds}", "--size", "5"],
+        ["serve"],
+        ["evaluate", "-m", "popularity", "-d", "store:{db}"],
+        ["train", "--model", "popularity", "--out", "{tmp}/m", "-d", "store:{db}"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_commands_that_read_a_store_refuse_a_missing_one_and_create_nothing(
+    args: list[str], tmp_path: Path, serve_runs: list[dict[str, str]]
+) -> None:
+    os.environ["ADREC_TOKEN_SECRET"] = "a-configured-secret-0123456789"  # serve checks the secret first
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("u1\n")
+    db = f"sqlite:///{tmp_path}/missing/market.db"
+    args = [a.format(db=db, tmp=tmp_path, seeds=seeds) for a in args]
+    if not any(a.startswith("store:") for a in args):
+        args += ["--db", db]
+    result = runner.invoke(app, args, terminal_width=300)
+    assert result.exit_code == 1, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "no adrec store" in line and "adrec simulate" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seeds.txt"]
+    assert serve_runs == []
+
+
+@pytest.fixture
+def serve_runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
+    """``adrec serve`` up to the point where it would start uvicorn: the environment it hands its workers."""
+    import uvicorn
+
+    runs: list[dict[str, str]] = []
+    names = ("DB", "MODELS", "PIPELINE", "INDEX", "LIMITS")
+    for name in [*(f"ADREC_SERVE_{n}" for n in names), "ADREC_TOKEN_SECRET"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # serve writes the workers' settings here
+    monkeypatch.setattr(
+        uvicorn, "run", lambda *_, **__: runs.append({k: v for k, v in os.environ.items() if k.startswith("ADREC_")})
+    )
+    return runs
+
+
+def test_serve_refuses_a_missing_token_secret_unless_asked_to_create_one(
+    tmp_path: Path, serve_runs: list[dict[str, str]]
+) -> None:
+    db = f"sqlite:///{tmp_path}/market.db"
+    with open_store(db):
+        pass
+    models = tmp_path / "models"
+    models.mkdir()
+    args = ["serve", "--db", db, "--models", str(models)]
+    refused = runner.invoke(app, args, terminal_width=300)
+    assert refused.exit_code == 1
+    (line,) = refused.output.strip().splitlines()
+    assert "no token secret" in line and "--create-token-secret" in line
+    assert not (models / ".token-secret").exists() and serve_runs == []
+
+    created = runner.invoke(app, [*args, "--create-token-secret"], terminal_width=300)
+    assert created.exit_code == 0, created.output
+    assert "older secret" in created.output
+    path = models / ".token-secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert serve_runs[-1]["ADREC_TOKEN_SECRET"] == path.read_text().strip()
+
+    again = runner.invoke(app, args, terminal_width=300)  # found now: the same secret, nothing said about it
+    assert again.exit_code == 0, again.output
+    assert "older secret" not in again.output
+    assert serve_runs[-1]["ADREC_TOKEN_SECRET"] == serve_runs[0]["ADREC_TOKEN_SECRET"]
+
+
+def test_serve_creates_a_store_only_when_asked_and_hands_its_limits_to_the_workers(
+    tmp_path: Path, serve_runs: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = f"sqlite:///{tmp_path}/new/market.db"
+    monkeypatch.setenv("ADREC_TOKEN_SECRET", "a-configured-secret-0123456789")
+    monkeypatch.setenv("ADREC_RATE_LIMIT_RPS", "7.5")
+    monkeypatch.setenv("ADREC_MAX_BODY_BYTES", "4096")
+    result = runner.invoke(app, ["serve", "--db", db, "--create"], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "market.db").is_file()
+    (run,) = serve_runs
+    assert run["ADREC_TOKEN_SECRET"] == "a-configured-secret-0123456789"
+    limits = json.loads(run["ADREC_SERVE_LIMITS"])
+    assert (limits["rate_limit_rps"], limits["max_body_bytes"], limits["redis_url"]) == (7.5, 4096, "")
+    assert not (tmp_path / ".token-secret").exists()
+
+
+def test_serve_refuses_a_redis_that_does_not_answer(tmp_path: Path, serve_runs: list[dict[str, str]]) -> None:
+    db = f"sqlite:///{tmp_path}/market.db"
+    with open_store(db):
+        pass
+    os.environ["ADREC_TOKEN_SECRET"] = "a-configured-secret-0123456789"
+    os.environ["ADREC_REDIS_URL"] = "redis://:pa55word@127.0.0.1:1/0"
+    result = runner.invoke(app, ["serve", "--db", db], terminal_width=300)
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert "redis://127.0.0.1:1/0 does not answer" in line and "pa55word" not in line
+    assert serve_runs == []

@@ -403,6 +403,7 @@ def _fb(event_id: str, kind: EventType, d: Delivery, dt: float = 0.0) -> Feedbac
 
 
 def test_feedback_charges_each_billable_event_once(store: Store) -> None:
+    _market(store)  # the ledger bills only ads of the library
     cpc, cpm, cpa = _delivery("r1-1", "CPC", 0.4), _delivery("r1-2", "CPM", 0.002), _delivery("r1-3", "CPA", 5.0)
     batch = [
         _fb("i1", EventType.IMPRESSION, cpc),
@@ -430,6 +431,7 @@ def test_feedback_charges_each_billable_event_once(store: Store) -> None:
 
 
 def test_feedback_rejects_what_the_ledger_does_not_allow_and_keeps_the_rest(store: Store) -> None:
+    _market(store)  # the ledger bills only ads of the library
     d = _delivery("r2-1")
     other = _delivery("r2-2")
     result = store.apply_feedback(
@@ -457,6 +459,7 @@ def test_feedback_rejects_what_the_ledger_does_not_allow_and_keeps_the_rest(stor
 
 
 def test_feedback_event_ids_count_once_within_and_across_batches(store: Store) -> None:
+    _market(store)  # the ledger bills only ads of the library
     d, other = _delivery("r4-1", "CPM", 0.5), _delivery("r4-2", "CPC", 0.4)
     batch = [
         _fb("i1", EventType.IMPRESSION, d),
@@ -475,6 +478,7 @@ def test_feedback_event_ids_count_once_within_and_across_batches(store: Store) -
 
 
 def test_feedback_applies_a_batch_in_time_order_and_the_ledger_remembers_it(store: Store) -> None:
+    _market(store)  # the ledger bills only ads of the library
     a, b = _delivery("r5-1", "CPA", 2.0), _delivery("r5-2", "CPC", 0.3)
     placed = Delivery("r5-3", "u2", "a1", "c1", "adv1", "CPM", 0.01, 1.7e9, None)
     first = store.apply_feedback(
@@ -517,6 +521,7 @@ def test_feedback_applies_a_batch_in_time_order_and_the_ledger_remembers_it(stor
 
 
 def test_delivery_times_and_erasure_of_deliveries(store: Store) -> None:
+    _market(store)  # the ledger bills only ads of the library
     store.upsert_users([User(user_id="u1"), User(user_id="u2")])
     store.apply_feedback(
         [
@@ -569,3 +574,14 @@ def test_segment_click_counts_by_gender_and_age_band(store: Store) -> None:
     )
     assert store.segment_click_counts() == {"female|25-34": [("a1", 2), ("a2", 1)], "male|45-54": [("a2", 1)]}
     assert store.segment_click_counts(limit=1)["female|25-34"] == [("a1", 2)]
+
+
+def test_writes_of_the_library_raise_the_catalog_version(store: Store) -> None:
+    assert store.versions() == {}
+    _market(store)  # one write of campaigns, one of ads
+    assert store.versions() == {"catalog": 2}
+    store.upsert_ads([])  # nothing written: no change
+    store.upsert_users([User(user_id="u9")])  # not the library
+    assert store.versions() == {"catalog": 2}
+    assert store.bump_version("model") == 1 and store.bump_version("model") == 2
+    assert store.versions() == {"catalog": 2, "model": 2}

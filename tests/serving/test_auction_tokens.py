@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,23 @@ def test_other_secret_and_expiry_are_rejected() -> None:
         TokenSigner("s" * 32, max_age_s=60).verify(token, now=1_700_000_100.0)
     with pytest.raises(TokenError, match="16 characters"):
         TokenSigner("short")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"price": -0.5},
+        {"price": float("inf")},
+        {"price": True},
+        {"pricing_model": "CPX"},
+        {"ad_id": ""},
+        {"user_id": 7},
+        {"served_ts": float("nan")},
+    ],
+)
+def test_validly_signed_payloads_out_of_range_are_refused(change: dict[str, object]) -> None:
+    # Signed with the right secret (a leaked one, or a buggy build): still never billed.
+    signer = TokenSigner("s" * 32)
+    token = signer.sign(dataclasses.replace(_delivery(), **change))  # type: ignore[arg-type]
+    with pytest.raises(TokenError, match="out of range"):
+        signer.verify(token, now=1_700_000_100.0)

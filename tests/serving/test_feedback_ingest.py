@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adrec.data.schema import EventType
+from adrec.data.schema import Ad, Advertiser, Campaign, EventType
 from adrec.feedback import RawFeedback, ingest_feedback
 from adrec.serving.tokens import TokenSigner
 from adrec.store import Delivery, Store, open_store
@@ -29,6 +29,9 @@ class CountingSigner(TokenSigner):
 @pytest.fixture
 def store() -> Iterator[Store]:
     with open_store("sqlite://") as s:
+        s.upsert_advertisers([Advertiser(advertiser_id="adv1", name="Acme")])
+        s.upsert_campaigns([Campaign(campaign_id="c1", advertiser_id="adv1", name="Spring", bid=1.0)])
+        s.upsert_ads([Ad(ad_id="a1", campaign_id="c1")])
         yield s
 
 

@@ -3,6 +3,7 @@ budgets, caps, cold start, exploration, pricing and model swaps."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from adrec.store import Feedback, Store, open_store
 
 NOW = 1_790_035_200.0 + 12 * 3600  # noon UTC (1_790_035_200 is a midnight): even pacing allows ~half the budget
 NEUTRAL = PipelineConfig(max_per_advertiser=10, category_decay=1.0, explore_share=0.0)
+LEDGER_ONLY = dataclasses.replace(NEUTRAL, outstanding_window_s=0.0)
 
 
 @pytest.fixture
@@ -107,7 +109,7 @@ def _charge(store: Store, p: Pipeline, user: str, kind_ts: float, campaign: str)
 def test_daily_budget_and_even_pacing_stop_a_campaign(store: Store) -> None:
     cmp = store.get_campaign("cmp-1")
     store.upsert_campaigns([cmp.model_copy(update={"daily_budget": 2.0, "pacing": Pacing.ASAP})])
-    p = pipeline(store)
+    p = pipeline(store, LEDGER_ONLY)  # budgets from recorded spend alone (outstanding tokens: below)
     user = user_id(1, 0)
     spent = 0.0
     while any(a.campaign_id == "cmp-1" for a in p.recommend(user, 5, now=NOW).ads):
@@ -126,7 +128,7 @@ def test_daily_budget_and_even_pacing_stop_a_campaign(store: Store) -> None:
 def test_frequency_cap_per_ad_and_per_campaign(store: Store) -> None:
     cmp = store.get_campaign("cmp-3")
     store.upsert_campaigns([cmp.model_copy(update={"frequency": FrequencyCap(per_ad=1, per_campaign=2)})])
-    p = pipeline(store)
+    p = pipeline(store, LEDGER_ONLY)  # caps from recorded impressions alone (outstanding tokens: below)
     user = user_id(3, 1)
     first = p.recommend(user, 1, now=NOW).ads[0]
     assert first.ad_id == ad_id(3, 1)
@@ -138,6 +140,46 @@ def test_frequency_cap_per_ad_and_per_campaign(store: Store) -> None:
     assert all(a.campaign_id != "cmp-3" for a in p.recommend(user, 5, now=NOW + 30).ads)  # campaign cap of 2
     later = NOW + 86_400 + 100  # the window (a day) has passed
     assert p.recommend(user, 1, now=later).ads[0].ad_id == ad_id(3, 1)
+
+
+def test_tokens_not_yet_reported_count_against_frequency_caps(store: Store) -> None:
+    # The probe's case: cap 2 per campaign per hour, 10 requests for one user before any impression is reported.
+    cmp = store.get_campaign("cmp-3")
+    store.upsert_campaigns([cmp.model_copy(update={"frequency": FrequencyCap(per_campaign=2, window_s=3_600.0)})])
+    p = pipeline(store)
+    user = user_id(3, 1)
+    served = [a for n in range(10) for a in p.recommend(user, 1, now=NOW + n).ads if a.campaign_id == "cmp-3"]
+    assert len(served) == 2
+    # Other users are not affected, and the window ends.
+    assert p.recommend(user_id(3, 2), 1, now=NOW).ads[0].campaign_id == "cmp-3"
+    assert p.recommend(user, 1, now=NOW + 3_700).ads[0].campaign_id == "cmp-3"
+    # The pending tokens and their recorded impressions are the same ads: once reported, they are not counted twice.
+    q = pipeline(store)
+    first = q.recommend(user_id(3, 3), 1, now=NOW).ads[0]
+    d = TokenSigner(SECRET).verify(first.token, now=NOW)
+    store.apply_feedback([Feedback("i-q", EventType.IMPRESSION, NOW + 1, d)])
+    assert q.recommend(user_id(3, 3), 1, now=NOW + 2).ads[0].campaign_id == "cmp-3"  # 1 of 2, not 2 of 2
+
+
+def test_the_expected_cost_of_outstanding_tokens_throttles_a_budget(store: Store) -> None:
+    # Daily budget 0.2, CPC, asap: with nothing reported yet, serving stops once the tokens handed out are expected
+    # to spend the budget (sum of price x pCTR), instead of serving on until the clicks arrive.
+    cmp = store.get_campaign("cmp-1")
+    store.upsert_campaigns([cmp.model_copy(update={"daily_budget": 0.2, "pacing": Pacing.ASAP})])
+    p = pipeline(store, dataclasses.replace(NEUTRAL, spend_refresh_s=0.0))
+    costs = [
+        a.price * a.pctr
+        for n in range(500)
+        for a in p.recommend(user_id(1, n % PER), 1, now=NOW + n).ads
+        if a.campaign_id == "cmp-1"
+    ]
+    assert 0 < len(costs) < 500
+    assert sum(costs[:-1]) < 0.2 <= sum(costs)  # stopped by the ad whose expected cost reached the budget
+    # Tokens age out of the window (their events would have come by then): the campaign serves again.
+    assert p.recommend(user_id(1, 0), 1, now=NOW + 500 + 600 + 10).ads[0].campaign_id == "cmp-1"
+    # Without the throttle the same traffic serves the campaign every time.
+    q = pipeline(store, dataclasses.replace(LEDGER_ONLY, spend_refresh_s=0.0))
+    assert all(q.recommend(user_id(1, n % PER), 1, now=NOW + n).ads[0].campaign_id == "cmp-1" for n in range(100))
 
 
 def test_fresh_ads_get_an_exploration_share(store: Store) -> None:

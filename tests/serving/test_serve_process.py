@@ -15,6 +15,7 @@ import httpx
 import pytest
 from serving_helpers import blocks_interactions, fill, user_id
 
+from adrec.data.schema import Ad
 from adrec.models.artifact import Artifact
 from adrec.models.itemknn import ItemKNN
 from adrec.store import open_store
@@ -45,7 +46,7 @@ def test_campaign_to_report_through_a_real_server(tmp_path: Path) -> None:
     serving = _adrec("keys", "create", "--role", "serving", "--db", db, env=env).strip().splitlines()[-1]
     port = _free_port()
     cmd = [sys.executable, "-m", "adrec.cli.main", "serve", "--db", db, "--models", str(tmp_path / "models")]
-    cmd += ["--port", str(port), "--explore-share", "1.0"]
+    cmd += ["--port", str(port), "--explore-share", "1.0", "--create-token-secret"]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -99,10 +100,11 @@ def test_campaign_to_report_through_a_real_server(tmp_path: Path) -> None:
             assert (row["campaign_id"], row["impressions"], row["clicks"], row["conversions"]) == ("camp-x", 1, 1, 1)
             assert row["spend"] == pytest.approx(x1["price"]) and row["cpa"] == pytest.approx(x1["price"])
 
-            # Frequency cap: x-1 was shown once to this user; x-2 was not.
+            # Frequency cap (1 per ad): x-1 was shown once to this user, and x-2 was served to them too — its token
+            # is outstanding (no impression reported yet) and serving counts it, so neither is served again.
             again = http.get("/v1/recommendations", params={"user_id": user, "k": 2}, headers=s).json()
             assert "x-1" not in [x["ad_id"] for x in again["ads"]]
-            assert "x-2" in [x["ad_id"] for x in again["ads"]]
+            assert "x-2" not in [x["ad_id"] for x in again["ads"]]
 
             # Budget: below what was spent today, the campaign stops serving.
             lowered = {**campaign, "daily_budget": x1["price"] / 2}
@@ -137,6 +139,126 @@ def test_campaign_to_report_through_a_real_server(tmp_path: Path) -> None:
             assert swapped.status_code == 200 and swapped.json()["model_version"] == "knn-2"
             assert statuses and set(statuses) == {200}
             assert versions == {"knn", "knn-2"}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def test_a_real_server_refuses_a_missing_store_enforces_its_limits_and_logs_no_keys(tmp_path: Path) -> None:
+    """`adrec serve` refuses a store that does not exist; with --create it starts on an empty one (not ready), and
+    its workers apply the limits of the settings: 413 by Content-Length and for a chunked body, 429 past the
+    burst. Its log, at debug level with uvicorn's access log, holds no key."""
+    db_path = tmp_path / "store" / "market.db"
+    db = f"sqlite:///{db_path}"
+    env = {
+        **os.environ,
+        "ADREC_PROGRESS": "false",
+        "ADREC_MAX_BODY_BYTES": "1000",
+        "ADREC_RATE_LIMIT_RPS": "0.01",
+        "ADREC_RATE_LIMIT_BURST": "5",
+    }
+    port = _free_port()
+    # Without --models (no model: cold start only) the secret is kept in the working directory.
+    cmd = [sys.executable, "-m", "adrec.cli.main", "serve", "--db", db, "--port", str(port)]
+    run = {"env": env, "cwd": tmp_path}
+    refused = subprocess.run([*cmd, "--create-token-secret"], capture_output=True, text=True, timeout=60, **run)
+    assert refused.returncode == 1 and "no adrec store" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [*cmd, "--create", "--create-token-secret", "--log-level", "debug"], stdout=log, stderr=log, **run
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None:
+                pytest.fail(f"adrec serve exited: {log_path.read_text()}")
+            time.sleep(0.1)
+        assert httpx.get(f"{base}/ready", timeout=5).status_code == 503  # an empty catalogue
+        key = _adrec("keys", "create", "--role", "admin", "--db", db, env=env).strip().splitlines()[-1]
+        h = {"X-API-Key": key, "Content-Type": "application/json"}
+        with httpx.Client(base_url=base, timeout=10) as http:
+            big = http.put("/v1/advertisers/a", content=b" " * 5_000, headers=h)
+            assert big.status_code == 413 and "1,000 bytes" in big.json()["detail"]
+            chunked = http.put("/v1/advertisers/a", content=iter([b" " * 800] * 4), headers=h)
+            assert chunked.status_code == 413 and "1,000 bytes" in chunked.json()["detail"]
+            statuses = [http.get("/v1/campaigns", headers=h) for _ in range(5)]
+            assert statuses[-1].status_code == 429 and int(statuses[-1].headers["retry-after"]) >= 1
+            assert http.get("/v1/campaigns", headers={"X-API-Key": "wrong-key-0123456789"}).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    logged = log_path.read_text()
+    assert "GET /v1/campaigns" in logged and " 429" in logged  # the access log was on
+    assert key not in logged and key.split("_", 2)[-1] not in logged and "wrong-key-0123456789" not in logged
+
+
+def test_two_workers_agree_within_two_seconds_on_library_changes_and_model_reloads(tmp_path: Path) -> None:
+    """`adrec serve --workers 2`: a campaign written through one worker, an ad written around the API (a script on
+    the store) and a model reload asked of one worker reach both workers within 2 s (each polls the store's
+    versions every second)."""
+    db = f"sqlite:///{tmp_path / 'market.db'}"
+    with open_store(db) as store:
+        fill(store)
+    data = blocks_interactions()
+    Artifact.create(ItemKNN().fit(data), data).save(tmp_path / "models" / "knn")
+    env = {**os.environ, "ADREC_PROGRESS": "false"}
+    admin = {"X-API-Key": _adrec("keys", "create", "--role", "admin", "--db", db, env=env).strip().splitlines()[-1]}
+    port = _free_port()
+    cmd = [sys.executable, "-m", "adrec.cli.main", "serve", "--db", db, "--models", str(tmp_path / "models")]
+    cmd += ["--port", str(port), "--workers", "2", "--create-token-secret"]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def every_worker(check: object, within: float = 2.0) -> float:
+        """Seconds until /ready of both workers (fresh connections spread over them) passes ``check``."""
+        t0 = time.monotonic()
+        good: set[int] = set()
+        workers: set[int] = set()
+        while time.monotonic() - t0 < within + 1.0:
+            try:
+                r = httpx.get(f"{base}/ready", timeout=2, headers={"Connection": "close"}).json()
+            except httpx.TransportError:
+                continue
+            workers.add(r["worker"])
+            if check(r):  # type: ignore[operator]
+                good.add(r["worker"])
+            else:
+                good.discard(r["worker"])
+            if len(workers) == 2 and good == workers:
+                return time.monotonic() - t0
+        pytest.fail(f"workers {workers}, up to date: {good} after {within + 1.0} s")
+
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None:
+                pytest.fail(f"adrec serve exited: {server.stdout.read() if server.stdout else ''}")
+            time.sleep(0.1)
+        assert every_worker(lambda r: r["campaigns"] == 4 and r["model_version"] == "knn", within=30) < 30
+        camp = {"campaign_id": "new", "advertiser_id": "adv-0", "name": "new", "bid": 1.0}
+        assert httpx.put(f"{base}/v1/campaigns/new", json=camp, headers=admin).status_code == 200
+        assert every_worker(lambda r: r["campaigns"] == 5) <= 2.0
+        with open_store(db) as store:  # around the API
+            store.upsert_ads([Ad(ad_id="script-ad", campaign_id="new")])
+        assert every_worker(lambda r: r["ads"] == 21) <= 2.0
+        Artifact.create(ItemKNN(k_neighbors=5).fit(data), data).save(tmp_path / "models" / "knn-2")
+        swapped = httpx.post(f"{base}/v1/admin/models/reload", headers=admin, timeout=30)
+        assert swapped.status_code == 200 and swapped.json()["model_version"] == "knn-2"
+        assert every_worker(lambda r: r["model_version"] == "knn-2") <= 2.0
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
-from adrec.data.schema import EventType
+from adrec.data.schema import Ad, Advertiser, Campaign, EventType
 from adrec.store import Delivery, Feedback, FeedbackResult, open_store
 
 
@@ -27,6 +27,9 @@ def test_a_click_sent_to_two_workers_at_once_is_charged_once(tmp_path: Path) -> 
     armed = threading.Event()
 
     with open_store(url) as other:
+        other.upsert_advertisers([Advertiser(advertiser_id="adv1", name="Acme")])
+        other.upsert_campaigns([Campaign(campaign_id="c1", advertiser_id="adv1", name="Spring", bid=1.0)])
+        other.upsert_ads([Ad(ad_id="a1", campaign_id="c1")])
         other.apply_feedback([Feedback("i1", EventType.IMPRESSION, d.served_ts, d)])
 
         def other_worker() -> None:

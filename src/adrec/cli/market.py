@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def print_stats(db_url: str, *, as_json: bool = False) -> None:
     from adrec.store import open_store
 
-    with open_store(db_url) as store:
+    with open_store(db_url, create=False) as store:
         stats = store.stats()
     if as_json:
         out.print_json(json.dumps({**asdict(stats), "ctr": stats.ctr}))
@@ -277,7 +277,8 @@ def _demo_serving(db_url: str, root: Path, data: Dataset, model: Recommender, be
     models = root / "models"
     shutil.rmtree(models, ignore_errors=True)
     Artifact.create(model, data.train, titles=data.item_titles, dataset=data.name).save(models / best)
-    secret = token_secret(models, settings().token_secret)
+    # A fresh models folder: its new secret is the one `make serve` (adrec serve --models MODELS) then reads.
+    secret = token_secret(models, settings().token_secret, create=True)
     with open_store(db_url) as store:
         serving_model = ServingModel.load(models, store)
         pipeline = Pipeline(store, serving_model, TokenSigner(secret))

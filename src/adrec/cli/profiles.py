@@ -73,7 +73,7 @@ def build_profiles(
 
     builder = ProfileBuilder(half_life_days=half_life_days)
     start = time.perf_counter()
-    with open_store(settings(db_url=db).db_url) as store:
+    with open_store(settings(db_url=db).db_url, create=False) as store:
         report = builder.rebuild(store) if since is None else builder.update_window(store, _parse_time(since))
     seconds = time.perf_counter() - start
     if as_json:
@@ -145,7 +145,7 @@ def profile(
     """A user's profile: declared attributes, and their top interests with the events behind them."""
     from adrec.store import open_store
 
-    with open_store(settings(db_url=db).db_url) as store:
+    with open_store(settings(db_url=db).db_url, create=False) as store:
         p = store.get_profile(user_id)
     if as_json:
         out.print_json(json.dumps(_profile_json(p, top)))
@@ -247,7 +247,7 @@ def segment(
     from adrec.store import open_store
 
     seg = _segment(gender, age, city_tier, region, device, interest, exclude_interest, min_affinity)
-    with open_store(settings(db_url=db).db_url) as store:
+    with open_store(settings(db_url=db).db_url, create=False) as store:
         start = time.perf_counter()
         users = resolve(store, seg)
         seconds = time.perf_counter() - start
@@ -353,7 +353,7 @@ def lookalike(
     constrained = seg != type(seg)(min_affinity=min_affinity)
     need_store = model_dir is None or constrained
     start = time.perf_counter()
-    with open_store(settings(db_url=db).db_url) if need_store else nullcontext() as store:
+    with open_store(settings(db_url=db).db_url, create=False) if need_store else nullcontext() as store:
         vectors = _user_vectors(model_dir, store)
         candidates = resolve(store, seg) if constrained and store is not None else None
     result = expand(vectors, [s for _, s in seeds], size, candidates=candidates, method=method, neighbours=neighbours)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -11,21 +12,41 @@ import typer
 from rich.table import Table
 
 from adrec.cli.app import DbOption, JsonOption, app, friendly, out, settings
+from adrec.exceptions import ConfigError
 
 keys_app = typer.Typer(help="Create, list and revoke API keys of the HTTP API.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
-def token_secret(models: Path | None, configured: str | None) -> str:
-    """The token secret: the setting if given, else ``MODELS/.token-secret`` (created once, mode 600)."""
+def token_secret_file(models: Path | None) -> Path:
+    """Where the token secret is kept when the ``token_secret`` setting is empty: ``MODELS/.token-secret``."""
+    folder = models if models is not None else Path(".")
+    return (folder if folder.is_dir() else folder.parent) / ".token-secret"
+
+
+def _no_token_secret(path: Path) -> str:
+    return (
+        f"no token secret: {path} does not exist and the token_secret setting (ADREC_TOKEN_SECRET) is empty; "
+        "copy the .token-secret of the models folder the tokens were signed with, set token_secret, or pass "
+        "--create-token-secret to make a new one (tokens signed with any older secret are then refused)"
+    )
+
+
+def token_secret(models: Path | None, configured: str | None, *, create: bool = False) -> str:
+    """The token secret: the setting if given, else the one in :func:`token_secret_file`.
+
+    A missing file is a :class:`~adrec.exceptions.ConfigError`, unless ``create``: then a new secret is written
+    there (mode 600). A new secret makes every impression token signed with an older one invalid.
+    """
     from adrec.serving.tokens import new_secret
 
     if configured:
         return configured
-    folder = models if models is not None else Path(".")
-    path = (folder if folder.is_dir() else folder.parent) / ".token-secret"
+    path = token_secret_file(models)
     if path.is_file():
         return path.read_text().strip()
+    if not create:
+        raise ConfigError(_no_token_secret(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = new_secret()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -38,6 +59,7 @@ def token_secret(models: Path | None, configured: str | None) -> str:
     epilog=(
         "Examples:  \n`adrec serve --db sqlite:///adrec-demo/adrec.db --models adrec-demo/models`  \n"
         "`adrec keys create --role serving --db sqlite:///adrec-demo/adrec.db` (then send it as X-API-Key)  \n"
+        "`adrec serve --db sqlite:///new.db --create --models models --create-token-secret` (a new, empty store)  \n"
         "`curl -H 'X-API-Key: KEY' 'http://127.0.0.1:8000/v1/recommendations?user_id=u0001&k=5'`"
     )
 )
@@ -58,12 +80,45 @@ def serve(
     index: Annotated[str, typer.Option(help="Ad vector index: auto, exact, ivf or hnsw.")] = "auto",
     nprobe: Annotated[int, typer.Option(min=1, help="IVF cells scanned per query (recall vs speed).")] = 64,
     ef_search: Annotated[int, typer.Option(min=1, help="HNSW beam width per query (recall vs speed).")] = 256,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the store when --db names none (default: refuse to start).")
+    ] = False,
+    create_token_secret: Annotated[
+        bool,
+        typer.Option(
+            "--create-token-secret",
+            help="Write a new token secret to MODELS/.token-secret when there is none and token_secret is unset "
+            "(default: refuse to start). Tokens signed with an older secret are then refused.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the HTTP API: recommendations, events, ad library, users, reports (OpenAPI at /docs)."""
+    """Serve the HTTP API: recommendations, events, ad library, users, reports (OpenAPI at /docs).
+
+    Request limits (body sizes, requests per second per API key, the Redis that shares the rate limit between
+    servers) come from the settings: see `config/adrec.example.toml`.
+    """
     import uvicorn
 
+    from adrec.serving.limits import Limits
+    from adrec.store import open_store
+
     cfg = settings(db_url=db)
-    secret = token_secret(models, cfg.token_secret)
+    limits = Limits.from_settings(cfg)
+    secret_file = token_secret_file(models)
+    new_secret = not cfg.token_secret and not secret_file.is_file()
+    if new_secret and not create_token_secret:
+        raise ConfigError(_no_token_secret(secret_file))  # checked before anything is created
+    # Workers open the store with create=False: a missing one is one line here, not a traceback per worker.
+    with open_store(cfg.db_url, create=create):
+        pass
+    if limits.redis_url:
+        _check_redis(limits.redis_url)
+    secret = token_secret(models, cfg.token_secret, create=create_token_secret)
+    if new_secret:
+        out.print(
+            f"created a new token secret in {secret_file}: impression tokens signed with an older secret are refused",
+            highlight=False,
+        )
     os.environ["ADREC_SERVE_DB"] = cfg.db_url
     os.environ["ADREC_SERVE_MODELS"] = str(models) if models is not None else ""
     os.environ["ADREC_TOKEN_SECRET"] = secret
@@ -73,8 +128,25 @@ def serve(
     os.environ["ADREC_SERVE_INDEX"] = json.dumps(
         {"kind": index, "params": {"nprobe": nprobe} if index == "ivf" else {"ef_search": ef_search}}
     )
+    os.environ["ADREC_SERVE_LIMITS"] = json.dumps(asdict(limits))
+    os.environ["ADREC_SYNC_INTERVAL_S"] = repr(cfg.sync_interval_s)  # the resolved setting, read by each worker
     out.print(f"adrec serving {cfg.db_url} with models {models} on http://{host}:{port} (docs at /docs)")
     uvicorn.run("adrec.serving.main:app", host=host, port=port, workers=workers, log_level=log_level, factory=True)
+
+
+def _check_redis(url: str) -> None:
+    """Fail at start, not at the first request, when the Redis of the rate limit does not answer."""
+    from urllib.parse import urlsplit
+
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2) as client:
+            client.ping()
+    except (redis.RedisError, OSError, ValueError) as err:
+        parts = urlsplit(url)
+        shown = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        raise ConfigError(f"redis_url {shown} does not answer ({type(err).__name__}: {err})") from None
 
 
 @keys_app.command(
@@ -96,7 +168,7 @@ def keys_create(
     from adrec.serving.auth import create_api_key
     from adrec.store import open_store
 
-    with open_store(settings(db_url=db).db_url) as store:
+    with open_store(settings(db_url=db).db_url, create=False) as store:
         record, secret = create_api_key(store, role, name=name, advertiser_id=advertiser)
     if as_json:
         out.print_json(json.dumps({"key_id": record.key_id, "role": record.role, "key": secret}))
@@ -111,7 +183,7 @@ def keys_list(db: DbOption = None) -> None:
     """List API keys (ids, roles, advertisers; never secrets)."""
     from adrec.store import open_store
 
-    with open_store(settings(db_url=db).db_url) as store:
+    with open_store(settings(db_url=db).db_url, create=False) as store:
         records = store.list_api_keys()
     table = Table("key id", "role", "advertiser", "name", "revoked")
     for r in records:
@@ -127,6 +199,6 @@ def keys_revoke(
     """Revoke an API key (servers stop accepting it within 5 seconds)."""
     from adrec.store import open_store
 
-    with open_store(settings(db_url=db).db_url) as store:
+    with open_store(settings(db_url=db).db_url, create=False) as store:
         store.revoke_api_key(key_id)
     out.print(f"revoked {key_id}")

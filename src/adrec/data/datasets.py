@@ -134,6 +134,6 @@ def load_dataset(spec: str, *, seed: int = 0) -> Dataset:
     if kind == "store":
         from adrec.store import open_store
 
-        with open_store(location) as store:
+        with open_store(location, create=False) as store:
             return _from_store_split(f"store:{location}", store, temporal=True, seed=seed)
     raise ValidationError("dataset", f"unknown kind {kind!r} in {spec!r}; use lightgcn:, movielens: or store:")

@@ -47,6 +47,14 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 200
+MAX_MONEY = 1e9
+"""The largest bid, budget or product price a record takes (in the currency unit)."""
+MAX_CAP = 1_000_000
+"""The largest frequency cap (impressions per window)."""
+MAX_WINDOW_S = 366 * 86_400.0
+"""The longest frequency-cap window: a year."""
+MAX_TAGS = 1000
+"""The most values one targeting or audience field lists."""
 
 
 class EventType(enum.IntEnum):
@@ -145,7 +153,15 @@ def _check_id(value: str) -> str:
     return value
 
 
-Id = Annotated[str, AfterValidator(_check_id)]
+ID_PATTERN = r"^[^\s\x00](?:[^\t\r\n\x00]*[^\s\x00])?$"
+"""What :data:`Id` admits, as the JSON-schema pattern the API documents (checked by ``_check_id``, whose messages
+say what is wrong)."""
+
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": ID_PATTERN}),
+    AfterValidator(_check_id),
+]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
 
@@ -161,6 +177,9 @@ def to_epoch(value: datetime | float | int) -> float:
 def _pydantic_to_adrec(model: type[BaseModel], err: pydantic.ValidationError) -> ValidationError:
     first = err.errors()[0]
     loc = ".".join(str(part) for part in first["loc"]) or "(record)"
+    inner = (first.get("ctx") or {}).get("error")
+    if isinstance(inner, ValidationError):  # a nested record's own error: keep the full path to its field
+        return ValidationError(f"{model.__name__.lower()}.{loc}.{inner.field.partition('.')[2]}", inner.message)
     msg = first["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -194,11 +213,11 @@ class Audience(Record):
     age_min: int | None = Field(default=None, ge=0, le=120)
     age_max: int | None = Field(default=None, ge=0, le=120)
     genders: frozenset[Gender] = frozenset()
-    regions: frozenset[Tag] = frozenset()
+    regions: frozenset[Tag] = Field(default=frozenset(), max_length=MAX_TAGS)
     city_tiers: frozenset[Annotated[int, Field(ge=1, le=6)]] = frozenset()
     devices: frozenset[Device] = frozenset()
-    interests_include: frozenset[Tag] = frozenset()
-    interests_exclude: frozenset[Tag] = frozenset()
+    interests_include: frozenset[Tag] = Field(default=frozenset(), max_length=MAX_TAGS)
+    interests_exclude: frozenset[Tag] = Field(default=frozenset(), max_length=MAX_TAGS)
 
     @model_validator(mode="after")
     def _ranges(self) -> Self:
@@ -228,9 +247,13 @@ class Targeting(Audience):
 class FrequencyCap(Record):
     """How often one user may see a campaign's ads within a sliding window (None = no cap)."""
 
-    per_ad: int | None = Field(default=None, ge=1, description="impressions of any one ad of the campaign")
-    per_campaign: int | None = Field(default=None, ge=1, description="impressions of all the campaign's ads")
-    window_s: float = Field(default=86_400.0, gt=0, allow_inf_nan=False, description="window length in seconds")
+    per_ad: int | None = Field(default=None, ge=1, le=MAX_CAP, description="impressions of any one ad of the campaign")
+    per_campaign: int | None = Field(
+        default=None, ge=1, le=MAX_CAP, description="impressions of all the campaign's ads"
+    )
+    window_s: float = Field(
+        default=86_400.0, gt=0, le=MAX_WINDOW_S, allow_inf_nan=False, description="window length in seconds"
+    )
 
 
 class User(Record):
@@ -245,7 +268,7 @@ class User(Record):
     city_tier: int | None = Field(default=None, ge=1, le=6)
     device: Device = Device.UNKNOWN
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
-    interests: tuple[Tag, ...] = ()
+    interests: tuple[Tag, ...] = Field(default=(), max_length=MAX_TAGS)
     consent: bool = Field(default=True, description="consent to behavioural targeting")
     attrs: dict[str, str] = Field(default_factory=dict, description="source-specific extra attributes")
 
@@ -267,9 +290,9 @@ class Campaign(Record):
     name: str = Field(min_length=1, max_length=200)
     objective: Objective = Objective.TRAFFIC
     pricing_model: PricingModel = PricingModel.CPC
-    bid: float = Field(gt=0, allow_inf_nan=False)
-    daily_budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    total_budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    bid: float = Field(gt=0, le=MAX_MONEY, allow_inf_nan=False)
+    daily_budget: float | None = Field(default=None, gt=0, le=MAX_MONEY, allow_inf_nan=False)
+    total_budget: float | None = Field(default=None, gt=0, le=MAX_MONEY, allow_inf_nan=False)
     start: datetime | None = None
     end: datetime | None = None
     status: CampaignStatus = CampaignStatus.ACTIVE
@@ -300,7 +323,7 @@ class Ad(Record):
     landing_url: str | None = Field(default=None, pattern=_URL, max_length=2000)
     category: str | None = Field(default=None, max_length=200)
     brand: str | None = Field(default=None, max_length=200)
-    price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    price: float | None = Field(default=None, ge=0, le=MAX_MONEY, allow_inf_nan=False)
     status: CampaignStatus = CampaignStatus.ACTIVE
 
 

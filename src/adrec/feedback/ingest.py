@@ -60,6 +60,8 @@ class FeedbackReport:
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     """``(position, event_id, reason)`` of every event not recorded."""
     spend: float = 0.0
+    unbilled: float = 0.0
+    """What accepted billable events would have cost beyond their campaigns' budgets or after they ended."""
 
 
 def ingest_feedback(
@@ -103,4 +105,5 @@ def ingest_feedback(
         duplicates=result.duplicates,
         rejected=sorted(rejected),
         spend=result.spend,
+        unbilled=result.unbilled,
     )

@@ -2,12 +2,16 @@
 interacted with (to exclude them), and item titles. Written by ``adrec train``, read by ``adrec recommend``.
 
 Layout of the folder: the model's own ``params.json`` + ``arrays.npz``, plus ``ids.json`` (user ids, item ids,
-titles, dataset name) and ``seen.npz`` (the training matrix, CSR arrays). No pickle anywhere.
+titles, dataset name) and ``seen.npz`` (the training matrix, CSR arrays). No pickle anywhere. Folders are written
+under a hidden name and renamed into place when complete (:meth:`Artifact.save`); readers skip hidden folders.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +48,29 @@ class Artifact:
         return cls(model, train.users, train.items, train.matrix, titles or [], dataset)
 
     def save(self, path: str | Path) -> Path:
-        root = self.model.save(path)
-        meta = {"dataset": self.dataset, "users": self.users.ids, "items": self.items.ids, "titles": self.titles}
-        (root / "ids.json").write_text(json.dumps(meta))
-        m = self.seen.tocsr()
-        np.savez(root / "seen.npz", data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape))
+        """Write the folder ``path`` atomically: into a hidden sibling first (``.NAME.partial-…``), renamed into
+        place once complete, so a reader (a server reloading its model) never sees a half-written model, and a save
+        that dies half-way leaves the previous model where it was. An existing folder at ``path`` is replaced."""
+        root = Path(path)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        partial = root.parent / f".{root.name}.partial-{tag}"
+        try:
+            self.model.save(partial)
+            meta = {"dataset": self.dataset, "users": self.users.ids, "items": self.items.ids, "titles": self.titles}
+            (partial / "ids.json").write_text(json.dumps(meta))
+            m = self.seen.tocsr()
+            np.savez(partial / "seen.npz", data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape))
+            if root.exists():
+                old = root.parent / f".{root.name}.old-{tag}"
+                os.rename(root, old)
+                os.rename(partial, root)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(partial, root)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         return root
 
     @classmethod

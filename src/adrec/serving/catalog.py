@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -81,6 +81,9 @@ class CatalogSnapshot:
 
     campaigns: list[Campaign]
     ads: list[Ad]
+    quarantined: list[tuple[str, str, str]] = field(default_factory=list)
+    """``(kind, id, reason)`` of the stored campaigns and ads left out because they are no longer valid records
+    (written by an older version, or by hand): one bad row is reported, never blocks the catalogue."""
 
     def __post_init__(self) -> None:
         cs, ads = self.campaigns, self.ads
@@ -95,6 +98,7 @@ class CatalogSnapshot:
         )
         self.ad_campaign_clipped = np.maximum(self.ad_campaign, 0)  # for gathers; ads without campaign are inactive
         self.ad_category = np.array([a.category or "" for a in ads], dtype=object)
+        self.c_ids = np.array([c.campaign_id for c in cs], dtype=object)
         self.c_advertiser = np.array([c.advertiser_id for c in cs], dtype=object)
         self.ad_advertiser = self.c_advertiser[np.maximum(self.ad_campaign, 0)] if n else np.array([], dtype=object)
         _, self.ad_advertiser_code = np.unique(self.ad_advertiser.astype(str), return_inverse=True)
@@ -124,14 +128,16 @@ class CatalogSnapshot:
         self.c_cap_ad = np.array([c.frequency.per_ad or 0 for c in cs], dtype=np.int64)
         self.c_cap_campaign = np.array([c.frequency.per_campaign or 0 for c in cs], dtype=np.int64)
         self.c_window = np.array([c.frequency.window_s for c in cs], dtype=np.float64)
-        capped = (self.c_cap_ad > 0) | (self.c_cap_campaign > 0)
+        capped = self.c_capped = (self.c_cap_ad > 0) | (self.c_cap_campaign > 0)
         self._rule_cache: dict[int, list[tuple[str, str, frozenset[str]]]] = {}
         self.active_ads_per_campaign = np.bincount(self.ad_campaign[self.ad_active], minlength=n)
         self.max_window = float(self.c_window[capped].max()) if capped.any() else 0.0
 
     @classmethod
-    def build(cls, campaigns: Iterable[Campaign], ads: Iterable[Ad]) -> CatalogSnapshot:
-        return cls(list(campaigns), list(ads))
+    def build(
+        cls, campaigns: Iterable[Campaign], ads: Iterable[Ad], quarantined: Iterable[tuple[str, str, str]] = ()
+    ) -> CatalogSnapshot:
+        return cls(list(campaigns), list(ads), list(quarantined))
 
     # -- eligibility ----------------------------------------------------------------------------------------
     @functools.cached_property
@@ -190,20 +196,37 @@ class CatalogSnapshot:
                 out[i] = (today, total)
         return out
 
-    def capped_ads(self, deliveries: Sequence[tuple[str, str, float]], now: float) -> npt.NDArray[np.int64]:
-        """Ads (indices) the user may not see again now: their frequency caps are reached within the window."""
-        if not deliveries or self.max_window == 0.0:
+    def capped_ads(
+        self,
+        deliveries: Sequence[tuple[str, str, float]],
+        now: float,
+        pending: Sequence[tuple[str, str, float]] = (),
+    ) -> npt.NDArray[np.int64]:
+        """Ads (indices) the user may not see again now: their frequency caps are reached within the window.
+
+        ``deliveries`` are the user's recorded impressions and ``pending`` the ads this process served the user
+        whose impressions may not be recorded yet, each ``(campaign, ad, time)``. Per campaign and per ad the
+        larger of the two counts is taken: the recorded impressions of tokens this process served are in both.
+        """
+        if (not deliveries and not pending) or self.max_window == 0.0:
             return np.array([], dtype=np.int64)
         per_ad: dict[int, int] = defaultdict(int)
         per_campaign: dict[int, int] = defaultdict(int)
-        for cid, aid, ts in deliveries:
-            c = self.campaign_index.get(cid)
-            if c is None or now - ts > self.c_window[c]:
-                continue
-            per_campaign[c] += 1
-            a = self.ad_index.get(aid)
-            if a is not None:
-                per_ad[a] += 1
+        for source in (deliveries, pending):
+            ads: dict[int, int] = defaultdict(int)
+            campaigns: dict[int, int] = defaultdict(int)
+            for cid, aid, ts in source:
+                c = self.campaign_index.get(cid)
+                if c is None or now - ts > self.c_window[c]:
+                    continue
+                campaigns[c] += 1
+                a = self.ad_index.get(aid)
+                if a is not None:
+                    ads[a] += 1
+            for c, count in campaigns.items():
+                per_campaign[c] = max(per_campaign[c], count)
+            for a, count in ads.items():
+                per_ad[a] = max(per_ad[a], count)
         blocked = [a for a, count in per_ad.items() if 0 < self.c_cap_ad[self.ad_campaign[a]] <= count]
         full = [c for c, count in per_campaign.items() if 0 < self.c_cap_campaign[c] <= count]
         if full:
@@ -217,10 +240,13 @@ class CatalogSnapshot:
         ctx: RequestContext,
         timed: BoolArray,
         deliveries: Sequence[tuple[str, str, float]] = (),
+        pending: Sequence[tuple[str, str, float]] = (),
     ) -> Eligibility:
-        """Which ads may be shown to this user in this request (see :class:`Eligibility`)."""
+        """Which ads may be shown to this user in this request (see :class:`Eligibility`; ``deliveries`` and
+        ``pending`` as in :meth:`capped_ads`)."""
         campaigns = self.eligible_campaigns(user, interests, ctx, timed)
-        return Eligibility(self, campaigns, self.capped_ads(deliveries, ctx.now) if deliveries else None)
+        capped = self.capped_ads(deliveries, ctx.now, pending) if deliveries or pending else None
+        return Eligibility(self, campaigns, capped)
 
     # -- explanation ----------------------------------------------------------------------------------------
     def explain(self, ad: int, user: User | None, interests: Iterable[str], ctx: RequestContext) -> list[str]:

@@ -9,12 +9,13 @@ reads the references once at its start and finishes on what it read.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,12 @@ from adrec.retrieval.index import ExactIndex, VectorIndex, build_index
 from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
 from adrec.serving.catalog import CatalogSnapshot, Eligibility, RequestContext
+from adrec.serving.outstanding import Outstanding
 from adrec.serving.tokens import TokenSigner
 from adrec.store.base import Delivery, Store, demographic_segment
 from adrec.store.sql import utc_day
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Calibrator",
@@ -100,7 +104,8 @@ class Calibrator:
 # -- the model being served -------------------------------------------------------------------------------------
 def find_model_dir(path: str | Path) -> Path:
     """The model folder to serve from ``path``: ``path`` itself if it is one (has ``ids.json``), else the folder
-    named in ``path/CURRENT``, else the most recently written model folder inside ``path``."""
+    named in ``path/CURRENT``, else the most recently written model folder inside ``path`` (hidden folders, saves
+    in progress, are never chosen)."""
     root = Path(path)
     if (root / "ids.json").is_file():
         return root
@@ -112,7 +117,8 @@ def find_model_dir(path: str | Path) -> Path:
         if not (chosen / "ids.json").is_file():
             raise NotFoundError(f"{current} names {chosen.name!r}, which is not a model folder")
         return chosen
-    folders = [p for p in root.iterdir() if (p / "ids.json").is_file()]
+    # Hidden folders are saves in progress (or left by one that died): Artifact.save renames them when complete.
+    folders = [p for p in root.iterdir() if not p.name.startswith(".") and (p / "ids.json").is_file()]
     if not folders:
         raise NotFoundError(f"no model folder (with ids.json) in {root}; train one with `adrec train`")
     return max(folders, key=lambda p: (p / "ids.json").stat().st_mtime)
@@ -247,7 +253,15 @@ class ServedAd:
     rules: list[str]
     token: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, confidential: bool = True) -> dict[str, Any]:
+        """The ad as the API answers it. ``confidential=False`` leaves out what would tell a publisher the
+        advertiser's bid (the bid, and the eCPM from which bid = eCPM / pCTR follows); the price charged stays."""
+        out = self._as_dict()
+        if not confidential:
+            del out["bid"], out["explanation"]["ecpm"]
+        return out
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "rank": self.rank,
             "ad_id": self.ad_id,
@@ -290,14 +304,15 @@ class Response:
     """True when the user had no behavioural candidates (unknown to the model, or no consent)."""
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, confidential: bool = True) -> dict[str, Any]:
+        """See :meth:`ServedAd.as_dict` for ``confidential``."""
         return {
             "request_id": self.request_id,
             "user_id": self.user_id,
             "model_version": self.model_version,
             "cold_start": self.cold_start,
             "eligible_ads": self.eligible,
-            "ads": [a.as_dict() for a in self.ads],
+            "ads": [a.as_dict(confidential=confidential) for a in self.ads],
         }
 
 
@@ -315,6 +330,9 @@ class PipelineConfig:
         log's clicks and conversions on its ads, shrunk towards the log's overall rate (itself shrunk towards this
         prior) with the weight of ``pcvr_prior_clicks`` clicks.
     spend_refresh_s: how often budgets are re-read from the store (feedback through this process refreshes at once).
+    outstanding_window_s: how long the expected cost of a token this process handed out counts against its
+        campaign's budget before its events reach the ledger (see :class:`~adrec.serving.outstanding.Outstanding`;
+        0 turns it off).
     """
 
     n_candidates: int = 200
@@ -325,6 +343,7 @@ class PipelineConfig:
     pcvr: float = 0.05
     pcvr_prior_clicks: float = 50.0
     spend_refresh_s: float = 1.0
+    outstanding_window_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.category_decay <= 1.0:
@@ -474,6 +493,7 @@ class Pipeline:
         self._logged = _Logged.read(store)
         self._binding = _Binding.make(self._load_catalog(), model, self._logged, self.config)
         self._spend: _Timed | None = None
+        self.outstanding = Outstanding(self.config.outstanding_window_s)
 
     # -- swapping ---------------------------------------------------------------------------------------------
     @property
@@ -508,9 +528,21 @@ class Pipeline:
         self._spend = None
 
     def _load_catalog(self) -> CatalogSnapshot:
-        campaigns = [c for batch in self.store.iter_campaigns() for c in batch]
-        ads = [a for batch in self.store.iter_ads() for a in batch]
-        return CatalogSnapshot.build(campaigns, ads)
+        """The ad library as stored; rows that are no longer valid records are quarantined (left out, logged and
+        listed in :attr:`CatalogSnapshot.quarantined`) instead of failing the load, so one bad row can neither
+        freeze the catalogue nor stop a server from starting."""
+        bad: list[tuple[str, str, str]] = []
+
+        def quarantine(kind: str) -> Callable[[str, Exception], None]:
+            def report(record_id: str, err: Exception) -> None:
+                bad.append((kind, record_id, str(err)))
+                log.warning("catalogue: %s %r quarantined (not served): %s", kind, record_id, err)
+
+            return report
+
+        campaigns = [c for batch in self.store.iter_campaigns(on_error=quarantine("campaign")) for c in batch]
+        ads = [a for batch in self.store.iter_ads(on_error=quarantine("ad")) for a in batch]
+        return CatalogSnapshot.build(campaigns, ads, bad)
 
     def _timed(self, binding: _Binding, now: float) -> npt.NDArray[np.bool_]:
         """The campaigns open at ``now`` regardless of the user (:meth:`CatalogSnapshot.timed_campaigns`).
@@ -529,6 +561,9 @@ class Pipeline:
         ):
             return cached.timed
         spent = binding.catalog.spend_array(self.store.campaign_spend(day))
+        pending = self.outstanding.expected_cost(now)
+        if pending:  # tokens handed out whose billable events may still come spend the budget too
+            spent += binding.catalog.spend_array({c: (cost, cost) for c, cost in pending.items()})
         timed = binding.catalog.timed_campaigns(now, spent)
         self._spend = _Timed(now, day, binding.catalog, timed)
         return timed
@@ -570,9 +605,13 @@ class Pipeline:
         request_id = request_id or uuid.uuid4().hex
         ctx = RequestContext(now, placement, device, region, frozenset(exclude_advertisers))
         user, interests = self._user(user_id)
-        deliveries = self.store.delivery_times(user_id, now - catalog.max_window) if catalog.max_window else []
+        deliveries: list[tuple[str, str, float]] = []
+        pending: list[tuple[str, str, float]] = []
+        if catalog.max_window:
+            deliveries = self.store.delivery_times(user_id, now - catalog.max_window)
+            pending = self.outstanding.served(user_id)
         t1 = time.perf_counter()
-        eligible = catalog.eligibility(user, interests, ctx, self._timed(binding, now), deliveries)
+        eligible = catalog.eligibility(user, interests, ctx, self._timed(binding, now), deliveries, pending)
         n_eligible = eligible.count()
         t2 = time.perf_counter()
         behavioural = user is not None and user.consent
@@ -775,7 +814,30 @@ class Pipeline:
                     token=self.signer.sign(delivery),
                 )
             )
+        self._remember(
+            cat, user_id, ctx.now, camp[sel], pricing[sel], prices, pctr[sel] * pcvr[sel], pctr[sel], cand[sel]
+        )
         return out
+
+    def _remember(
+        self,
+        cat: CatalogSnapshot,
+        user_id: str,
+        now: float,
+        camp: npt.NDArray[np.int64],
+        pricing: npt.NDArray[np.str_],
+        prices: npt.NDArray[np.float64],
+        p_conversion: npt.NDArray[np.float64],
+        p_click: npt.NDArray[np.float64],
+        ads: npt.NDArray[np.int64],
+    ) -> None:
+        """Count the served ads as outstanding: their expected cost (price per impression for CPM, times pCTR for
+        CPC, times pCTR x pCVR for CPA) against budgets, and the ads of capped campaigns against the user's caps."""
+        expected = prices * np.where(pricing == "CPM", 1.0, np.where(pricing == "CPA", p_conversion, p_click))
+        ids = cat.c_ids[camp].tolist()
+        capped = cat.c_capped[camp]
+        served = [(ids[j], str(cat.ad_ids[a])) for j, a in enumerate(ads.tolist()) if capped[j]]
+        self.outstanding.add(now, user_id, list(zip(ids, expected.tolist(), strict=True)), served, cat.max_window)
 
 
 def rerank(

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 
@@ -40,6 +41,30 @@ _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 def _unb64(data: bytes) -> bytes:
     # binascii directly: base64.urlsafe_b64decode wraps the same call in two Python-level layers.
     return binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
+
+
+_PRICING = frozenset({"CPC", "CPM", "CPA"})
+
+
+def _sound(d: Delivery) -> bool:
+    """Whether a signed payload holds what this server signs: text ids, a known pricing model, a finite price
+    that is not negative and a finite time (a payload signed with a leaked secret, or by a buggy build, is refused
+    rather than billed). Written out rather than looped: it runs for every event of every batch."""
+    price, ts = d.price, d.served_ts
+    return (
+        (type(price) is float or type(price) is int)
+        and 0.0 <= price < math.inf  # NaN fails both comparisons
+        and (type(ts) is float or type(ts) is int)
+        and -math.inf < ts < math.inf
+        and d.pricing_model in _PRICING
+        and type(d.iid) is str
+        and type(d.user_id) is str
+        and type(d.ad_id) is str
+        and type(d.campaign_id) is str
+        and type(d.advertiser_id) is str
+        and bool(d.iid and d.user_id and d.ad_id and d.campaign_id and d.advertiser_id)
+        and (d.placement is None or type(d.placement) is str)
+    )
 
 
 class TokenSigner:
@@ -87,6 +112,8 @@ class TokenSigner:
             delivery = Delivery(*values)  # the payload is in field order: _FIELDS, then placement
         except (ValueError, TypeError):
             raise TokenError("malformed token payload") from None
+        if not _sound(delivery):
+            raise TokenError("malformed token payload (ids, pricing model, price or time out of range)")
         now = time.time() if now is None else now
         if now - delivery.served_ts > self.max_age_s:
             raise TokenError(f"token expired (served {now - delivery.served_ts:.0f} s ago)")

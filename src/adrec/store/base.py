@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # adrec.profiles builds on this protocol
 
 __all__ = [
     "ApiKeyRecord",
+    "BackendFactory",
     "CtrExample",
     "DailyDelivery",
     "Delivery",
@@ -28,6 +29,7 @@ __all__ = [
     "FeedbackResult",
     "IngestResult",
     "MarketStats",
+    "OnBadRow",
     "Store",
     "demographic_segment",
     "open_store",
@@ -132,6 +134,8 @@ class FeedbackResult:
     duplicates: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
     spend: float = 0.0
+    unbilled: float = 0.0
+    """What accepted billable events would have cost beyond their campaigns' budgets or after they ended."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,9 @@ class DailyDelivery:
     clicks: int
     conversions: int
     spend: float
+    unbilled: float = 0.0
+    """Delivered but not charged: what billable events would have cost beyond the campaign's budget, or after it
+    ended (the platform absorbs it)."""
 
     @property
     def ctr(self) -> float:
@@ -176,6 +183,11 @@ class ApiKeyRecord:
     revoked: bool = False
 
 
+OnBadRow = Callable[[str, Exception], None]
+"""Told ``(record id, error)`` of each stored row that no longer makes a valid record (then skipped), by the
+iterators that accept it: readers that must survive one bad row (the serving catalogue) quarantine it this way."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """The contract of a store backend.
@@ -200,8 +212,10 @@ class Store(Protocol):
     def get_campaign(self, campaign_id: str) -> Campaign: ...
     def get_ad(self, ad_id: str) -> Ad: ...
     def get_ads(self, ad_ids: Sequence[str]) -> list[Ad]: ...
-    def iter_campaigns(self, batch_size: int = 10_000) -> Iterator[list[Campaign]]: ...
-    def iter_ads(self, batch_size: int = 10_000) -> Iterator[list[Ad]]: ...
+    def iter_campaigns(
+        self, batch_size: int = 10_000, *, on_error: OnBadRow | None = None
+    ) -> Iterator[list[Campaign]]: ...
+    def iter_ads(self, batch_size: int = 10_000, *, on_error: OnBadRow | None = None) -> Iterator[list[Ad]]: ...
 
     # -- events ------------------------------------------------------------------------------------------
     def append_events(self, events: EventBatch | Sequence[Event]) -> IngestResult: ...
@@ -241,6 +255,10 @@ class Store(Protocol):
     def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int: ...
     def iter_ctr_examples(self, source: str | None = None, batch_size: int = 10_000) -> Iterator[list[CtrExample]]: ...
 
+    # -- versions of what serving processes cache ------------------------------------------------------------
+    def versions(self) -> dict[str, int]: ...
+    def bump_version(self, name: str) -> int: ...
+
     # -- whole store -------------------------------------------------------------------------------------
     def stats(self, top: int = 10) -> MarketStats: ...
     def schema_version(self) -> int: ...
@@ -249,10 +267,17 @@ class Store(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-_BACKENDS: dict[str, Callable[[str], Store]] = {}
+class BackendFactory(Protocol):
+    """Opens the store at a URL: creating it when ``create`` is true, else raising :class:`StoreError` if the URL
+    holds no store yet (and leaving nothing behind)."""
+
+    def __call__(self, url: str, *, create: bool) -> Store: ...
 
 
-def register_backend(scheme: str, factory: Callable[[str], Store]) -> None:
+_BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(scheme: str, factory: BackendFactory) -> None:
     """Make :func:`open_store` open URLs whose scheme (before ``://`` and any ``+driver``) is ``scheme``."""
     _BACKENDS[scheme] = factory
 
@@ -267,13 +292,23 @@ def _load_builtin_backends() -> None:
     import adrec.store.sql  # noqa: F401
 
 
-def open_store(url: str) -> Store:
-    """Open (and create or migrate, where needed) the store at ``url``.
+def open_store(url: str, *, create: bool = True) -> Store:
+    """Open the store at ``url``, migrating it to the current schema where needed.
+
+    Parameters
+    ----------
+    url
+        ``sqlite:///path.db``, ``sqlite://`` (in memory) or ``postgresql://user@host/db``.
+    create
+        Create the store when there is none at ``url`` (default). Commands that only read a store pass
+        ``False``: a missing SQLite file (or a PostgreSQL database without adrec's schema) then raises
+        :class:`~adrec.exceptions.StoreError` saying how to create one, and nothing is created, not even the
+        file's folder.
 
     Examples
     --------
     >>> store = open_store("sqlite:///adrec-demo/adrec.db")  # doctest: +SKIP
-    >>> store = open_store("postgresql://postgres@127.0.0.1:5432/test")  # doctest: +SKIP
+    >>> store = open_store("postgresql://postgres@127.0.0.1:5432/test", create=False)  # doctest: +SKIP
     """
     _load_builtin_backends()
     scheme = url.split("://", 1)[0].split("+", 1)[0] if "://" in url else ""
@@ -281,4 +316,4 @@ def open_store(url: str) -> Store:
     if factory is None:
         known = ", ".join(f"{s}://" for s in sorted(_BACKENDS))
         raise UnknownBackendError(f"no store backend for {url!r}; use a URL starting with one of: {known}")
-    return factory(url)
+    return factory(url, create=create)

@@ -33,10 +33,17 @@ def _add_serving(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _add_unbilled(conn: Connection) -> None:
+    have = {c["name"] for c in inspect(conn).get_columns(tables.delivery_daily.name)}
+    if "unbilled" not in have:
+        conn.execute(text("ALTER TABLE delivery_daily ADD COLUMN unbilled FLOAT NOT NULL DEFAULT 0"))
+
+
 # version -> (description, function). Version 1 is the initial schema, created from the table definitions.
 MIGRATIONS: dict[int, tuple[str, Migration]] = {
     2: ("profiles and profile_interests: behaviour derived from events", _add_profiles),
     3: ("serving: campaign frequency caps and pacing, deliveries ledger, daily delivery, API keys", _add_serving),
+    4: ("daily delivery: unbilled delivery (budget spent, campaign ended)", _add_unbilled),
 }
 
 

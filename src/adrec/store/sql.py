@@ -12,10 +12,10 @@ import json
 import operator
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import numpy as np
 from sqlalchemy import (
@@ -60,16 +60,19 @@ from adrec.store.base import (
     FeedbackResult,
     IngestResult,
     MarketStats,
+    OnBadRow,
     demographic_segment,
     register_backend,
 )
-from adrec.store.migrations import migrate
+from adrec.store.migrations import current_version, migrate
 
 if TYPE_CHECKING:
     from adrec.profiles.profile import Profile
     from adrec.profiles.segments import Segment
 
 __all__ = ["SqlStore", "utc_day"]
+
+_R = TypeVar("_R")
 
 # Rows per executemany call: large enough to amortise round trips, small enough to bound memory.
 CHUNK = 20_000
@@ -112,7 +115,7 @@ class _LedgerChanges:
     charged: dict[str, float] = field(default_factory=dict)
     """iid → the cost added to its ledger row (every served ad an accepted event is about)."""
     daily: dict[tuple[str, int], list[float]] = field(default_factory=dict)
-    """(campaign, UTC day number) → impressions, clicks, conversions and spend to add."""
+    """(campaign, UTC day number) → impressions, clicks, conversions, spend and unbilled delivery to add."""
 
     def event_rows(self) -> Iterator[tuple[Any, ...]]:
         """The accepted events as ``events`` rows, made one at a time as the driver binds them."""
@@ -149,32 +152,108 @@ class _LedgerChanges:
         ]
 
 
-def _apply_to_ledger(
-    feedback: Sequence[Feedback], recorded: set[str], stored: dict[str, tuple[Any, ...]]
-) -> tuple[FeedbackResult, _LedgerChanges]:
-    """Decide each event of a batch against the recorded event ids (updated in place) and the stored ledger rows.
+@dataclass(frozen=True)
+class _Terms:
+    """What the ledger needs of a campaign to bill it: whether it still bills, its budgets and frequency caps."""
 
-    ``stored`` maps iid → ``(click_ts, conversion_ts, cost)`` of the ledger rows stored before the batch. Events
-    apply in time order (an impression before its click, whatever their order in the batch), then by type; ties
-    keep the batch order.
+    ended: bool
+    end_ts: float | None
+    daily_budget: float | None
+    total_budget: float | None
+    cap_ad: int
+    cap_campaign: int
+    window_s: float
+
+    @classmethod
+    def of_row(cls, status: str, end_ts: float | None, daily: Any, total: Any, frequency: Any) -> _Terms:
+        # PostgreSQL's driver hands JSON over parsed, SQLite's as text.
+        caps = _caps(frequency if isinstance(frequency, str) else json.dumps(frequency or {}, sort_keys=True))
+        return cls(
+            status == "ended",
+            end_ts,
+            None if daily is None else float(daily),
+            None if total is None else float(total),
+            *caps,
+        )
+
+    @property
+    def capped(self) -> bool:
+        return self.cap_ad > 0 or self.cap_campaign > 0
+
+    def bills_at(self, ts: float) -> bool:
+        return not self.ended and (self.end_ts is None or ts < self.end_ts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _caps(frequency: str) -> tuple[int, int, float]:
+    """``(per ad, per campaign, window)`` of a stored frequency cap (a few distinct texts: parsed once each)."""
+    cap = json.loads(frequency) or {}
+    return int(cap.get("per_ad") or 0), int(cap.get("per_campaign") or 0), float(cap.get("window_s") or 86_400.0)
+
+
+@dataclass
+class _LedgerState:
+    """What is stored that decides a batch, read under the write lock (see :meth:`SqlStore.apply_feedback`)."""
+
+    recorded: dict[str, str | None]
+    """Event id → the iid (token) it was recorded for (None: an event not from a token, e.g. imported)."""
+    stored: dict[str, tuple[Any, ...]]
+    """iid → ``(click_ts, conversion_ts, cost)`` of the ledger rows stored before the batch."""
+    ads: dict[str, str] = field(default_factory=dict)
+    """Ad id → its campaign, for the ads the batch's tokens name."""
+    terms: dict[str, _Terms] = field(default_factory=dict)
+    """Campaign id → its billing terms."""
+    spent_total: dict[str, float] = field(default_factory=dict)
+    """Campaign id → its spend so far (campaigns with a budget only)."""
+    spent_day: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(campaign id, UTC day number) → its spend that day (campaigns with a daily budget only)."""
+    shown: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=dict)
+    """(user, campaign) → ``(ad, impression_ts)`` of its recorded impressions (capped campaigns only)."""
+
+
+def _apply_to_ledger(feedback: Sequence[Feedback], state: _LedgerState) -> tuple[FeedbackResult, _LedgerChanges]:
+    """Decide each event of a batch against what is stored (``state``, updated in place).
+
+    Events apply in time order (an impression before its click, whatever their order in the batch), then by type;
+    ties keep the batch order. An event is rejected when its token names an ad that is not in the library (or not of
+    the token's campaign), when its event id was already used for another token, when it breaks the order of one
+    impression, then one click, then one conversion per token, and (impressions) when the user already had as many
+    impressions of the campaign or ad within its frequency-cap window as the cap allows. An accepted billable event
+    is charged the token's price, but never more than what is left of its campaign's daily and total budgets, and
+    nothing once the campaign has ended; the rest is recorded as unbilled delivery.
     """
     changes = _LedgerChanges()
     rejected: list[tuple[int, str]] = []
     duplicates = 0
+    unbilled = 0.0
+    recorded, stored = state.recorded, state.stored
     by_type = sorted(range(len(feedback)), key=[int(f.type) for f in feedback].__getitem__)
     for i in sorted(by_type, key=[f.ts for f in feedback].__getitem__):  # stable: ties in ts stay by type
         f = feedback[i]
-        if f.event_id in recorded:
-            duplicates += 1
-            continue
         dv = f.delivery
         iid = dv.iid
+        if f.event_id in recorded:
+            if recorded[f.event_id] == iid:
+                duplicates += 1
+            else:
+                rejected.append((i, f"event id {f.event_id!r} was already used for another served ad"))
+            continue
+        if state.ads.get(dv.ad_id) != dv.campaign_id:
+            rejected.append((i, f"the token's ad {dv.ad_id!r} is not an ad of campaign {dv.campaign_id!r}"))
+            continue
+        terms = state.terms.get(dv.campaign_id)
         kind = f.type
         row = stored.get(iid)
         if kind == EventType.IMPRESSION:
             if row is not None or iid in changes.impressions:
                 rejected.append((i, "an impression of this token is already recorded"))
                 continue
+            if terms is not None and terms.capped:
+                reason = _cap_reached(terms, state.shown.get((dv.user_id, dv.campaign_id), []), dv.ad_id, f.ts)
+                if reason:
+                    rejected.append((i, reason))
+                    continue
+                state.shown.setdefault((dv.user_id, dv.campaign_id), []).append((dv.ad_id, f.ts))
             changes.impressions[iid] = f
         elif kind == EventType.CLICK:
             if row is None and iid not in changes.impressions:
@@ -192,22 +271,76 @@ def _apply_to_ledger(
                 rejected.append((i, "this token already converted"))
                 continue
             changes.conversions[iid] = f.ts
-        cost = dv.price if _BILLABLE[dv.pricing_model] == kind else 0.0
+        day_number = int(f.ts // 86_400)
+        price = dv.price if _BILLABLE[dv.pricing_model] == kind else 0.0
+        cost = _charge(state, terms, dv.campaign_id, day_number, f.ts, price) if price > 0 else 0.0
         changes.charged[iid] = changes.charged.get(iid, 0.0) + cost
-        recorded.add(f.event_id)
+        recorded[f.event_id] = iid
         changes.accepted.append(f)
         changes.costs.append(cost)
-        key = (dv.campaign_id, int(f.ts // 86_400))
+        key = (dv.campaign_id, day_number)
         day = changes.daily.get(key)
         if day is None:
-            day = changes.daily[key] = [0, 0, 0, 0.0]
+            day = changes.daily[key] = [0, 0, 0, 0.0, 0.0]
         day[kind] += 1
         day[3] += cost
-    result = FeedbackResult(len(feedback), len(changes.accepted), duplicates, sorted(rejected), sum(changes.costs))
+        day[4] += price - cost
+        unbilled += price - cost
+    result = FeedbackResult(
+        len(feedback), len(changes.accepted), duplicates, sorted(rejected), sum(changes.costs), unbilled
+    )
     return result, changes
 
 
-def _engine_for(url: str) -> Engine:
+def _cap_reached(terms: _Terms, shown: list[tuple[str, float]], ad_id: str, ts: float) -> str:
+    """Why one more impression at ``ts`` breaks the campaign's frequency caps, given the user's recorded
+    impressions of the campaign (``(ad, time)``); empty when it does not. The window is ``[ts - window_s, ts]``,
+    as serving counts it."""
+    since = ts - terms.window_s
+    recent = [a for a, t_ in shown if since <= t_ <= ts]
+    if terms.cap_campaign and len(recent) >= terms.cap_campaign:
+        return f"frequency cap reached: {len(recent)} impressions of the campaign within {terms.window_s:g} s"
+    if terms.cap_ad and recent.count(ad_id) >= terms.cap_ad:
+        return f"frequency cap reached: {recent.count(ad_id)} impressions of the ad within {terms.window_s:g} s"
+    return ""
+
+
+def _charge(state: _LedgerState, terms: _Terms | None, campaign: str, day: int, ts: float, price: float) -> float:
+    """What a billable event of ``price`` is charged: the price, capped at what is left of the campaign's daily and
+    total budgets (updated), and nothing once the campaign has ended."""
+    if terms is None:  # a campaign the library no longer has: its ads are rejected before this
+        return price
+    if not terms.bills_at(ts):
+        return 0.0
+    if terms.daily_budget is None and terms.total_budget is None:
+        return price
+    key = (campaign, day)
+    today = state.spent_day.get(key, 0.0)
+    total = state.spent_total.get(campaign, 0.0)
+    cost = price
+    if terms.daily_budget is not None:
+        cost = min(cost, max(terms.daily_budget - today, 0.0))
+    if terms.total_budget is not None:
+        cost = min(cost, max(terms.total_budget - total, 0.0))
+    if cost > 0:
+        state.spent_day[key] = today + cost
+        state.spent_total[campaign] = total + cost
+    return cost
+
+
+# How to make a store where there is none: said by every "no store" error.
+_CREATE_HINT = "create one with `adrec simulate`, `adrec import` or `adrec serve --create`, or check the URL"
+
+
+def _shown(url: str) -> str:
+    """The URL as error messages show it: without its password."""
+    try:
+        return repr(make_url(url).render_as_string(hide_password=True))
+    except ArgumentError:
+        return repr(url)
+
+
+def _engine_for(url: str, *, create: bool = True) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as err:
@@ -222,7 +355,12 @@ def _engine_for(url: str) -> Engine:
         if not memory:
             from pathlib import Path
 
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            path = Path(database).expanduser().resolve()
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.is_file():
+                # Checked before connecting: SQLite creates a missing file on connect.
+                raise StoreError(f"no adrec store at {_shown(url)}: {path} does not exist; {_CREATE_HINT}")
         kwargs: dict[str, Any] = {"connect_args": {"timeout": 60, "check_same_thread": False}}
         if memory:
             kwargs["poolclass"] = StaticPool
@@ -398,11 +536,14 @@ class SqlStore:
     url
         ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory) or
         ``postgresql://user@host:port/db``.
+    create
+        Create the store when the URL holds none; else raise :class:`StoreError` (see
+        :func:`~adrec.store.base.open_store`).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self._engine = _engine_for(url)
+        self._engine = _engine_for(url, create=create)
         self._dialect = self._engine.dialect.name
         self._ph = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
         # SQLite allows one writer; serialising writers in-process avoids busy waits between threads.
@@ -416,9 +557,18 @@ class SqlStore:
         )
         try:
             with self._engine.begin() as conn:
+                if not create and current_version(conn) == 0:
+                    raise StoreError(
+                        f"no adrec store at {_shown(url)}: the database has no adrec schema (no table "
+                        f"{t.meta.name}); {_CREATE_HINT}"
+                    )
                 self._version = migrate(conn)
         except OperationalError as err:
-            raise StoreError(f"cannot open store {url!r}: {err.orig}") from None
+            self._engine.dispose()
+            raise StoreError(f"cannot open store {_shown(url)}: {err.orig}") from None
+        except StoreError:
+            self._engine.dispose()
+            raise
 
     # -- plumbing --------------------------------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -458,8 +608,9 @@ class SqlStore:
         )
         return sql, columns, is_json
 
-    def _upsert(self, table: Any, key: str, rows: Iterable[dict[str, Any]]) -> int:
-        """Insert or replace rows by primary key, through the driver's ``executemany`` (JSON pre-serialised).
+    def _upsert(self, table: Any, key: str, rows: Iterable[dict[str, Any]], *, bump: str | None = None) -> int:
+        """Insert or replace rows by primary key, through the driver's ``executemany`` (JSON pre-serialised);
+        ``bump`` names a version (see :meth:`versions`) raised in the same transaction when any row was written.
 
         SQLAlchemy's dict-per-row executemany costs about ten times the driver's own on wide tables.
         """
@@ -480,9 +631,39 @@ class SqlStore:
                         batch = []
                 if batch:
                     n += self._executemany(cur, sql, batch, table.name)
+                if bump is not None and n:
+                    self._bump(cur, bump)
             finally:
                 cur.close()
         return n
+
+    # -- versions: what serving processes poll to learn that the library or the model changed ------------------
+    def _bump(self, cur: Any, name: str) -> None:
+        cur.execute(
+            f"INSERT INTO {t.meta.name} (key, value) VALUES ({self._ph}, '1') ON CONFLICT (key) DO UPDATE SET "
+            f"value = CAST(CAST({t.meta.name}.value AS INTEGER) + 1 AS TEXT)",
+            (f"version:{name}",),
+        )
+
+    def bump_version(self, name: str) -> int:
+        """Raise the version ``name`` by one (from 0) and return it; durable when it returns."""
+        with self._write_lock, self._engine.begin() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            cur = raw.cursor()
+            try:
+                self._bump(cur, name)
+            finally:
+                cur.close()
+            row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == f"version:{name}")).scalar_one()
+        return int(row)
+
+    def versions(self) -> dict[str, int]:
+        """Counters raised by every change of what serving caches: ``catalog`` (each write of campaigns or ads,
+        by any writer) and whatever :meth:`bump_version` raised (``model`` on a model reload). Missing = 0."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.meta.c.key, t.meta.c.value).where(t.meta.c.key.like("version:%"))).all()
+        return {str(k).partition(":")[2]: int(v) for k, v in rows}
 
     @staticmethod
     def _executemany(cur: Any, sql: str, batch: list[tuple[Any, ...]], what: str) -> int:
@@ -550,10 +731,10 @@ class SqlStore:
         return self._upsert(t.advertisers, "advertiser_id", (a.model_dump() for a in advertisers))
 
     def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int:
-        return self._upsert(t.campaigns, "campaign_id", (_campaign_row(c) for c in campaigns))
+        return self._upsert(t.campaigns, "campaign_id", (_campaign_row(c) for c in campaigns), bump="catalog")
 
     def upsert_ads(self, ads: Iterable[Ad]) -> int:
-        return self._upsert(t.ads, "ad_id", (_ad_row(a) for a in ads))
+        return self._upsert(t.ads, "ad_id", (_ad_row(a) for a in ads), bump="catalog")
 
     def get_advertiser(self, advertiser_id: str) -> Advertiser:
         return Advertiser(**self._get(t.advertisers, "advertiser_id", advertiser_id, "advertiser"))
@@ -584,13 +765,34 @@ class SqlStore:
                 found.update((r["ad_id"], Ad(**r)) for r in conn.execute(query).mappings())
         return [found[a] for a in wanted if a in found]
 
-    def iter_campaigns(self, batch_size: int = 10_000) -> Iterator[list[Campaign]]:
-        for rows in self._iter(t.campaigns, "campaign_id", batch_size):
-            yield [self._campaign(r) for r in rows]
+    def iter_campaigns(self, batch_size: int = 10_000, *, on_error: OnBadRow | None = None) -> Iterator[list[Campaign]]:
+        yield from self._records(t.campaigns, "campaign_id", batch_size, self._campaign, on_error)
 
-    def iter_ads(self, batch_size: int = 10_000) -> Iterator[list[Ad]]:
-        for rows in self._iter(t.ads, "ad_id", batch_size):
-            yield [Ad(**r) for r in rows]
+    def iter_ads(self, batch_size: int = 10_000, *, on_error: OnBadRow | None = None) -> Iterator[list[Ad]]:
+        yield from self._records(t.ads, "ad_id", batch_size, lambda r: Ad(**r), on_error)
+
+    def _records(
+        self,
+        table: Any,
+        key: str,
+        batch_size: int,
+        convert: Callable[[dict[str, Any]], _R],
+        on_error: OnBadRow | None,
+    ) -> Iterator[list[_R]]:
+        """Stored rows as records; a row that no longer makes a valid record raises, or goes to ``on_error``
+        (``(id, error)``) and is skipped when one is given."""
+        for rows in self._iter(table, key, batch_size):
+            if on_error is None:
+                yield [convert(r) for r in rows]
+                continue
+            out: list[_R] = []
+            for r in rows:
+                rid = str(r[key])
+                try:
+                    out.append(convert(r))
+                except (ValueError, TypeError, KeyError, OverflowError) as err:  # ValidationError is a ValueError
+                    on_error(rid, err)
+            yield out
 
     # -- events ----------------------------------------------------------------------------------------------
     def append_events(self, events: EventBatch | Sequence[Event]) -> IngestResult:
@@ -848,11 +1050,14 @@ class SqlStore:
     def apply_feedback(self, feedback: Sequence[Feedback]) -> FeedbackResult:
         """Record impressions, clicks and conversions of served ads in one transaction, durable when it returns.
 
-        Per event id the call is idempotent (a resent id is a duplicate: acknowledged, no effect). Per served ad
-        (impression token) the ledger allows one impression, then one click, then one conversion; anything else
-        is rejected with its reason, and the rest of the batch is still recorded. Each accepted event is charged
-        the delivery's price when it is the billable event of its pricing model, and the campaign's daily
-        delivery row is updated in the same transaction, so budgets and reports never disagree with the log.
+        Per event id the call is idempotent (a resent id is a duplicate: acknowledged, no effect; the same id for
+        another token is rejected). Per served ad (impression token) the ledger allows one impression, then one
+        click, then one conversion; impressions beyond the campaign's frequency caps and events about ads that are
+        not in the library are rejected with their reason, and the rest of the batch is still recorded. Each
+        accepted event is charged the delivery's price when it is the billable event of its pricing model, capped at
+        what is left of the campaign's daily and total budgets (nothing after the campaign ended; the difference is
+        reported as unbilled), and the campaign's daily delivery row is updated in the same transaction, so budgets
+        and reports never disagree with the log.
         """
         if not feedback:
             return FeedbackResult(0, 0, 0)
@@ -869,24 +1074,79 @@ class SqlStore:
                     cur.execute("SELECT pg_advisory_xact_lock(72431)")
                 else:
                     cur.execute("BEGIN IMMEDIATE")
-                recorded = {r[0] for r in self._select_in(cur, "SELECT event_id FROM events WHERE event_id", event_ids)}
+                query = "SELECT event_id, request_id FROM events WHERE event_id"
+                recorded: dict[str, str | None] = dict(self._select_in(cur, query, event_ids))
                 query = "SELECT iid, click_ts, conversion_ts, cost FROM deliveries WHERE iid"
                 stored = {r[0]: r[1:] for r in self._select_in(cur, query, iids)}
-                result, changes = _apply_to_ledger(feedback, recorded, stored)
+                state = self._ledger_state(cur, feedback, recorded, stored)
+                result, changes = _apply_to_ledger(feedback, state)
                 self._write_feedback(cur, changes, stored)
             finally:
                 cur.close()
         return result
 
-    def _select_in(self, cur: Any, query: str, keys: list[str]) -> list[tuple[Any, ...]]:
-        """The rows of ``query IN (keys)``, ``IN_CHUNK`` keys per statement.
+    def _ledger_state(
+        self,
+        cur: Any,
+        feedback: Sequence[Feedback],
+        recorded: dict[str, str | None],
+        stored: dict[str, tuple[Any, ...]],
+    ) -> _LedgerState:
+        """Read what decides the batch besides event ids and ledger rows: the tokens' ads and campaigns, the
+        budgets' spend (only when the batch bills a campaign with a budget) and the users' recent impressions
+        (only for the impressions of campaigns with frequency caps)."""
+        state = _LedgerState(recorded, stored)
+        ad_ids = list(dict.fromkeys(f.delivery.ad_id for f in feedback))
+        state.ads = dict(self._select_in(cur, "SELECT ad_id, campaign_id FROM ads WHERE ad_id", ad_ids))
+        campaign_ids = list(dict.fromkeys(f.delivery.campaign_id for f in feedback))
+        query = (
+            "SELECT campaign_id, status, end_ts, daily_budget, total_budget, frequency FROM campaigns WHERE campaign_id"
+        )
+        state.terms = {r[0]: _Terms.of_row(*r[1:]) for r in self._select_in(cur, query, campaign_ids)}
+        billed = {
+            f.delivery.campaign_id
+            for f in feedback
+            if f.delivery.price > 0 and _BILLABLE[f.delivery.pricing_model] == f.type
+        }
+        daily = [c for c in billed if (x := state.terms.get(c)) and x.daily_budget is not None]
+        if daily:
+            days = {_day_name(number): number for number in {int(f.ts // 86_400) for f in feedback}}
+            listed = ", ".join(f"'{day}'" for day in days)  # YYYY-MM-DD made here: nothing to escape
+            query = f"SELECT campaign_id, day, spend FROM delivery_daily WHERE day IN ({listed}) AND campaign_id"
+            for campaign, day, spend in self._select_in(cur, query, daily):
+                state.spent_day[(campaign, days[day])] = float(spend)
+        total = [c for c in billed if (x := state.terms.get(c)) and x.total_budget is not None]
+        if total:
+            query = "SELECT campaign_id, SUM(spend) FROM delivery_daily WHERE campaign_id"
+            for campaign, spend in self._select_in(cur, query, total, " GROUP BY campaign_id"):
+                state.spent_total[campaign] = float(spend)
+        capped = [
+            f
+            for f in feedback
+            if f.type == EventType.IMPRESSION and (x := state.terms.get(f.delivery.campaign_id)) and x.capped
+        ]
+        if capped:
+            since = min(f.ts - state.terms[f.delivery.campaign_id].window_s for f in capped)
+            users = list(dict.fromkeys(f.delivery.user_id for f in capped))
+            campaigns = {f.delivery.campaign_id for f in capped}
+            query = (
+                "SELECT user_id, campaign_id, ad_id, impression_ts FROM deliveries "
+                f"WHERE impression_ts >= {float(since)!r} AND user_id"  # a float's repr: no injection
+            )
+            for user, campaign, ad, ts in self._select_in(cur, query, users):
+                if campaign in campaigns:
+                    state.shown.setdefault((user, campaign), []).append((ad, float(ts)))
+        return state
+
+    def _select_in(self, cur: Any, query: str, keys: list[str], tail: str = "") -> list[tuple[Any, ...]]:
+        """The rows of ``query IN (keys) tail``, ``IN_CHUNK`` keys per statement.
 
         Driver-level ``IN`` lists: SQLAlchemy's expanding ``IN`` costs more than the lookups themselves.
         """
         rows: list[tuple[Any, ...]] = []
         for start in range(0, len(keys), IN_CHUNK):
             chunk = keys[start : start + IN_CHUNK]
-            cur.execute(f"{query} IN ({', '.join([self._ph] * len(chunk))})", chunk)
+            cur.execute(f"{query} IN ({', '.join([self._ph] * len(chunk))}){tail}", chunk)
             rows += cur.fetchall()
         return rows
 
@@ -904,13 +1164,17 @@ class SqlStore:
             )
         if changes.daily:
             cur.executemany(
-                "INSERT INTO delivery_daily (campaign_id, day, impressions, clicks, conversions, spend) "
-                f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (campaign_id, day) DO UPDATE SET "
+                "INSERT INTO delivery_daily (campaign_id, day, impressions, clicks, conversions, spend, unbilled) "
+                f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (campaign_id, day) DO UPDATE SET "
                 "impressions = delivery_daily.impressions + excluded.impressions, "
                 "clicks = delivery_daily.clicks + excluded.clicks, "
                 "conversions = delivery_daily.conversions + excluded.conversions, "
-                "spend = delivery_daily.spend + excluded.spend",
-                [(c, _day_name(day), int(v[0]), int(v[1]), int(v[2]), v[3]) for (c, day), v in changes.daily.items()],
+                "spend = delivery_daily.spend + excluded.spend, "
+                "unbilled = delivery_daily.unbilled + excluded.unbilled",
+                [
+                    (c, _day_name(day), int(v[0]), int(v[1]), int(v[2]), v[3], v[4])
+                    for (c, day), v in changes.daily.items()
+                ],
             )
 
     def _insert_rows(self, cur: Any, table: Any, rows: list[tuple[Any, ...]]) -> None:
@@ -1033,11 +1297,11 @@ class SqlStore:
             )
 
 
-def _open(url: str) -> SqlStore:
+def _open(url: str, *, create: bool) -> SqlStore:
     try:
-        return SqlStore(url)
+        return SqlStore(url, create=create)
     except SQLAlchemyError as err:
-        raise StoreError(f"cannot open store {url!r}: {err}") from None
+        raise StoreError(f"cannot open store {_shown(url)}: {err}") from None
 
 
 register_backend("sqlite", _open)

@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -195,6 +195,8 @@ delivery_daily = Table(
     Column("clicks", Integer, nullable=False),
     Column("conversions", Integer, nullable=False),
     Column("spend", Float, nullable=False),
+    # Version 4: what was delivered but not billed (the budget was spent, or the campaign had ended).
+    Column("unbilled", Float, nullable=False, server_default="0"),
 )
 
 # API keys of the HTTP API, stored as SHA-256 of the secret (keys are 256-bit random, so no slow hash is needed).
