@@ -57,6 +57,34 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         default=10_000, ge=1, description="requests one API key may make at once before rate_limit_rps applies"
     )
+    # -- serving (adrec serve: each worker builds its pipeline from these) ------------------------------------------
+    models_dir: Path | None = Field(
+        default=None,
+        description="model folder written by `adrec train`, or a folder of them (CURRENT names the one), to serve",
+    )
+    explore_share: float = Field(default=0.1, ge=0, le=1, description="share of slots kept for fresh ads")
+    max_per_advertiser: int = Field(default=2, ge=1, le=100, description="most ads of one advertiser per response")
+    category_decay: float = Field(
+        default=0.7, gt=0, le=1, description="eCPM multiplier per ad of a category already placed (1: no diversity)"
+    )
+    reserve_ecpm: float = Field(default=0.0, ge=0, description="floor price in eCPM; ads below it are not shown")
+    n_candidates: int = Field(default=200, ge=1, le=10_000, description="nearest neighbours that enter ranking")
+    pcvr: float = Field(default=0.05, gt=0, le=1, description="prior conversions per click, for CPA eCPM")
+    pcvr_prior_clicks: float = Field(
+        default=50.0, gt=0, description="weight (in clicks) of the prior in each campaign's estimated pCVR"
+    )
+    spend_refresh_s: float = Field(default=1.0, ge=0, description="how often budgets are re-read from the store")
+    outstanding_window_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="how long the expected cost of a token handed out counts against its budget before its events "
+        "arrive (seconds); 0: off",
+    )
+    index: str = Field(
+        default="auto", pattern="^(auto|exact|ivf|hnsw)$", description="ad vector index: auto, exact, ivf or hnsw"
+    )
+    nprobe: int = Field(default=64, ge=1, description="IVF cells scanned per query (recall vs speed)")
+    ef_search: int = Field(default=256, ge=1, description="HNSW beam width per query (recall vs speed)")
     sync_interval_s: float = Field(
         default=1.0,
         ge=0,

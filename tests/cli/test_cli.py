@@ -174,8 +174,7 @@ def serve_runs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, str]]:
     import uvicorn
 
     runs: list[dict[str, str]] = []
-    names = ("DB", "MODELS", "PIPELINE", "INDEX", "LIMITS")
-    for name in [*(f"ADREC_SERVE_{n}" for n in names), "ADREC_TOKEN_SECRET"]:
+    for name in ("ADREC_SERVE_SETTINGS", "ADREC_TOKEN_SECRET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "environ", dict(os.environ))  # serve writes the workers' settings here
     monkeypatch.setattr(
@@ -224,8 +223,9 @@ def test_serve_creates_a_store_only_when_asked_and_hands_its_limits_to_the_worke
     assert (tmp_path / "new" / "market.db").is_file()
     (run,) = serve_runs
     assert run["ADREC_TOKEN_SECRET"] == "a-configured-secret-0123456789"
-    limits = json.loads(run["ADREC_SERVE_LIMITS"])
+    limits = json.loads(run["ADREC_SERVE_SETTINGS"])
     assert (limits["rate_limit_rps"], limits["max_body_bytes"], limits["redis_url"]) == (7.5, 4096, "")
+    assert limits["token_secret"] == "a-configured-secret-0123456789"
     assert not (tmp_path / ".token-secret").exists()
 
 
@@ -240,3 +240,25 @@ def test_serve_refuses_a_redis_that_does_not_answer(tmp_path: Path, serve_runs: 
     (line,) = result.output.strip().splitlines()
     assert "redis://127.0.0.1:1/0 does not answer" in line and "pa55word" not in line
     assert serve_runs == []
+
+
+def test_serve_hands_every_resolved_setting_to_the_workers(
+    tmp_path: Path, serve_runs: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # defaults < TOML file < ADREC_* environment < options; the workers rebuild exactly these settings.
+    from adrec.config import Settings
+
+    db = f"sqlite:///{tmp_path}/market.db"
+    with open_store(db):
+        pass
+    toml = tmp_path / "adrec.toml"
+    toml.write_text('explore_share = 0.3\nmax_per_advertiser = 4\nindex = "exact"\nsync_interval_s = 0.5\n')
+    monkeypatch.setenv("ADREC_TOKEN_SECRET", "a-configured-secret-0123456789")
+    monkeypatch.setenv("ADREC_MAX_PER_ADVERTISER", "5")
+    args = ["--config", str(toml), "serve", "--db", db, "--reserve-ecpm", "1.5", "--explore-share", "0.2"]
+    result = runner.invoke(app, args, terminal_width=300)
+    assert result.exit_code == 0, result.output
+    (run,) = serve_runs
+    got = Settings.model_validate_json(run["ADREC_SERVE_SETTINGS"])
+    assert (got.explore_share, got.max_per_advertiser, got.reserve_ecpm) == (0.2, 5, 1.5)
+    assert (got.index, got.sync_interval_s, got.db_url) == ("exact", 0.5, db)

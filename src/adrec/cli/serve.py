@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -38,7 +37,7 @@ def token_secret(models: Path | None, configured: str | None, *, create: bool = 
     A missing file is a :class:`~adrec.exceptions.ConfigError`, unless ``create``: then a new secret is written
     there (mode 600). A new secret makes every impression token signed with an older one invalid.
     """
-    from adrec.serving.tokens import new_secret
+    from adrec.feedback.tokens import new_secret
 
     if configured:
         return configured
@@ -74,12 +73,22 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (each holds the model).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
-    explore_share: Annotated[float, typer.Option(min=0, max=1, help="Share of slots for fresh ads.")] = 0.1,
-    max_per_advertiser: Annotated[int, typer.Option(min=1, help="Most ads of one advertiser per response.")] = 2,
-    reserve_ecpm: Annotated[float, typer.Option(min=0, help="Floor price, in eCPM.")] = 0.0,
-    index: Annotated[str, typer.Option(help="Ad vector index: auto, exact, ivf or hnsw.")] = "auto",
-    nprobe: Annotated[int, typer.Option(min=1, help="IVF cells scanned per query (recall vs speed).")] = 64,
-    ef_search: Annotated[int, typer.Option(min=1, help="HNSW beam width per query (recall vs speed).")] = 256,
+    explore_share: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Share of slots for fresh ads [setting: 0.1].")
+    ] = None,
+    max_per_advertiser: Annotated[
+        int | None, typer.Option(min=1, help="Most ads of one advertiser per response [setting: 2].")
+    ] = None,
+    reserve_ecpm: Annotated[float | None, typer.Option(min=0, help="Floor price, in eCPM [setting: 0].")] = None,
+    index: Annotated[
+        str | None, typer.Option(help="Ad vector index: auto, exact, ivf or hnsw [setting: auto].")
+    ] = None,
+    nprobe: Annotated[
+        int | None, typer.Option(min=1, help="IVF cells scanned per query (recall vs speed) [setting: 64].")
+    ] = None,
+    ef_search: Annotated[
+        int | None, typer.Option(min=1, help="HNSW beam width per query (recall vs speed) [setting: 256].")
+    ] = None,
     create: Annotated[
         bool, typer.Option("--create", help="Create the store when --db names none (default: refuse to start).")
     ] = False,
@@ -94,15 +103,27 @@ def serve(
 ) -> None:
     """Serve the HTTP API: recommendations, events, ad library, users, reports (OpenAPI at /docs).
 
-    Request limits (body sizes, requests per second per API key, the Redis that shares the rate limit between
-    servers) come from the settings: see `config/adrec.example.toml`.
+    Every knob is a setting (defaults < `--config` TOML file < ADREC_* environment < these options): the pipeline's,
+    the request limits (body sizes, requests per second per API key, the Redis that shares the rate limit between
+    servers) and how often workers sync with the store; see `config/adrec.example.toml`.
     """
     import uvicorn
 
     from adrec.serving.limits import Limits
+    from adrec.serving.main import SETTINGS_VARIABLE
     from adrec.store import open_store
 
-    cfg = settings(db_url=db)
+    cfg = settings(
+        db_url=db,
+        models_dir=models,
+        explore_share=explore_share,
+        max_per_advertiser=max_per_advertiser,
+        reserve_ecpm=reserve_ecpm,
+        index=index,
+        nprobe=nprobe,
+        ef_search=ef_search,
+    )
+    models = cfg.models_dir
     limits = Limits.from_settings(cfg)
     secret_file = token_secret_file(models)
     new_secret = not cfg.token_secret and not secret_file.is_file()
@@ -119,17 +140,9 @@ def serve(
             f"created a new token secret in {secret_file}: impression tokens signed with an older secret are refused",
             highlight=False,
         )
-    os.environ["ADREC_SERVE_DB"] = cfg.db_url
-    os.environ["ADREC_SERVE_MODELS"] = str(models) if models is not None else ""
+    # The workers get the resolved settings, secret included (the environment reaches no other process).
     os.environ["ADREC_TOKEN_SECRET"] = secret
-    os.environ["ADREC_SERVE_PIPELINE"] = json.dumps(
-        {"explore_share": explore_share, "max_per_advertiser": max_per_advertiser, "reserve_ecpm": reserve_ecpm}
-    )
-    os.environ["ADREC_SERVE_INDEX"] = json.dumps(
-        {"kind": index, "params": {"nprobe": nprobe} if index == "ivf" else {"ef_search": ef_search}}
-    )
-    os.environ["ADREC_SERVE_LIMITS"] = json.dumps(asdict(limits))
-    os.environ["ADREC_SYNC_INTERVAL_S"] = repr(cfg.sync_interval_s)  # the resolved setting, read by each worker
+    os.environ[SETTINGS_VARIABLE] = cfg.model_copy(update={"token_secret": secret}).model_dump_json()
     out.print(f"adrec serving {cfg.db_url} with models {models} on http://{host}:{port} (docs at /docs)")
     uvicorn.run("adrec.serving.main:app", host=host, port=port, workers=workers, log_level=log_level, factory=True)
 

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Route
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adrec.exceptions import ConfigError
@@ -298,14 +299,27 @@ class RequestLimits:
 
 async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
     """405 with ``Allow`` listing the methods of every route of the path (RFC 9110, section 15.5.6)."""
-    allowed: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
-            allowed |= route.methods
-    methods = ", ".join(sorted(allowed))
+    path = request.url.path
+    methods = ", ".join(sorted({m for pattern, ms in _operations(request.app) if pattern.match(path) for m in ms}))
     detail = f"{request.method} is not allowed on {request.url.path}" + (f"; use {methods}" if methods else "")
     headers = {"Allow": methods} if methods else {}
     return JSONResponse({"detail": detail}, status_code=405, headers=headers)
+
+
+def _operations(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    """Per path of the app's OpenAPI document, its pattern and methods (read from the document rather than the
+    router, whose structure for included routers is FastAPI's internal business); built once per app."""
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "_adrec_operations", None)
+    if cached is None:
+        cached = [
+            (compile_path(path)[0], {m.upper() for m in operations if m.upper() in _HTTP_METHODS})
+            for path, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state._adrec_operations = cached
+    return cached
+
+
+_HTTP_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"})
 
 
 def install(app: FastAPI, limits: Limits) -> None:

@@ -1,0 +1,36 @@
+"""``POST /v1/events``: impressions, clicks and conversions of served ads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from adrec.feedback.ingest import ingest_feedback
+from adrec.serving.api.deps import KnownQuery, Serving, State
+from adrec.serving.api.errors import KEYED
+from adrec.serving.api.schemas import EventsIn, EventsOut, RejectedOut, events_body, events_schema
+
+router = APIRouter(tags=["serving"], responses=KEYED, dependencies=[KnownQuery])
+
+
+@router.post("/v1/events", openapi_extra={"requestBody": events_schema()})
+def events(_key: Serving, state: State, body: Annotated[EventsIn, Depends(events_body)]) -> EventsOut:
+    """Impressions, clicks and conversions (batched). Idempotent by ``event_id``; acknowledged = durable.
+
+    A click needs a recorded impression of the same token, a conversion a recorded click; each event is charged at
+    most once, and never beyond what is left of its campaign's budgets (the rest is ``unbilled``). Impressions
+    beyond a campaign's frequency caps, and an event id already used for another token, are rejected. Events that
+    fail are listed in ``rejected`` with the reason; the others are recorded.
+    """
+    report = ingest_feedback(state.store, state.signer, body.events)
+    if report.accepted:
+        state.pipeline.refresh_spend()
+    return EventsOut(
+        received=report.received,
+        accepted=report.accepted,
+        duplicates=report.duplicates,
+        spend=round(report.spend, 6),
+        unbilled=round(report.unbilled, 6),
+        rejected=[RejectedOut(index=i, event_id=eid, error=msg) for i, eid, msg in report.rejected],
+    )

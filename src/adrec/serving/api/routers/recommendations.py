@@ -1,0 +1,37 @@
+"""``GET /v1/recommendations``: the ad decision for one user."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from adrec.serving.api.deps import Serving, State
+from adrec.serving.api.errors import KEYED
+from adrec.serving.api.schemas import AdRequest, RecommendationsOut, parse_query, query_parameters
+
+router = APIRouter(tags=["serving"], responses=KEYED)
+
+
+@router.get(
+    "/v1/recommendations",
+    openapi_extra={"parameters": query_parameters(AdRequest)},
+    responses={200: {"model": RecommendationsOut, "description": "Ranked, priced and explained ads"}},
+)
+async def recommendations(key: Serving, state: State, request: Request) -> Response:
+    """Ranked, priced and explained ads for a user; unknown users are served by cold start (popular, fresh).
+
+    Serving keys get what a publisher needs (ad, creative, price charged, token, explanation); advertisers' bids and
+    eCPMs are confidential and only admin keys see them."""
+    q = parse_query(AdRequest, request)
+    response = state.pipeline.recommend(
+        q.user_id,
+        q.k,
+        placement=q.placement,
+        device=q.device,
+        region=q.region,
+        exclude_advertisers=q.exclude_advertisers,
+    )
+    # Serialised directly: FastAPI's generic encoder costs more than the whole decision here.
+    body = response.as_dict(confidential=key.role == "admin")
+    return Response(orjson.dumps(body), media_type="application/json")
