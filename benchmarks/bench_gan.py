@@ -49,14 +49,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from adrec.data.datasets import load_dataset
 from adrec.data.interactions import Interactions
+from adrec.data.linalg import degree_normalize
+from adrec.data.splits import random_split
 from adrec.evaluation import metrics
 from adrec.evaluation.ranking import evaluate_model
-from adrec.evaluation.splits import random_split
-from adrec.models import CFGAN, MMR, Fusion, Recommender, get_model
+from adrec.evaluation.runner import make_model
+from adrec.models import CFGAN, MMR, Fusion, Recommender
 from adrec.models.gan import GANEpoch
-from adrec.models.graph_filters import degree_normalize, truncated_svd
+from adrec.models.graph_filters import truncated_svd
+from adrec.store.datasets import load_dataset
 from benchmarks.common import RESULTS, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +173,7 @@ def tune(
         rows = []
         for params in grid:
             t0 = time.perf_counter()
-            scores = judge(get_model(name, **params).fit(train))
+            scores = judge(make_model(name, **params).fit(train))
             rows.append({"params": params, **scores, "fit_s": time.perf_counter() - t0})
             print(f"  {name} {params}: ndcg@20 {scores['ndcg@20']:.4f}", flush=True)
         log[name] = rows
@@ -209,7 +211,7 @@ def tune(
     log["cfgan"] = cfgan_rows
 
     # Fusion and MMR settings on validation, around the tuned lightgcn and cfgan fitted on the validation train.
-    base = get_model("lightgcn", **best["lightgcn"]).fit(train)
+    base = make_model("lightgcn", **best["lightgcn"]).fit(train)
     ref = judge(base)["ndcg@20"]
     sweeps: dict[str, list[dict[str, Any]]] = {"fusion": [], "mmr": []}
     for lam in LAMBDAS:
@@ -321,7 +323,7 @@ def movielens(args: argparse.Namespace) -> None:
     fitted: dict[str, Recommender] = {}
     for name in ("popularity", "itemknn", "ease", "lightgcn", "cfgan"):
         t0 = time.perf_counter()
-        fitted[name] = get_model(name, **best.get(name, {})).fit(ds.train)
+        fitted[name] = make_model(name, **best.get(name, {})).fit(ds.train)
         fit_s = time.perf_counter() - t0
         rows.append({"model": name, "family": "single", "setting": None, "fit_s": fit_s, **judge(fitted[name])})
         print(f"  test {name}: {rows[-1]}", flush=True)
@@ -415,7 +417,7 @@ def gowalla(args: argparse.Namespace) -> None:
     assert snapshot is not None
     best_epoch, best_ndcg = max(curve, key=lambda c: c[1])
     print(f"  cfgan: {len(curve)} epochs in {gan_val_s:.0f} s; best val ndcg@20 {best_ndcg:.4f} at {best_epoch}")
-    base_val = get_model("gfcf", **params["gfcf"]).fit(fit_part)
+    base_val = make_model("gfcf", **params["gfcf"]).fit(fit_part)
     base_row = judge(base_val)
     print(f"  gfcf val: {base_row}", flush=True)
     pre_base = Precomputed.of(base_val, val_users, val_vectors)
@@ -442,7 +444,7 @@ def gowalla(args: argparse.Namespace) -> None:
     fitted: dict[str, Recommender] = {}
     for name in ("popularity", "itemknn", "gfcf", "cfgan"):
         t0 = time.perf_counter()
-        fitted[name] = get_model(name, **best[name]).fit(train)
+        fitted[name] = make_model(name, **best[name]).fit(train)
         fit_s = time.perf_counter() - t0
         if name in ("gfcf", "cfgan"):  # scored once for the single row and every sweep
             fitted[name] = Precomputed.of(fitted[name], test_users, vectors if name == "gfcf" else None)

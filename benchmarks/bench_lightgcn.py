@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from adrec.data.interactions import Interactions, load_lightgcn
-from adrec.evaluation.ranking import evaluate_model
+from adrec.evaluation.ranking import RecallValidator, evaluate_model
 from adrec.models.lightgcn import BipartiteGraph, LightGCN, LightGCNModule
 from adrec.models.trainer import BPRSampler, EpochRecord
 from benchmarks.common import RESULTS, peak_rss_mib, write_results
@@ -176,7 +176,7 @@ def quality(
             print(json.dumps(p), flush=True)
         return now >= minutes * 60
 
-    model = LightGCN(**params)
+    model = LightGCN(**params, validator=RecallValidator(k=20))
     model.fit(train, callback=callback)
     fit_seconds = clock()
     t0 = time.perf_counter()
@@ -185,7 +185,7 @@ def quality(
     final["seconds"] = round(fit_seconds, 1)
     print("final", json.dumps(final), flush=True)
     return {
-        "params": model.get_params(),
+        "params": {k: v for k, v in model.get_params().items() if k != "validator"},
         "budget_minutes": minutes,
         "fit_seconds": fit_seconds,
         "curve": curve,

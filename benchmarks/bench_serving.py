@@ -31,16 +31,16 @@ from typing import Any
 
 import numpy as np
 
-from adrec.data.datasets import from_store
 from adrec.data.schema import EventType
+from adrec.feedback.tokens import TokenSigner, new_secret
 from adrec.models.artifact import Artifact
 from adrec.models.bpr import BPR
 from adrec.retrieval import ExactIndex, FaissIndex, build_index, recall_at_k
 from adrec.serving.auth import create_api_key
 from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
-from adrec.serving.tokens import TokenSigner, new_secret
 from adrec.simulate import SimulationConfig, simulate
 from adrec.store import Delivery, open_store
+from adrec.store.datasets import from_store
 from benchmarks.common import peak_rss_mib, write_results
 
 TARGET_P99_MS = 5.0

@@ -1,6 +1,6 @@
 """MovieLens-100k for the cold-start and lookalike benchmarks: clicks, their times, movie texts, genres, users.
 
-Loaded through adrec's own importer and :func:`~adrec.data.datasets.from_store` (clicks = ratings >= 4), so the
+Loaded through adrec's own importer and :func:`~adrec.store.datasets.from_store` (clicks = ratings >= 4), so the
 benchmarks see exactly what ``load_dataset("movielens:...")`` sees, plus what a split by item or user needs.
 """
 
@@ -16,13 +16,13 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from adrec.catalog import ad_text
-from adrec.data.datasets import from_store
 from adrec.data.importers import run_import
 from adrec.data.interactions import Interactions
 from adrec.data.schema import User
 from adrec.evaluation.ranking import evaluate_model
 from adrec.models.base import IntArray, Recommender
 from adrec.store import open_store
+from adrec.store.datasets import from_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

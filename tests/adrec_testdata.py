@@ -1,4 +1,9 @@
-"""Where tests find the shared real datasets (importable as ``adrec_testdata`` from any test module)."""
+"""Where tests find the shared real datasets (importable as ``adrec_testdata`` from any test module).
+
+Every test that reads one goes through :func:`require_dataset`: a missing dataset skips the test on a developer's
+machine, and fails it under CI (``$CI`` set, as for PostgreSQL and Redis in ``conftest.py``), where a silent skip
+would hide that the real-data tests did not run.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,20 @@ def data_dir() -> Path:
     return Path(os.environ.get("ADREC_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
 
 
-def require_dataset(name: str) -> Path:
-    """The folder of one shared dataset, or skip the test saying where it was looked for."""
+def require_dataset(name: str, *files: str) -> Path:
+    """The folder of the shared dataset ``name``, holding ``files`` (paths inside it) if any are named.
+
+    When it is missing: ``pytest.skip`` saying where it was looked for, or ``pytest.fail`` under CI.
+    """
     path = data_dir() / name
     if not path.is_dir():
-        pytest.skip(f"dataset {name!r} not found at {path}; set ADREC_DATA_DIR to the folder holding it")
-    return path
+        problem = f"dataset {name!r} not found at {path}"
+    else:
+        missing = [f for f in files if not (path / f).is_file()]
+        if not missing:
+            return path
+        problem = f"dataset {name!r} at {path} lacks {', '.join(missing)}"
+    message = f"{problem}; set ADREC_DATA_DIR to the folder holding it"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (under CI a missing dataset is a failure, not a skip)")
+    pytest.skip(message)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from adrec.data.datasets import load_dataset
 from adrec.demo import fit_best, select_model, truth_check, truth_lift
 from adrec.simulate import Market, SimulationConfig, simulate
 from adrec.store import open_store
+from adrec.store.datasets import load_dataset
 
 
 @pytest.fixture(scope="module")

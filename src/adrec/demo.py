@@ -14,8 +14,8 @@ import scipy.sparse as sp
 
 from adrec.data.datasets import Dataset
 from adrec.data.interactions import Interactions
-from adrec.evaluation.runner import EvaluationReport, compare_models
-from adrec.evaluation.splits import random_split
+from adrec.data.splits import random_split
+from adrec.evaluation.runner import EvaluationReport, compare_models, make_model
 from adrec.models.base import Recommender, get_model
 from adrec.simulate import Market, SimulationConfig
 
@@ -137,7 +137,7 @@ def truth_lift(
 
 
 def fit_best(name: str, train: Interactions, params: dict[str, dict[str, Any]] | None = None) -> Recommender:
-    return get_model(name, **(params or {}).get(name, {})).fit(train)
+    return make_model(name, **(params or {}).get(name, {})).fit(train)
 
 
 @dataclass(frozen=True)

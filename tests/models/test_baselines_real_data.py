@@ -5,7 +5,6 @@ Every personalised model must beat the most-popular list, and the known ordering
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ import pytest
 from adrec.data.interactions import Interactions
 from adrec.evaluation.ranking import evaluate_model
 from adrec.models import get_model
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from adrec_testdata import require_dataset
 
 MODELS = {
     "itemknn": {},
@@ -36,10 +34,7 @@ def read_split(path: Path) -> tuple[Interactions, Interactions]:
 
 @pytest.fixture(scope="module")
 def movielens() -> tuple[Interactions, Interactions]:
-    root = Path(os.environ.get("ADREC_DATA_DIR", REPO_ROOT.parent / "shared" / "data")) / "ml-100k"
-    if not (root / "u1.base").is_file():
-        pytest.skip(f"dataset 'ml-100k' not found at {root}; set ADREC_DATA_DIR to its parent folder")
-    return read_split(root)
+    return read_split(require_dataset("ml-100k", "u1.base", "u1.test"))
 
 
 @pytest.fixture(scope="module")

@@ -157,9 +157,9 @@ def test_saved_model_keeps_its_training_log(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_movielens_cfgan_beats_popularity_on_recall() -> None:
     """The issue's bar on real data (minutes): CFGAN alone above the most-popular list on Recall@20."""
-    from adrec.data.datasets import load_dataset
     from adrec.evaluation.ranking import evaluate_model
     from adrec.models import Popularity
+    from adrec.store.datasets import load_dataset
 
     ds = load_dataset(f"movielens:{require_dataset('ml-100k')}")
     gan = CFGAN(epochs=95, zr_ratio=0.1, pm_ratio=0.1, num_threads=1).fit(ds.train)

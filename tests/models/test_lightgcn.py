@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +11,13 @@ import scipy.sparse as sp
 import torch
 
 from adrec.data.interactions import Interactions
-from adrec.evaluation.ranking import evaluate_model
+from adrec.evaluation.ranking import RecallValidator, evaluate_model
 from adrec.exceptions import ValidationError
 from adrec.models import LightGCN, Recommender, get_model
 from adrec.models.lightgcn import BipartiteGraph, LightGCNModule, propagate, propagate_rows, spectral_embeddings
 from adrec.models.popularity import Popularity
 from adrec.models.trainer import BPRSampler, EarlyStopping, train_bpr
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from adrec_testdata import require_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +30,7 @@ def one_thread() -> Iterator[None]:
 
 
 FAST = {"factors": 8, "epochs": 5, "batch_size": 64, "lr": 0.05, "num_threads": 1}
+VALIDATED = {**FAST, "validator": RecallValidator(k=20)}
 
 
 def small_graph() -> np.ndarray:
@@ -173,7 +172,7 @@ def test_learns_the_blocks() -> None:
 
 def test_early_stopping_stops_when_validation_stops_improving() -> None:
     data = blocks(n_groups=2, users_per=30, items_per=40, density=0.4)
-    model = LightGCN(**{**FAST, "epochs": 60, "lr": 0.1}, patience=2, max_decays=0).fit(data)
+    model = LightGCN(**{**VALIDATED, "epochs": 60, "lr": 0.1}, patience=2, max_decays=0).fit(data)
     log = model.log_
     assert log.stopped_early
     assert len(log.records) < 60
@@ -183,6 +182,33 @@ def test_early_stopping_stops_when_validation_stops_improving() -> None:
     assert log.best_metric == best
     assert log.best_epoch == metrics.index(best) + 1
     assert len(log.records) == log.best_epoch + 2  # stopped after `patience` evaluations without improvement
+
+
+def test_the_validator_scores_a_held_out_part_and_names_the_metric() -> None:
+    data = blocks()
+    calls: list[tuple[Recommender, Interactions, Interactions]] = []
+
+    def validator(model: Recommender, train: Interactions, valid: Interactions) -> float:
+        calls.append((model, train, valid))
+        return 0.5
+
+    model = LightGCN(**FAST, validator=validator, validation_fraction=0.2).fit(data)
+    assert len(calls) == FAST["epochs"]
+    fitted, train, valid = calls[0]
+    assert fitted is model
+    assert train.nnz + valid.nnz == data.nnz
+    assert train.matrix.multiply(valid.matrix).nnz == 0
+    assert model.log_.metric_name == "validation"
+    assert LightGCN(**VALIDATED).fit(data).log_.metric_name == "recall@20"
+
+
+def test_without_a_validator_nothing_is_held_out() -> None:
+    data = blocks()
+    model = LightGCN(**FAST, validation_fraction=0.5).fit(data)
+    assert [r.metric for r in model.log_.records] == [None] * FAST["epochs"]
+    assert model.log_.best_epoch is None
+    on_everything = LightGCN(**FAST, validation_fraction=0.0).fit(data)
+    np.testing.assert_array_equal(model.user_embeddings, on_everything.user_embeddings)
 
 
 def test_train_bpr_keeps_the_best_and_stops_after_patience() -> None:
@@ -233,7 +259,7 @@ def test_a_plateau_can_renew_the_patience() -> None:
 
 def test_plateaus_lower_the_learning_rate_from_the_best_embeddings() -> None:
     data = blocks(n_groups=2, users_per=30, items_per=40, density=0.4)
-    model = LightGCN(**{**FAST, "epochs": 60, "lr": 0.1}, patience=1, max_decays=2).fit(data)
+    model = LightGCN(**{**VALIDATED, "epochs": 60, "lr": 0.1}, patience=1, max_decays=2).fit(data)
     log = model.log_
     assert log.stopped_early
     assert len(log.plateaus) == 2
@@ -285,9 +311,9 @@ def test_dynamic_negatives_are_the_best_scored_true_negatives() -> None:
 
 def test_same_seed_same_embeddings_other_seed_others() -> None:
     data = blocks()
-    a = LightGCN(**FAST, random_state=7).fit(data)
-    b = LightGCN(**FAST, random_state=7).fit(data)
-    c = LightGCN(**FAST, random_state=8).fit(data)
+    a = LightGCN(**VALIDATED, random_state=7).fit(data)
+    b = LightGCN(**VALIDATED, random_state=7).fit(data)
+    c = LightGCN(**VALIDATED, random_state=8).fit(data)
     np.testing.assert_array_equal(a.user_embeddings, b.user_embeddings)
     np.testing.assert_array_equal(a.item_embeddings, b.item_embeddings)
     assert not np.allclose(a.user_embeddings, c.user_embeddings)
@@ -303,7 +329,7 @@ def test_callback_sees_every_epoch_with_current_embeddings() -> None:
 
 
 def test_a_callback_can_stop_training_and_the_best_epoch_is_kept() -> None:
-    model = LightGCN(**{**FAST, "epochs": 50}, patience=None)
+    model = LightGCN(**{**VALIDATED, "epochs": 50}, patience=None)
     model.fit(blocks(), callback=lambda record, m: record.epoch >= 3)
     assert model.log_.stopped_by_callback
     assert [r.epoch for r in model.log_.records] == [1, 2, 3]
@@ -311,18 +337,19 @@ def test_a_callback_can_stop_training_and_the_best_epoch_is_kept() -> None:
 
 
 def test_verbose_shows_progress(capsys: pytest.CaptureFixture[str]) -> None:
-    LightGCN(**FAST, verbose=True).fit(blocks())
+    LightGCN(**VALIDATED, verbose=True).fit(blocks())
     out = capsys.readouterr().out
     assert "val recall@20" in out
 
 
 def test_params_round_trip_and_bad_params_are_refused(tmp_path: Path) -> None:
-    model = get_model("lightgcn", **FAST).fit(blocks())
+    model = get_model("lightgcn", **VALIDATED).fit(blocks())
     assert model.get_params()["factors"] == 8
     loaded = Recommender.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.user_embeddings, model.user_embeddings)
     assert isinstance(loaded, LightGCN)
     assert loaded.log_ == model.log_
+    assert loaded.validator is None  # code, not state: a loaded model is fitted already
     with pytest.raises(ValidationError, match="init"):
         LightGCN(init="xavier").fit(blocks())
     with pytest.raises(ValidationError, match="validation_fraction"):
@@ -348,10 +375,8 @@ def test_cuda_matches_cpu() -> None:
 
 # -- real data -----------------------------------------------------------------------------------------------
 def lastfm() -> tuple[Interactions, Interactions]:
-    """LightGCN-PyTorch's Last.fm split (1-based ``user item weight`` rows), or skip saying where it was sought."""
-    root = Path(os.environ.get("ADREC_DATA_DIR", REPO_ROOT.parent / "shared" / "data")) / "lastfm_lightgcn_pytorch"
-    if not root.is_dir():
-        pytest.skip(f"dataset 'lastfm_lightgcn_pytorch' not found at {root}; set ADREC_DATA_DIR to its parent folder")
+    """LightGCN-PyTorch's Last.fm split (1-based ``user item weight`` rows); see ``require_dataset`` when missing."""
+    root = require_dataset("lastfm_lightgcn_pytorch", "data1.txt", "test1.txt")
     shape = (1892, 4489)
     train, test = (np.loadtxt(root / name, dtype=np.float64, ndmin=2) for name in ("data1.txt", "test1.txt"))
     return tuple(  # type: ignore[return-value]
@@ -363,7 +388,7 @@ def lastfm() -> tuple[Interactions, Interactions]:
 @pytest.mark.slow
 def test_lastfm_beats_popularity_by_far() -> None:
     train, test = lastfm()
-    model = LightGCN(random_state=0).fit(train)
+    model = LightGCN(random_state=0, validator=RecallValidator(k=20)).fit(train)
     result = evaluate_model(model, train, test, ks=(20,))
     baseline = evaluate_model(Popularity().fit(train), train, test, ks=(20,))
     assert model.log_.best_epoch is not None

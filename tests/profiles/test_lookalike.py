@@ -109,7 +109,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def clickers(url: str) -> list[str]:
-    from adrec.data.datasets import from_store
+    from adrec.store.datasets import from_store
 
     with open_store(url) as store:
         return from_store(store).interactions.users.ids

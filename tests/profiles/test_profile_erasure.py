@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from profile_helpers import T0, USERS, batch, seed_market
 
-from adrec.data.datasets import from_store
 from adrec.data.schema import EventType
 from adrec.exceptions import NotFoundError
 from adrec.profiles import ProfileBuilder, Segment, resolve
 from adrec.store import Store
+from adrec.store.datasets import from_store
 
 CLK, IMP = EventType.CLICK, EventType.IMPRESSION
 

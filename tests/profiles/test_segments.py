@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from profile_helpers import T0, USERS, batch, seed_market
 
-from adrec.data.schema import Device, EventType, Gender, Targeting
+from adrec.data.schema import Device, EventType, Gender, Targeting, User
 from adrec.exceptions import ValidationError
 from adrec.profiles import Profile, ProfileBuilder, Segment, parse_interest, resolve
+from adrec.profiles.profile import Behaviour, InterestStats
 from adrec.simulate import SimulationConfig, simulate
 from adrec.store import Store, open_store
 
@@ -71,12 +72,67 @@ def test_segment_validation_and_targeting() -> None:
     with pytest.raises(ValidationError, match="min_affinity"):
         Segment(min_affinity=0)
     targeting = Targeting(age_min=18, genders={Gender.MALE}, interests_include={"shoes"}, hours={9})
-    seg = Segment.from_targeting(targeting, min_affinity=0.3, name="runners")
-    assert (seg.age_min, seg.genders, seg.interests_include, seg.min_affinity) == (18, {Gender.MALE}, {"shoes"}, 0.3)
+    seg = Segment.from_targeting(targeting, name="runners")
+    assert (seg.age_min, seg.genders, seg.interests_include, seg.name) == (18, {Gender.MALE}, {"shoes"}, "runners")
+    assert seg.interest_match == "targeting" and Segment().interest_match == "affinity"
     assert seg.behavioural and not Segment(age_min=3).behavioural
     assert parse_interest("brand:Acme") == ("brand", "Acme")
     assert parse_interest("price:50-100") == ("price", "50-100")
     assert parse_interest("home:garden") == ("category", "home:garden")
+
+
+def _scores(**category: float) -> Behaviour:
+    """Behaviour with the given category scores (and one brand, which targeting never reads)."""
+    interests = {"category": category, "brand": {"pets": 5.0}}
+    return Behaviour(
+        ref_ts=T0,
+        first_ts=T0,
+        last_ts=T0,
+        impressions=1,
+        clicks=0,
+        conversions=0,
+        decayed=(1.0, 0.0, 0.0),
+        ctr=0.01,
+        hours=(0.0,) * 24,
+        interests={d: {v: InterestStats(x, 1, 0, 0, T0) for v, x in vs.items()} for d, vs in interests.items()},
+    )
+
+
+def test_a_segment_from_targeting_reads_interests_as_ad_serving_does(store: Store) -> None:
+    """Declared interests and the top five categories (ties by name, zero weight left out), none without consent;
+    an excluded interest never removes a user without consent."""
+    users = [
+        User(user_id="decl", interests=("pets",)),
+        User(user_id="top", interests=()),
+        User(user_id="no-consent", interests=("pets",), consent=False),
+        User(user_id="zero"),
+    ]
+    store.upsert_users(users)
+    # "F" and "e" tie for fifth: "F" comes first in code-point order (as Python sorts), whatever the collation.
+    six = {"a": 3.0, "b": 2.0, "c": 2.0, "d": 2.0, "e": 1.0, "F": 1.0}
+    store.upsert_profiles(
+        [
+            Profile(users[1], _scores(**six)),
+            Profile(users[2], _scores(**six)),  # consent withdrawn after the build: stored behaviour is not read
+            Profile(users[3], _scores(a=1.0, z=0.0)),
+        ]
+    )
+
+    def served(**targeting: object) -> list[str]:
+        return resolve(store, Segment.from_targeting(Targeting(**targeting)))  # type: ignore[arg-type]
+
+    assert served(interests_include={"pets"}) == ["decl"]  # a declared interest; the brand "pets" does not count
+    assert served(interests_include={"F"}) == ["top"]
+    assert served(interests_include={"e"}) == []
+    assert served(interests_include={"z"}) == []  # no weight, no interest
+    assert served(interests_include={"a"}) == ["top", "zero"]
+    assert served(interests_include={"e", "pets"}) == ["decl"]
+    assert served(interests_exclude={"a"}) == ["decl", "no-consent"]
+    assert served(interests_exclude={"e", "z"}) == ["decl", "no-consent", "top", "zero"]
+    assert served(interests_exclude={"pets"}, interests_include={"a"}) == ["top", "zero"]
+    # The affinity reading of the same tags differs: shares and min_affinity, consent needed for any interest rule.
+    assert resolve(store, Segment(interests_include={"e"}, min_affinity=0.05)) == ["top"]
+    assert resolve(store, Segment(interests_exclude={"a"})) == ["decl"]
 
 
 def _brute_force(profiles: list[Profile], seg: Segment) -> list[str]:

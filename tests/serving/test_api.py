@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_helpers import SECRET, ad_id, blocks_interactions, blocks_model, fill, user_id
 
+from adrec.feedback.tokens import TokenSigner
 from adrec.models.artifact import Artifact
 from adrec.models.popularity import Popularity
 from adrec.serving.api import ServerState, create_app
 from adrec.serving.auth import create_api_key
-from adrec.serving.tokens import TokenSigner
 from adrec.store import Delivery, Store, open_store
 
 

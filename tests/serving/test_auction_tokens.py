@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from adrec.exceptions import TokenError
+from adrec.feedback.tokens import TokenSigner
 from adrec.serving.auction import ecpm, gsp_prices
-from adrec.serving.tokens import TokenSigner
 from adrec.store import Delivery
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from adrec.data.schema import Ad, Advertiser, Campaign, EventType
 from adrec.feedback import RawFeedback, ingest_feedback
-from adrec.serving.tokens import TokenSigner
+from adrec.feedback.tokens import TokenSigner
 from adrec.store import Delivery, Store, open_store
 
 NOW = 1_700_000_000.0

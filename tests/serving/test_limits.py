@@ -18,10 +18,10 @@ from serving_helpers import SECRET, ad_id, blocks_model, fill, user_id
 
 from adrec.config import Settings
 from adrec.exceptions import ConfigError, NotFoundError
+from adrec.feedback.tokens import TokenSigner
 from adrec.serving.api import ServerState, create_app
 from adrec.serving.auth import create_api_key
 from adrec.serving.limits import REDIS_PREFIX, Limits, TokenBuckets
-from adrec.serving.tokens import TokenSigner
 from adrec.store import Store, open_store
 
 SMALL = Limits(max_body_bytes=2_000, max_events_body_bytes=20_000, rate_limit_rps=0.01, rate_limit_burst=3)

@@ -12,8 +12,8 @@ import pytest
 from serving_helpers import GROUPS, PER, SECRET, ad_id, blocks_model, fill, user_id
 
 from adrec.data.schema import Ad, Campaign, Event, EventType, FrequencyCap, Pacing, PricingModel, Targeting, User
+from adrec.feedback.tokens import TokenSigner
 from adrec.serving.pipeline import Pipeline, PipelineConfig
-from adrec.serving.tokens import TokenSigner
 from adrec.store import Feedback, Store, open_store
 
 NOW = 1_790_035_200.0 + 12 * 3600  # noon UTC (1_790_035_200 is a midnight): even pacing allows ~half the budget

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from adrec.catalog.text import FloatArray, normalize_rows
+from adrec.catalog.text import FloatArray
 from adrec.data.interactions import IdMap
+from adrec.data.linalg import normalize_rows, top_k
 from adrec.exceptions import ValidationError
 
 __all__ = ["ContentIndex", "SimilarAd", "deduplicate", "near_duplicate_groups"]
@@ -119,8 +120,6 @@ class ContentIndex:
     ) -> tuple[npt.NDArray[np.int64], FloatArray]:
         """Top-``k`` rows by cosine for each query vector ``(n, dim)``: indices and similarities ``(n, k')``,
         best first; entries below ``min_similarity`` are ``-1`` / ``-inf``."""
-        from adrec.models.base import top_k
-
         if k < 1:
             raise ValidationError("k", f"must be >= 1 (got {k})")
         q = _as_vectors(np.atleast_2d(np.asarray(queries, dtype=np.float32)))

@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from adrec.data.linalg import normalize_rows
 from adrec.data.schema import Ad
 from adrec.exceptions import ConfigError, ValidationError
 
@@ -74,14 +75,6 @@ class TextEncoder(Protocol):
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> FloatArray:
         """``(len(texts), dim)`` float32 vectors of unit length (all-zero for a text with no known token)."""
         ...
-
-
-def normalize_rows(x: npt.ArrayLike) -> FloatArray:
-    """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
-    a = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(a, axis=-1, keepdims=True)
-    out: FloatArray = np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
-    return out
 
 
 def text_hash(text: str) -> str:

@@ -196,8 +196,8 @@ def demo(
     recreated on every run.
     """
     from adrec import demo as lib
-    from adrec.data.datasets import load_dataset
     from adrec.simulate import Market
+    from adrec.store.datasets import load_dataset
 
     cfg = settings(seed=seed)
     root = directory or cfg.demo_dir
@@ -267,10 +267,10 @@ def _demo_serving(db_url: str, root: Path, data: Dataset, model: Recommender, be
     import shutil
 
     from adrec.cli.serve import token_secret
+    from adrec.feedback.tokens import TokenSigner
     from adrec.models.artifact import Artifact
     from adrec.serving.auth import create_api_key
     from adrec.serving.pipeline import Pipeline, ServingModel
-    from adrec.serving.tokens import TokenSigner
     from adrec.store import open_store
 
     out.rule("[bold]adrec demo[/] 7/7: serving — targeting, eCPM ranking, GSP prices, the HTTP API")

@@ -38,7 +38,7 @@ DatasetOption = Annotated[
     typer.Option(
         "--dataset",
         "-d",
-        help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.data.datasets).",
+        help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.store.datasets).",
     ),
 ]
 SetOption = Annotated[
@@ -67,9 +67,9 @@ def evaluate(
 
     Prints precision, recall, NDCG at each K plus catalogue coverage, novelty and intra-list diversity.
     """
-    from adrec.data.datasets import load_dataset
     from adrec.evaluation.runner import compare_models, plot_metric_vs_k
     from adrec.models import registered_models
+    from adrec.store.datasets import load_dataset
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in names if m not in registered_models()]
@@ -130,12 +130,12 @@ def train(
     """Train a model on a dataset and save it (without pickle) for `adrec recommend` and serving."""
     import time
 
-    from adrec.data.datasets import load_dataset
     from adrec.data.interactions import Interactions
-    from adrec.models import get_model
+    from adrec.evaluation.runner import make_model
     from adrec.models.artifact import Artifact
+    from adrec.store.datasets import load_dataset
 
-    estimator = get_model(model, **parse_params(params))  # cheap checks before the expensive load
+    estimator = make_model(model, **parse_params(params))  # cheap checks before the expensive load
     cfg = settings(seed=seed)
     data = load_dataset(dataset, seed=cfg.seed)
     train_set = data.train

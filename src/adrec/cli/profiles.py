@@ -295,8 +295,8 @@ def _user_vectors(model_dir: Path | None, store: Store | None) -> UserVectors:
             return UserVectors.from_model(art.model, art.users)
         return UserVectors.from_interactions(Interactions(art.seen, art.users, art.items))
     assert store is not None
-    from adrec.data.datasets import from_store
     from adrec.exceptions import NotFoundError
+    from adrec.store.datasets import from_store
 
     try:
         return UserVectors.from_store(store)

@@ -10,6 +10,7 @@ and the importers move millions of them.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,9 @@ __all__ = [
     "Targeting",
     "User",
     "age_band",
+    "day_name",
     "to_epoch",
+    "utc_day",
 ]
 
 MAX_ID_LENGTH = 200
@@ -172,6 +175,17 @@ def to_epoch(value: datetime | float | int) -> float:
             value = value.replace(tzinfo=UTC)
         return value.timestamp()
     return float(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def day_name(day: int) -> str:
+    """``YYYY-MM-DD`` of the UTC day number ``day`` (whole days since the epoch)."""
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+
+
+def utc_day(ts: float) -> str:
+    """``YYYY-MM-DD`` of a Unix time in UTC: the day budgets and reports are kept by."""
+    return day_name(int(ts // 86_400))
 
 
 def _pydantic_to_adrec(model: type[BaseModel], err: pydantic.ValidationError) -> ValidationError:

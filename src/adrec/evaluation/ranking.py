@@ -12,11 +12,12 @@ import numpy as np
 import numpy.typing as npt
 
 from adrec.data.interactions import Interactions
+from adrec.data.linalg import EXCLUDED, top_k
 from adrec.evaluation import metrics
 from adrec.exceptions import ValidationError
-from adrec.models.base import EXCLUDED, Recommender, top_k
+from adrec.models.base import Recommender
 
-__all__ = ["METRICS", "RankingResult", "evaluate_model", "hit_matrix"]
+__all__ = ["METRICS", "RankingResult", "RecallValidator", "evaluate_model", "hit_matrix"]
 
 METRICS: dict[str, Callable[[npt.ArrayLike, npt.ArrayLike, int], npt.NDArray[np.float64]]] = {
     "precision": metrics.precision,
@@ -121,3 +122,27 @@ def evaluate_model(
         top_items=np.concatenate(tops) if tops else np.empty((0, max_k), dtype=np.int64),
         users=eval_users,
     )
+
+
+@dataclass(frozen=True)
+class RecallValidator:
+    """Recall@``k`` of a model on held-out interactions, training items excluded: the
+    :data:`~adrec.models.base.Validator` that models which stop early (LightGCN) take from evaluation.
+
+    Examples
+    --------
+    >>> model = LightGCN(validator=RecallValidator(k=20)).fit(train)  # doctest: +SKIP
+    """
+
+    k: int = 20
+    batch_size: int = 1024
+    """Users scored at once (see :func:`evaluate_model`)."""
+
+    @property
+    def name(self) -> str:
+        """The metric's key, ``"recall@k"``: the label of training logs."""
+        return f"recall@{self.k}"
+
+    def __call__(self, model: Recommender, train: Interactions, valid: Interactions) -> float:
+        result = evaluate_model(model, train, valid, ks=(self.k,), metric_names=("recall",), batch_size=self.batch_size)
+        return result.values[self.name]

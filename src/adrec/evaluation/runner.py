@@ -8,6 +8,7 @@ The same runner serves ``adrec evaluate``, the demo and the benchmarks::
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -20,10 +21,10 @@ import numpy as np
 
 from adrec.data.datasets import Dataset
 from adrec.evaluation import metrics
-from adrec.evaluation.ranking import evaluate_model
-from adrec.models.base import Recommender, get_model
+from adrec.evaluation.ranking import RecallValidator, evaluate_model
+from adrec.models.base import Recommender, get_model, registered_models
 
-__all__ = ["EvaluationReport", "ModelResult", "compare_models", "plot_metric_vs_k"]
+__all__ = ["EvaluationReport", "ModelResult", "compare_models", "make_model", "plot_metric_vs_k"]
 
 ACCURACY = ("precision", "recall", "f1", "ndcg", "hit_rate", "map")
 
@@ -74,7 +75,19 @@ def _fmt(v: float | None) -> str:
 def _plain(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
+    if callable(v):  # a validator: its repr names it and its settings
+        return repr(v)
     raise TypeError(type(v).__name__)
+
+
+def make_model(name: str, **params: Any) -> Recommender:
+    """:func:`~adrec.models.base.get_model`, plus evaluation's :class:`~adrec.evaluation.ranking.RecallValidator`
+    (Recall@20) for a model that stops early on a validator (has a ``validator`` hyper-parameter, as LightGCN)
+    and was given none. The CLI, the demo and :func:`compare_models` build models by name this way."""
+    cls = registered_models().get(name)
+    if cls is not None and "validator" in inspect.signature(cls).parameters:
+        params.setdefault("validator", RecallValidator(k=20))
+    return get_model(name, **params)
 
 
 def compare_models(
@@ -102,7 +115,7 @@ def compare_models(
     )
     top = max(ks)
     for spec in models:
-        model = get_model(spec, **(params or {}).get(spec, {})) if isinstance(spec, str) else spec
+        model = make_model(spec, **(params or {}).get(spec, {})) if isinstance(spec, str) else spec
         t0 = time.perf_counter()
         model.fit(train)
         fit_s = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Feedback ingestion: impressions, clicks and conversions of served ads, checked against their signed tokens.
 
 The client sends ``{event_id, type, token, ts?, value?}`` per event. The token (see
-:mod:`adrec.serving.tokens`) says which user, ad, campaign and price the event is about; nothing billable is taken
+:mod:`adrec.feedback.tokens`) says which user, ad, campaign and price the event is about; nothing billable is taken
 from the client. Events with a bad token are rejected one by one with the reason; the rest of the batch is
 recorded by :meth:`adrec.store.Store.apply_feedback` in one durable transaction (idempotent by event id).
 """
@@ -16,7 +16,7 @@ from typing import Protocol
 
 from adrec.data.schema import EventType
 from adrec.exceptions import TokenError, ValidationError
-from adrec.serving.tokens import TokenSigner
+from adrec.feedback.tokens import TokenSigner
 from adrec.store.base import Delivery, Feedback, Store
 
 __all__ = ["FeedbackReport", "RawFeedback", "ReportedEvent", "ingest_feedback"]

@@ -26,13 +26,15 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from adrec.data.interactions import Interactions, as_matrix
-from adrec.exceptions import AdrecError, NotFoundError, ValidationError
+from adrec.data.linalg import EXCLUDED, top_k
+from adrec.exceptions import NotFittedError, NotFoundError, ValidationError
 
 __all__ = [
     "EXCLUDED",
     "FactorRecommender",
     "NotFittedError",
     "Recommender",
+    "Validator",
     "check_device",
     "get_model",
     "register",
@@ -43,38 +45,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-
-
-class NotFittedError(AdrecError):
-    """A model was asked for something before ``fit`` (or ``load``)."""
-
-
-EXCLUDED = float(np.finfo(np.float32).min)
-"""Score that marks an item as not recommendable. Finite on purpose: ``torch.topk`` is several times slower on
-rows holding ``-inf``. :func:`top_k` reports such entries (and ``-inf`` ones) with score ``-inf``."""
-
-
-def top_k(scores: npt.NDArray[np.floating[Any]], k: int) -> tuple[IntArray, FloatArray]:
-    """Indices and values of the ``k`` largest entries of each row, best first (ties: lower index first).
-
-    ``scores`` has shape ``(n, m)``; the result has shape ``(n, min(k, m))``. Entries at or below
-    :data:`EXCLUDED` come last, with value ``-inf``. Uses :func:`torch.topk` (no copy of a float32 C-contiguous
-    input), which is many times faster than ``numpy.argpartition`` on wide rows.
-    """
-    import torch
-
-    n, m = scores.shape
-    k = min(k, m)
-    if k <= 0 or n == 0:
-        return np.empty((n, max(k, 0)), dtype=np.int64), np.empty((n, max(k, 0)), dtype=np.float32)
-    if not scores.flags.writeable:  # torch refuses read-only buffers (e.g. broadcast views)
-        scores = np.array(scores, dtype=np.float32)
-    values, index = torch.topk(torch.as_tensor(scores, dtype=torch.float32), k, dim=1)
-    part, vals = index.numpy().astype(np.int64), values.numpy().copy()
-    vals[vals <= EXCLUDED] = -np.inf
-    # Deterministic order among equal scores: value descending, then index ascending.
-    order = np.lexsort((part, -vals), axis=1)
-    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1).astype(np.float32)
 
 
 class Recommender(ABC):
@@ -290,6 +260,14 @@ class Recommender(ABC):
         return f"{type(self).__name__}({params})"
 
 
+Validator = Callable[[Recommender, Interactions, Interactions], float]
+"""``validator(model, train, valid) -> float``: a model's score on held-out interactions ``valid`` with those of
+``train`` excluded from its recommendations, higher is better; its ``name`` attribute, if it has one, labels the
+metric in training logs. Models that stop early take one as a hyper-parameter
+(:class:`~adrec.models.lightgcn.LightGCN`); measuring belongs to :mod:`adrec.evaluation`
+(:class:`~adrec.evaluation.ranking.RecallValidator`), which the models package does not import."""
+
+
 class FactorRecommender(Recommender):
     """A model whose scores are dot products of learned user and item vectors (``user_factors_``,
     ``item_factors_``), which it exposes as its embeddings. Subclasses still implement the scoring."""
@@ -343,6 +321,8 @@ def _jsonable(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
+    if callable(value):  # a validator is code, not state: a loaded model has none (it is fitted already)
+        return None
     raise TypeError(f"cannot store {type(value).__name__} in params.json")
 
 

@@ -26,8 +26,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from adrec.catalog.text import normalize_rows
 from adrec.data.interactions import Interactions, as_matrix
+from adrec.data.linalg import normalize_rows
 from adrec.data.schema import User
 from adrec.exceptions import ValidationError
 from adrec.models.base import FloatArray, IntArray, NotFittedError, Recommender

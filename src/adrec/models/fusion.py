@@ -25,8 +25,9 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from adrec.data.interactions import Interactions, as_matrix
+from adrec.data.linalg import EXCLUDED, degree_normalize, top_k
 from adrec.exceptions import ValidationError
-from adrec.models.base import EXCLUDED, IntArray, Recommender, get_model, register, top_k
+from adrec.models.base import IntArray, Recommender, get_model, register
 
 __all__ = ["MMR", "Fusion", "mmr_order", "normalize_scores"]
 
@@ -39,7 +40,7 @@ def normalize_scores(scores: npt.NDArray[np.floating[Any]], method: str = "rank"
     """Each row of ``scores`` ``(b, n)`` mapped onto ``[0, 1]``, order kept.
 
     ``"rank"``: the item's rank from the bottom over ``n - 1`` (scale-free; ties: the lower index ranks higher, as
-    in :func:`~adrec.models.base.top_k`).
+    in :func:`~adrec.data.linalg.top_k`).
     ``"minmax"``: ``(s - min) / (max - min)`` per row (a constant row maps to 0).
     """
     s = np.asarray(scores, dtype=np.float64)
@@ -350,8 +351,7 @@ class MMR(_Composite):
                     "use similarity='embeddings' with a base model that has item embeddings",
                 )
             train = self._training()
-            norms = np.sqrt(np.asarray(train.sum(axis=0)).ravel())
-            scaled = train @ sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0))
+            scaled = degree_normalize(train, user_power=0.0, item_power=0.5, dtype=np.float64)[0]
             self._similarity = np.asarray((scaled.T @ scaled).toarray(), dtype=np.float32)
         return self._similarity
 

@@ -10,7 +10,8 @@ of user rows ``X`` is filtered as ``(X R̃ᵀ) R̃``, two sparse products. Dense
 ``(n_items, batch)`` array) so that both products read contiguous rows, and in buffers reused across batches.
 
 Item-kNN and EASE are item-item filters too (the GF-CF paper reads them so); they share with GF-CF and BSPM
-:class:`ItemBasedRecommender` (a model that scores a user from their training row) and :func:`degree_normalize`.
+:class:`ItemBasedRecommender` (a model that scores a user from their training row) and
+:func:`~adrec.data.linalg.degree_normalize`.
 """
 
 from __future__ import annotations
@@ -25,43 +26,11 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import torch
 
+from adrec.data.linalg import degree_normalize, inverse_power
 from adrec.exceptions import ValidationError
 from adrec.models.base import IntArray, Recommender, check_device, register
 
 __all__ = ["GFCF", "GraphFilterRecommender", "ItemBasedRecommender", "degree_normalize", "truncated_svd"]
-
-
-def degree_normalize(
-    matrix: sp.spmatrix, *, user_power: float = 0.5, item_power: float = 0.5
-) -> tuple[sp.csr_matrix, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """``D_u^{-user_power} R D_i^{-item_power}`` with ``D`` the weighted degrees (row and column sums of ``R``).
-
-    Rows and columns of degree 0 stay 0. With powers ``(0.5, 0.5)`` this is the symmetric normalisation of GF-CF,
-    LightGCN and BSPM; with ``(0, 0.5)`` on a 0/1 matrix, ``R̃ᵀR̃`` is the item-item cosine similarity.
-
-    Returns
-    -------
-    normalized, user_degrees, item_degrees
-        A float32 CSR matrix of the shape of ``matrix``, and the float64 degree vectors ``(n_users,)``,
-        ``(n_items,)``.
-    """
-    csr = sp.csr_matrix(matrix, dtype=np.float32)
-    user_degrees = np.asarray(csr.sum(axis=1), dtype=np.float64).ravel()
-    item_degrees = np.asarray(csr.sum(axis=0), dtype=np.float64).ravel()
-    user_scale = _inverse_power(user_degrees, user_power)
-    item_scale = _inverse_power(item_degrees, item_power)
-    out = csr.copy()
-    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-    out.data = (csr.data * user_scale[rows] * item_scale[csr.indices]).astype(np.float32)
-    return out, user_degrees, item_degrees
-
-
-def _inverse_power(degrees: npt.NDArray[np.float64], power: float) -> npt.NDArray[np.float64]:
-    """``degrees ** -power`` where the degree is positive, 0 elsewhere."""
-    out = np.zeros_like(degrees)
-    positive = degrees > 0
-    out[positive] = degrees[positive] ** -power
-    return out
 
 
 def truncated_svd(
@@ -231,7 +200,7 @@ class GraphFilterRecommender(ItemBasedRecommender):
         norm, _, item_degrees = degree_normalize(train)
         device = torch.device(self.device)
         # The ideal low-pass filter L = D_i^{-1/2} V Vᵀ D_i^{1/2}, kept as its two thin factors.
-        down = _inverse_power(item_degrees, 0.5)[:, None]
+        down = inverse_power(item_degrees, 0.5)[:, None]
         up = np.sqrt(item_degrees)[:, None]
         return {
             "train": train,

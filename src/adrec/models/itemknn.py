@@ -9,9 +9,10 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
+from adrec.data.linalg import degree_normalize
 from adrec.exceptions import ValidationError
 from adrec.models.base import IntArray, register
-from adrec.models.graph_filters import ItemBasedRecommender, degree_normalize
+from adrec.models.graph_filters import ItemBasedRecommender
 
 __all__ = ["ItemKNN"]
 

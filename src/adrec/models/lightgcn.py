@@ -9,7 +9,8 @@ Three pieces, in the shape of PyTorch Geometric's ``torch_geometric.nn.models.Li
   off-diagonal blocks ``R~ = D_u^-1/2 R D_i^-1/2`` and ``R~ᵀ`` (sparse CSR tensors);
 - :class:`LightGCNModule`: the ``torch.nn.Module`` (ego embeddings, propagation, raw scores, BPR loss);
 - :class:`LightGCN`: the registered :class:`~adrec.models.base.Recommender` that trains the module with
-  :func:`~adrec.models.trainer.train_bpr` and early stopping on a validation split carved from the training data.
+  :func:`~adrec.models.trainer.train_bpr` and, given a validator, early stopping on a validation split carved from
+  the training data.
 
 Why it is fast on a CPU
 -----------------------
@@ -52,8 +53,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adrec.data.interactions import Interactions, as_matrix
+from adrec.data.linalg import degree_normalize
+from adrec.data.splits import random_split
 from adrec.exceptions import ValidationError
-from adrec.models.base import FactorRecommender, FloatArray, IntArray, register, torch_threads
+from adrec.models.base import FactorRecommender, FloatArray, IntArray, Validator, register, torch_threads
 from adrec.models.trainer import BPRSampler, EpochRecord, TrainingLog, train_bpr
 
 __all__ = ["BipartiteGraph", "LightGCN", "LightGCNModule", "propagate", "propagate_rows", "spectral_embeddings"]
@@ -89,11 +92,7 @@ class BipartiteGraph:
         r.sum_duplicates()
         r.eliminate_zeros()
         r.data[:] = 1.0
-        deg_u = np.asarray(r.sum(axis=1)).ravel()
-        deg_i = np.asarray(r.sum(axis=0)).ravel()
-        inv_u = np.divide(1.0, np.sqrt(deg_u), out=np.zeros_like(deg_u), where=deg_u > 0)
-        inv_i = np.divide(1.0, np.sqrt(deg_i), out=np.zeros_like(deg_i), where=deg_i > 0)
-        norm = sp.csr_matrix(sp.diags(inv_u) @ r @ sp.diags(inv_i))
+        norm = degree_normalize(r, dtype=np.float64)[0]
         norm.sort_indices()
         norm_t = sp.csr_matrix(norm.T)
         norm_t.sort_indices()
@@ -410,10 +409,11 @@ def _distinct(idx: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
 class LightGCN(FactorRecommender):
     """LightGCN (He et al., SIGIR 2020) behind the :class:`~adrec.models.base.Recommender` contract.
 
-    Trains :class:`LightGCNModule` with BPR and Adam. ``fit`` holds out ``validation_fraction`` of every user's
-    interactions (:func:`~adrec.evaluation.splits.random_split`), trains on the rest, evaluates Recall@20 on the
-    held-out part every ``eval_every`` epochs, stops after ``patience`` evaluations without improvement and keeps
-    the best ego embeddings. The final embeddings are then propagated over the graph of **all** the training
+    Trains :class:`LightGCNModule` with BPR and Adam. Given a ``validator``, ``fit`` holds out
+    ``validation_fraction`` of every user's interactions (:func:`~adrec.data.splits.random_split`), trains on the
+    rest, scores the model on the held-out part with the validator every ``eval_every`` epochs, stops after
+    ``patience`` evaluations without improvement and keeps the best ego embeddings. Without one, it trains on
+    everything for ``epochs`` epochs. The final embeddings are then propagated over the graph of **all** the training
     interactions: LightGCN has no per-node weights besides the ego embeddings, and the held-out edges inform the
     users' final embeddings like any edge added after training would.
 
@@ -449,8 +449,13 @@ class LightGCN(FactorRecommender):
     max_decays
         Learning-rate drops before a plateau stops training (default 2; 0: plain early stopping).
     validation_fraction
-        Share of each user's interactions held out for early stopping (default 0.1; 0 trains on everything for
-        ``epochs`` epochs).
+        Share of each user's interactions held out for the validator (default 0.1; 0, or no ``validator``, trains
+        on everything for ``epochs`` epochs).
+    validator
+        ``validator(model, train, valid) -> float``, the score to early-stop on, higher is better (default None:
+        no early stopping). The models package measures nothing itself: pass evaluation's, e.g.
+        ``RecallValidator(k=20)`` of :mod:`adrec.evaluation.ranking`, the Recall@20 that chose the defaults here.
+        It is code, not state: :meth:`save` does not keep it.
     eval_every
         Epochs between validation evaluations (default 1).
     init
@@ -486,6 +491,7 @@ class LightGCN(FactorRecommender):
         lr_decay: float = 0.2,
         max_decays: int = 2,
         validation_fraction: float = 0.1,
+        validator: Validator | None = None,
         eval_every: int = 1,
         init: str = "spectral",
         random_state: int | None = 0,
@@ -504,6 +510,7 @@ class LightGCN(FactorRecommender):
         self.lr_decay = lr_decay
         self.max_decays = max_decays
         self.validation_fraction = validation_fraction
+        self.validator = validator
         self.eval_every = eval_every
         self.init = init
         self.random_state = random_state
@@ -563,13 +570,11 @@ class LightGCN(FactorRecommender):
             self._train(matrix)
 
     def _train(self, matrix: sp.csr_matrix) -> None:
-        from adrec.evaluation.splits import random_split
-
         rng = np.random.default_rng(self.random_state)
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         data = Interactions(matrix)
         train, valid = data, None
-        if self.validation_fraction > 0:
+        if self.validator is not None and self.validation_fraction > 0:
             train, valid = random_split(data, self.validation_fraction, random_state=rng)
             if valid.nnz == 0:
                 train, valid = data, None
@@ -632,11 +637,9 @@ class LightGCN(FactorRecommender):
             return True
 
         def validate() -> float:
-            from adrec.evaluation.ranking import evaluate_model
-
-            assert valid is not None
+            assert valid is not None and self.validator is not None  # validate is passed only with both
             self._set_factors(module, graph)
-            return evaluate_model(self, train, valid, ks=(20,), batch_size=1024).values["recall@20"]
+            return float(self.validator(self, train, valid))
 
         def on_epoch(record: EpochRecord) -> bool | None:
             assert self._callback is not None
@@ -652,6 +655,7 @@ class LightGCN(FactorRecommender):
             on_best=snapshot,
             on_plateau=decay,
             eval_every=self.eval_every,
+            metric_name=str(getattr(self.validator, "name", "validation")),
             verbose=self.verbose,
             callback=on_epoch if self._callback is not None else None,
         )

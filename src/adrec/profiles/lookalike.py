@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from adrec.catalog.text import normalize_rows
 from adrec.data.interactions import IdMap, Interactions
+from adrec.data.linalg import normalize_rows, top_k
 from adrec.exceptions import NotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -161,8 +161,6 @@ def lookalike(
     pool = np.flatnonzero(allowed)
     if pool.size == 0:
         return LookalikeResult([], [], known, unknown)
-    from adrec.models.base import top_k  # imports torch: only when an audience is computed
-
     scores = _scores(vectors.vectors, seed_idx, pool, method, neighbours)
     order, best = top_k(scores[None, :], size)
     keep = np.isfinite(best[0])

@@ -2,71 +2,30 @@
 
 A :class:`Segment` shares the audience fields of :class:`~adrec.data.schema.Targeting` (age, genders, regions,
 city tiers, devices, included and excluded interests; both derive from :class:`~adrec.data.schema.Audience`) and
-adds ``min_affinity``: a user has an interest when its affinity share (see :mod:`adrec.profiles.profile`) is at
-least that. Interests are tags: ``cosmetics`` (a category), ``brand:Acme`` or ``price:50-100`` (a price band,
-see :func:`~adrec.profiles.profile.price_band`).
+reads interests in one of two ways (``interest_match``):
 
-Interest conditions are behavioural targeting: a segment with any of them never includes a user who does not
-consent to it, whatever their stored profile holds. Declared-attribute conditions apply to every user.
+``"affinity"`` (the default)
+    A user has an interest when its affinity share (see :mod:`adrec.profiles.profile`) is at least
+    ``min_affinity``. Interests are tags: ``cosmetics`` (a category), ``brand:Acme`` or ``price:50-100`` (a price
+    band, see :func:`~adrec.profiles.profile.price_band`). Interest conditions are behavioural targeting: a segment
+    with any of them never includes a user who does not consent to it, whatever their stored profile holds.
+``"targeting"``
+    A user's interests are those ad targeting matches (:func:`adrec.data.targeting.targeting_interests`: declared
+    interests and the top behavioural categories, none without consent), tags matched literally, as the server
+    does: a user without consent meets no ``interests_include`` and is never removed by ``interests_exclude``.
+    :meth:`Segment.from_targeting` builds such segments; ``min_affinity`` plays no part.
+
+Declared-attribute conditions apply to every user.
 
 :func:`resolve` is answered by the store in one query (SQL over the users and profile-interest tables).
 """
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from adrec.data.schema import Audience, Targeting
-from adrec.profiles.profile import DIMENSIONS
+from adrec.data.segment import DEFAULT_MIN_AFFINITY, Segment, parse_interest
 from adrec.store.base import Store
 
-__all__ = ["Segment", "parse_interest", "resolve"]
-
-DEFAULT_MIN_AFFINITY = 0.2
-
-
-def parse_interest(tag: str) -> tuple[str, str]:
-    """``"cosmetics"`` → ``("category", "cosmetics")``; ``"brand:Acme"`` → ``("brand", "Acme")``.
-
-    A prefix that is not a dimension name is part of a category (``"home:garden"`` is a category).
-    """
-    dimension, sep, value = tag.partition(":")
-    if sep and dimension in DIMENSIONS and value:
-        return dimension, value
-    return "category", tag
-
-
-class Segment(Audience):
-    """A rule-defined audience. An empty field means "no restriction on this dimension".
-
-    ``interests_include`` matches users with *any* of the interests; ``interests_exclude`` removes users with any
-    of those. Users with an unknown age are outside a segment that restricts age.
-    """
-
-    name: str | None = Field(default=None, max_length=200)
-    min_affinity: float = Field(default=DEFAULT_MIN_AFFINITY, gt=0, le=1)
-
-    @classmethod
-    def from_targeting(
-        cls, targeting: Targeting, *, min_affinity: float = DEFAULT_MIN_AFFINITY, name: str | None = None
-    ) -> Segment:
-        """The audience of a campaign's targeting. Its hours and days of week are request context, not
-        audience, and are left out."""
-        audience = {f: getattr(targeting, f) for f in Audience.model_fields}
-        return cls(name=name, min_affinity=min_affinity, **audience)
-
-    @property
-    def behavioural(self) -> bool:
-        """True when the segment has interest conditions (and so needs consent)."""
-        return bool(self.interests_include or self.interests_exclude)
-
-    def include_keys(self) -> list[tuple[str, str]]:
-        """``(dimension, value)`` of every included interest, sorted."""
-        return sorted(parse_interest(t) for t in self.interests_include)
-
-    def exclude_keys(self) -> list[tuple[str, str]]:
-        """``(dimension, value)`` of every excluded interest, sorted."""
-        return sorted(parse_interest(t) for t in self.interests_exclude)
+__all__ = ["DEFAULT_MIN_AFFINITY", "Segment", "parse_interest", "resolve"]
 
 
 def resolve(store: Store, segment: Segment) -> list[str]:

@@ -4,6 +4,10 @@ A :class:`CatalogSnapshot` is built from the store (campaigns, ads) and is immut
 when the library changes. Eligibility is evaluated per campaign (status, schedule, budget and pacing, targeting,
 advertiser exclusions) and applied to ads (ad status, frequency caps) only where asked: for the candidates.
 :meth:`CatalogSnapshot.explain` re-checks the rules of one ad in words, for the response's explanation.
+
+Targeting is :mod:`adrec.data.targeting`'s: its :class:`~adrec.data.targeting.TargetingTables` over the campaigns
+answer for the user (:meth:`CatalogSnapshot.eligible_campaigns`) and the time (:meth:`CatalogSnapshot.timed_campaigns`),
+and its rules give the explanation's words.
 """
 
 from __future__ import annotations
@@ -12,22 +16,16 @@ import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 import numpy.typing as npt
 
-from adrec.data.schema import Ad, Campaign, CampaignStatus, Device, Gender, Pacing, User, to_epoch
+from adrec.data.schema import Ad, Campaign, CampaignStatus, Device, Pacing, User, to_epoch
+from adrec.data.targeting import Facts, Rule, TargetingTables, clock, rules
 
 __all__ = ["CatalogSnapshot", "Eligibility", "RequestContext", "pacing_allowance"]
 
-MAX_AGE = 120  # the bounds of User.age and User.city_tier
-MAX_CITY_TIER = 6
-
 BoolArray = npt.NDArray[np.bool_]
-
-_GENDERS = {g: 1 << i for i, g in enumerate(Gender)}
-_DEVICES = {d: 1 << i for i, d in enumerate(Device)}
 
 
 @dataclass(frozen=True)
@@ -40,39 +38,20 @@ class RequestContext:
     region: str | None = None
     exclude_advertisers: frozenset[str] = frozenset()
 
-    @functools.cached_property
-    def _utc(self) -> datetime:
-        # Read by the targeting rules and by every explanation: converted once per request.
-        return datetime.fromtimestamp(self.now, UTC)
-
     @property
     def hour(self) -> int:
-        return self._utc.hour
+        """The hour (0-23, UTC) targeting's ``hours`` rules read (:func:`adrec.data.targeting.clock`)."""
+        return clock(self.now)[0]
 
     @property
     def day_of_week(self) -> int:
-        return self._utc.weekday()
+        """The day of the week (0 = Monday, UTC) targeting's ``days_of_week`` rules read."""
+        return clock(self.now)[1]
 
 
 def pacing_allowance(daily_budget: npt.NDArray[np.float64], now: float, slack: float = 0.02) -> npt.NDArray[np.float64]:
     """Even pacing: the spend allowed by ``now`` is the budget times the share of the UTC day gone, plus a slack."""
     return daily_budget * min(1.0, (now % 86_400.0) / 86_400.0 + slack)
-
-
-def _bits(values: Iterable[int]) -> int:
-    out = 0
-    for v in values:
-        out |= 1 << int(v)
-    return out
-
-
-def _index(tags: Sequence[frozenset[str]], n: int) -> tuple[dict[str, BoolArray], BoolArray]:
-    """Per tag, which campaigns list it; and which campaigns list none (no restriction)."""
-    by_tag: dict[str, BoolArray] = defaultdict(lambda: np.zeros(n, dtype=bool))
-    for i, s in enumerate(tags):
-        for tag in s:
-            by_tag[tag][i] = True
-    return dict(by_tag), np.array([not s for s in tags], dtype=bool)
 
 
 @dataclass
@@ -113,23 +92,11 @@ class CatalogSnapshot:
         self.c_even = np.array([c.pacing == Pacing.EVEN and c.daily_budget is not None for c in cs], dtype=bool)
         self.c_bid = np.array([c.bid for c in cs], dtype=np.float64)
         self.c_pricing = np.array([c.pricing_model.value for c in cs], dtype="<U3")
-        tg = [c.targeting for c in cs]
-        self.c_age_min = np.array([x.age_min if x.age_min is not None else -1 for x in tg], dtype=np.int64)
-        self.c_age_max = np.array([x.age_max if x.age_max is not None else 10_000 for x in tg], dtype=np.int64)
-        self.c_age_any = np.array([x.age_min is None and x.age_max is None for x in tg], dtype=bool)
-        self.c_genders = np.array([sum(_GENDERS[g] for g in x.genders) for x in tg], dtype=np.int64)
-        self.c_devices = np.array([sum(_DEVICES[d] for d in x.devices) for x in tg], dtype=np.int64)
-        self.c_tiers = np.array([_bits(x.city_tiers) for x in tg], dtype=np.int64)
-        self.c_hours = np.array([_bits(x.hours) for x in tg], dtype=np.int64)
-        self.c_days = np.array([_bits(x.days_of_week) for x in tg], dtype=np.int64)
-        self.region_has, self.region_open = _index([x.regions for x in tg], n)
-        self.include_has, self.include_open = _index([x.interests_include for x in tg], n)
-        self.exclude_has, _ = _index([x.interests_exclude for x in tg], n)
         self.c_cap_ad = np.array([c.frequency.per_ad or 0 for c in cs], dtype=np.int64)
         self.c_cap_campaign = np.array([c.frequency.per_campaign or 0 for c in cs], dtype=np.int64)
         self.c_window = np.array([c.frequency.window_s for c in cs], dtype=np.float64)
         capped = self.c_capped = (self.c_cap_ad > 0) | (self.c_cap_campaign > 0)
-        self._rule_cache: dict[int, list[tuple[str, str, frozenset[str]]]] = {}
+        self._rule_cache: dict[int, tuple[list[Rule], list[str]]] = {}
         self.active_ads_per_campaign = np.bincount(self.ad_campaign[self.ad_active], minlength=n)
         self.max_window = float(self.c_window[capped].max()) if capped.any() else 0.0
 
@@ -141,8 +108,9 @@ class CatalogSnapshot:
 
     # -- eligibility ----------------------------------------------------------------------------------------
     @functools.cached_property
-    def _tables(self) -> _TargetingTables:
-        return _TargetingTables.build(self)
+    def targeting(self) -> TargetingTables:
+        """The campaigns' targeting, vectorised (built on first use)."""
+        return TargetingTables.build([c.targeting for c in self.campaigns])
 
     def timed_campaigns(self, now: float, spent: npt.NDArray[np.float64]) -> BoolArray:
         """The campaigns whose rules do not depend on the user: active, in schedule, budget left (paced), and
@@ -151,39 +119,22 @@ class CatalogSnapshot:
         ``spent`` is the per-campaign ``(n, 2)`` array of (today, total) spend (see :meth:`spend_array`). The
         pipeline evaluates this once per budget refresh and reuses it for the requests in between.
         """
-        utc = datetime.fromtimestamp(now, UTC)
         ok = self.c_active & (self.c_start <= now) & (now < self.c_end)
         today, total = spent[:, 0], spent[:, 1]
         ok &= (today < self.c_daily) & (total < self.c_total)
         if self.c_even.any():
             ok &= ~self.c_even | (today < pacing_allowance(self.c_daily, now))
-        ok &= (self.c_hours == 0) | ((self.c_hours & (1 << utc.hour)) != 0)
-        ok &= (self.c_days == 0) | ((self.c_days & (1 << utc.weekday())) != 0)
+        ok &= self.targeting.at(*clock(now))
         return ok
 
     def eligible_campaigns(
         self, user: User | None, interests: Iterable[str], ctx: RequestContext, timed: BoolArray
     ) -> BoolArray:
-        """``timed`` (see :meth:`timed_campaigns`) narrowed by the user's targeting and the request's exclusions."""
-        tb = self._tables
-        age = user.age if user is not None else None
-        gender = user.gender if user is not None else Gender.UNKNOWN
-        device = ctx.device or (user.device if user is not None else Device.UNKNOWN)
-        tier = user.city_tier if user is not None else None
-        region = ctx.region or (user.region if user is not None else None)
-        ok: BoolArray = timed & tb.age[age if age is not None else -1] & tb.gender[gender] & tb.device[device]
-        ok &= tb.tier[tier or 0]
-        ok &= tb.region.get(region, self.region_open) if region is not None else self.region_open
-        include_ok: BoolArray | None = None
-        for tag in set(interests):
-            if tag in self.include_has:
-                if include_ok is None:
-                    include_ok = self.include_open | self.include_has[tag]
-                else:
-                    include_ok |= self.include_has[tag]
-            if tag in self.exclude_has:
-                ok &= ~self.exclude_has[tag]
-        ok &= self.include_open if include_ok is None else include_ok
+        """``timed`` (see :meth:`timed_campaigns`) narrowed by the user's targeting and the request's exclusions.
+
+        ``interests`` are the user's targeting interests (:func:`adrec.data.targeting.targeting_interests`).
+        """
+        ok = timed & self.targeting.audience(Facts.of(user, interests, ctx))
         if ctx.exclude_advertisers:
             ok &= ~np.isin(self.c_advertiser, list(ctx.exclude_advertisers))
         return ok
@@ -254,102 +205,33 @@ class CatalogSnapshot:
         return self.explainer(user, interests, ctx)(ad)
 
     def explainer(self, user: User | None, interests: Iterable[str], ctx: RequestContext) -> Callable[[int], list[str]]:
-        """:meth:`explain` for many ads of one request: the request's side is rendered once, each campaign's
-        rules once per snapshot."""
-        tags = set(interests)
-        device = ctx.device or (user.device if user else Device.UNKNOWN)
-        facts = {
-            "age": f"user is {user.age if user else '?'}",
-            "gender": f"user is {user.gender.value if user else '?'}",
-            "device": device.value,
-            "region": f"{ctx.region or (user.region if user else None)}",
-            "tier": f"{user.city_tier if user else None}",
-            "hours": f"now {ctx.hour} UTC",
-            "days": f"today {ctx.day_of_week}",
-        }
+        """:meth:`explain` for many ads of one request: the request's facts are read once, each campaign's rules
+        once per snapshot."""
+        facts = Facts.of(user, interests, ctx)
 
         def explain(ad: int) -> list[str]:
-            out = []
-            for kind, text, include in self._rules(int(self.ad_campaign[ad])):
-                if kind == "include":
-                    out.append(f"{text}: matched {sorted(tags & include)}")
-                elif kind:
-                    out.append(f"{text}: {facts[kind]}")
-                else:
-                    out.append(text)
-            return out
+            targeting, terms = self._rules(int(self.ad_campaign[ad]))
+            out = [rule.explain(facts) for rule in targeting] if targeting else ["open targeting (no rules)"]
+            return out + terms
 
         return explain
 
-    def _rules(self, campaign: int) -> list[tuple[str, str, frozenset[str]]]:
-        """The campaign's rules as ``(kind, text, interests)``: ``kind`` names the request fact that completes the
-        text (empty: the text is complete)."""
+    def _rules(self, campaign: int) -> tuple[list[Rule], list[str]]:
+        """The campaign's targeting rules (:func:`adrec.data.targeting.rules`) and its other terms in words."""
         cached = self._rule_cache.get(campaign)
         if cached is not None:
             return cached
         c = self.campaigns[campaign]
-        t = c.targeting
-        none: frozenset[str] = frozenset()
-        out: list[tuple[str, str, frozenset[str]]] = []
-        if t.age_min is not None or t.age_max is not None:
-            out.append(("age", f"age {t.age_min or 0}-{t.age_max or 'any'}", none))
-        if t.genders:
-            out.append(("gender", f"gender in {sorted(g.value for g in t.genders)}", none))
-        if t.devices:
-            out.append(("device", f"device in {sorted(d.value for d in t.devices)}", none))
-        if t.regions:
-            out.append(("region", f"region in {sorted(t.regions)}", none))
-        if t.city_tiers:
-            out.append(("tier", f"city tier in {sorted(t.city_tiers)}", none))
-        if t.interests_include:
-            out.append(("include", f"interests include {sorted(t.interests_include)}", t.interests_include))
-        if t.interests_exclude:
-            out.append(("", f"interests exclude {sorted(t.interests_exclude)}: none matched", none))
-        if t.hours:
-            out.append(("hours", f"hours {sorted(t.hours)}", none))
-        if t.days_of_week:
-            out.append(("days", f"days {sorted(t.days_of_week)}", none))
-        if not out:
-            out.append(("", "open targeting (no rules)", none))
+        terms: list[str] = []
         if c.daily_budget is not None:
-            out.append(("", f"daily budget {c.daily_budget:g} ({c.pacing.value} pacing)", none))
+            terms.append(f"daily budget {c.daily_budget:g} ({c.pacing.value} pacing)")
         if c.frequency.per_ad or c.frequency.per_campaign:
-            text = (
+            terms.append(
                 f"frequency cap per ad {c.frequency.per_ad}, per campaign {c.frequency.per_campaign} "
                 f"in {c.frequency.window_s:g} s: not reached"
             )
-            out.append(("", text, none))
-        self._rule_cache[campaign] = out
+        out = self._rule_cache[campaign] = (rules(c.targeting), terms)
         return out
-
-
-@dataclass(frozen=True)
-class _TargetingTables:
-    """Per value of each user attribute, which campaigns its targeting admits (one row per value), so that a
-    request's targeting costs one gather and one AND per attribute."""
-
-    age: BoolArray
-    """Row ``a`` for age ``a`` (0-120); the last row (index -1) for an unknown age."""
-    gender: dict[Gender, BoolArray]
-    device: dict[Device, BoolArray]
-    tier: BoolArray
-    """Row ``t`` for city tier ``t`` (1-6); row 0 for an unknown tier."""
-    region: dict[str, BoolArray]
-    """Known regions only; any other region meets the campaigns without a region rule (``region_open``)."""
-
-    @classmethod
-    def build(cls, c: CatalogSnapshot) -> _TargetingTables:
-        ages = np.arange(MAX_AGE + 1)[:, None]
-        age = np.vstack([c.c_age_any | ((c.c_age_min <= ages) & (ages <= c.c_age_max)), c.c_age_any[None, :]])
-        tiers = np.arange(MAX_CITY_TIER + 1)[:, None]
-        tier = (c.c_tiers == 0) | ((c.c_tiers & np.where(tiers > 0, 1 << tiers, 0)) != 0)
-        return cls(
-            age=age,
-            gender={g: (c.c_genders == 0) | ((c.c_genders & bit) != 0) for g, bit in _GENDERS.items()},
-            device={d: (c.c_devices == 0) | ((c.c_devices & bit) != 0) for d, bit in _DEVICES.items()},
-            tier=tier,
-            region={r: c.region_open | has for r, has in c.region_has.items()},
-        )
 
 
 class Eligibility:

@@ -23,17 +23,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from adrec.data.schema import Device, EventType, User
+from adrec.config import Settings
+from adrec.data.schema import Device, EventType, User, utc_day
+from adrec.data.targeting import targeting_interests
 from adrec.exceptions import ConfigError, NotFoundError
+from adrec.feedback.tokens import TokenSigner
 from adrec.models.artifact import Artifact
 from adrec.retrieval.index import ExactIndex, VectorIndex, build_index
 from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
 from adrec.serving.catalog import CatalogSnapshot, Eligibility, RequestContext
 from adrec.serving.outstanding import Outstanding
-from adrec.serving.tokens import TokenSigner
 from adrec.store.base import Delivery, Store, demographic_segment
-from adrec.store.sql import utc_day
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +346,11 @@ class PipelineConfig:
     spend_refresh_s: float = 1.0
     outstanding_window_s: float = 600.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineConfig:
+        """The pipeline knobs of :class:`~adrec.config.Settings` (same names)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)})
+
     def __post_init__(self) -> None:
         if not 0.0 < self.category_decay <= 1.0:
             raise ConfigError(f"category_decay must be in (0, 1] (got {self.category_decay})")
@@ -570,18 +576,14 @@ class Pipeline:
 
     # -- the decision -----------------------------------------------------------------------------------------
     def _user(self, user_id: str) -> tuple[User | None, list[str]]:
-        """The user's declared record and the interests targeting may use (none without consent)."""
+        """The user's declared record and the interests targeting may use (:func:`targeting_interests`)."""
         try:
             profile = self.store.get_profile(user_id)
         except NotFoundError:
             return None, []
-        user = profile.user
-        if not user.consent:
-            return user, []
-        interests = list(user.interests)
-        if profile.behaviour is not None:
-            interests += [name for name, _, _ in profile.behaviour.top_interests("category", 5)]
-        return user, interests
+        user, behaviour = profile.user, profile.behaviour
+        affinities = behaviour.affinities("category") if behaviour is not None and user.consent else None
+        return user, sorted(targeting_interests(user, affinities))
 
     def recommend(
         self,

@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from adrec.data.schema import Targeting
+from adrec.data.targeting import DEVICE_ROW, GENDER_ROW, FactColumns, TargetingTables, clock_array
 from adrec.exceptions import AdrecError
 from adrec.simulate import vocab
 from adrec.simulate.config import SimulationConfig
@@ -94,10 +96,8 @@ def _bits(codes: tuple[int, ...]) -> int:
     return sum(1 << c for c in codes)
 
 
-def _mask_ok(mask: IntArray, code: npt.NDArray[np.integer[Any]]) -> BoolArray:
-    """True where ``mask`` is open (0) or has the bit of ``code`` set."""
-    result: BoolArray = (mask == 0) | (((mask >> code.astype(np.int64)) & 1) == 1)
-    return result
+def _bit_list(mask: int) -> list[int]:
+    return [i for i in range(mask.bit_length()) if mask >> i & 1]
 
 
 def _index(value: npt.ArrayLike) -> npt.NDArray[np.intp]:
@@ -159,6 +159,9 @@ class Market:
         Bit masks over gender, device, city tier minus one and region codes; 0 means open.
     campaign_interest : (C,) int16
         Required declared interest (a category index), -1 when open.
+
+    The campaign arrays encode :class:`~adrec.data.schema.Targeting` records (:attr:`targetings`), which
+    :meth:`eligible` reads through :mod:`adrec.data.targeting`, as the server does.
     ad_campaign : (A,) int32
         Owning campaign.
     ad_category : (A,) int16
@@ -375,38 +378,79 @@ class Market:
         out: FloatArray = self.conversion_value(ad_idx) * (1.0 + BASKET_MEAN)
         return out
 
+    @cached_property
+    def targetings(self) -> tuple[Targeting, ...]:
+        """(C,) each campaign's targeting as the record the store and the server read."""
+        names = self.category_names
+        out = []
+        for c in range(self.n_campaigns):
+            age_min, age_max = int(self.campaign_age_min[c]), int(self.campaign_age_max[c])
+            interest = int(self.campaign_interest[c])
+            out.append(
+                Targeting(
+                    age_min=age_min if age_min > 0 else None,
+                    age_max=age_max if age_max < 120 else None,
+                    genders=frozenset(GENDERS[i] for i in _bit_list(int(self.campaign_genders[c]))),
+                    devices=frozenset(DEVICES[i] for i in _bit_list(int(self.campaign_devices[c]))),
+                    city_tiers=frozenset(i + 1 for i in _bit_list(int(self.campaign_tiers[c]))),
+                    regions=frozenset(REGIONS[i] for i in _bit_list(int(self.campaign_regions[c]))),
+                    interests_include=frozenset([names[interest]]) if interest >= 0 else frozenset(),
+                )
+            )
+        return tuple(out)
+
+    @cached_property
+    def _targeting(self) -> tuple[TargetingTables, FactColumns]:
+        """The campaigns' targeting tables and every user's facts as their codes.
+
+        Users have no behaviour profile while the history is drawn, so their targeting interests
+        (:func:`~adrec.data.targeting.targeting_interests`) are their declared ones, none without consent.
+        """
+        tables = TargetingTables.build(self.targetings)
+        gender = np.array([GENDER_ROW[g] for g in GENDERS], dtype=np.int8)
+        device = np.array([DEVICE_ROW[d] for d in DEVICES], dtype=np.int8)
+        region = tables.region_codes(REGIONS).astype(np.int16)
+        interests = np.where(self.user_consent, self.declared_interests, 0)
+        masks, which = np.unique(interests, return_inverse=True)
+        names = self.category_names
+        words = tables.interest_words([names[i] for i in _bit_list(int(m))] for m in masks.tolist())
+        city = self.user_city
+        facts = FactColumns(
+            age=self.user_age,
+            gender=gender[self.user_gender],
+            device=device[self.user_device],
+            city_tier=_CITY_TIER[city].astype(np.int8),
+            region=region[_CITY_REGION[city]],
+            interests=words[which.ravel()],
+        )
+        return tables, facts
+
     def eligible(self, user_idx: npt.ArrayLike, ad_idx: npt.ArrayLike, ts: npt.ArrayLike | None = None) -> BoolArray:
-        """Whether the ad's campaign may be shown to the user (targeting, consent and, with ``ts``, schedule).
+        """Whether the ad's campaign may be shown to the user: its targeting (:mod:`adrec.data.targeting`; with
+        ``ts``, its hours and days too) and, with ``ts``, its schedule.
 
         Parameters
         ----------
         user_idx, ad_idx
             Integer arrays broadcast against each other.
         ts
-            Seconds since the epoch, broadcast too; None skips the schedule check.
+            Seconds since the epoch, broadcast too; None skips the schedule, hour and day checks.
 
         Returns
         -------
         ndarray of bool, the broadcast shape
         """
-        u, a = np.broadcast_arrays(_index(user_idx), _index(ad_idx))
+        tables, facts = self._targeting
+        if ts is None:
+            u, a = np.broadcast_arrays(_index(user_idx), _index(ad_idx))
+            result: BoolArray = tables.pairs(self.ad_campaign[a], facts.take(u))
+            return result
+        u, a, t = np.broadcast_arrays(_index(user_idx), _index(ad_idx), np.asarray(ts, dtype=np.float64))
         c = self.ad_campaign[a]
-        age = self.user_age[u]
-        city = self.user_city[u]
-        ok = (age >= self.campaign_age_min[c]) & (age <= self.campaign_age_max[c])
-        ok &= _mask_ok(self.campaign_genders[c], self.user_gender[u])
-        ok &= _mask_ok(self.campaign_devices[c], self.user_device[u])
-        ok &= _mask_ok(self.campaign_tiers[c], _CITY_TIER[city] - 1)
-        ok &= _mask_ok(self.campaign_regions[c], _CITY_REGION[city])
-        interest = self.campaign_interest[c].astype(np.int64)
-        rule = interest >= 0
-        has = ((self.declared_interests[u] >> np.where(rule, interest, 0)) & 1) == 1
-        ok &= ~rule | (self.user_consent[u] & has)
-        if ts is not None:
-            t = np.asarray(ts, dtype=np.float64)
-            ok &= (t >= self.campaign_start[c]) & (t < self.campaign_end[c])
-        result: BoolArray = ok
-        return result
+        hour, day = clock_array(t) if tables.has_time_rules else (None, None)
+        ok = tables.pairs(c, facts.take(u), hour, day)
+        ok &= (t >= self.campaign_start[c]) & (t < self.campaign_end[c])
+        return ok
 
     def creative(self, ad_idx: int) -> tuple[str, str]:
         """The generated ``(title, body)`` of one ad, rebuilt from ``ad_text``, brand, category and price."""

@@ -20,12 +20,11 @@ from adrec.data.schema import (
     CampaignStatus,
     Objective,
     PricingModel,
-    Targeting,
     User,
     age_band,
 )
 from adrec.simulate.market import Market
-from adrec.simulate.vocab import CITIES, DEVICES, GENDERS, PRICING_MODELS, REGIONS
+from adrec.simulate.vocab import CITIES, DEVICES, GENDERS, PRICING_MODELS
 
 __all__ = ["ad_records", "advertiser_records", "age_band", "campaign_records", "user_records"]
 
@@ -108,21 +107,6 @@ def campaign_status(market: Market, exhausted: npt.NDArray[np.bool_] | None = No
     return [CampaignStatus.ENDED if e else CampaignStatus.ACTIVE for e in ended.tolist()]
 
 
-def _targeting(market: Market, c: int) -> Targeting:
-    names = market.category_names
-    age_min, age_max = int(market.campaign_age_min[c]), int(market.campaign_age_max[c])
-    interest = int(market.campaign_interest[c])
-    return Targeting(
-        age_min=age_min if age_min > 0 else None,
-        age_max=age_max if age_max < 120 else None,
-        genders=frozenset(GENDERS[i] for i in _bits(int(market.campaign_genders[c]))),
-        devices=frozenset(DEVICES[i] for i in _bits(int(market.campaign_devices[c]))),
-        city_tiers=frozenset(i + 1 for i in _bits(int(market.campaign_tiers[c]))),
-        regions=frozenset(REGIONS[i] for i in _bits(int(market.campaign_regions[c]))),
-        interests_include=frozenset([names[interest]]) if interest >= 0 else frozenset(),
-    )
-
-
 def campaign_records(
     market: Market, *, exhausted: npt.NDArray[np.bool_] | None = None, only: npt.ArrayLike | None = None
 ) -> Iterator[Campaign]:
@@ -157,7 +141,7 @@ def campaign_records(
             start=_when(float(market.campaign_start[c])),
             end=_when(float(market.campaign_end[c])),
             status=status[c],
-            targeting=_targeting(market, c),
+            targeting=market.targetings[c],
         )
 
 

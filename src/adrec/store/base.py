@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
+from adrec.data.profile import Profile
+from adrec.data.records import CtrExample, Delivery, Feedback
 from adrec.data.schema import Ad, Advertiser, Campaign, Event, EventBatch, EventType, User, age_band
+from adrec.data.segment import Segment
 from adrec.exceptions import UnknownBackendError
-
-if TYPE_CHECKING:  # adrec.profiles builds on this protocol
-    from adrec.profiles.profile import Profile
-    from adrec.profiles.segments import Segment
 
 __all__ = [
     "ApiKeyRecord",
@@ -61,17 +60,6 @@ class ErasureReport:
 
 
 @dataclass(frozen=True)
-class CtrExample:
-    """One labelled row of a CTR log with anonymous features (Criteo, Avazu): no user or ad identity."""
-
-    source: str
-    line: int
-    label: int
-    features: dict[str, Any]
-    ts: float | None = None
-
-
-@dataclass(frozen=True)
 class MarketStats:
     """Counts and click-through figures of what a store holds."""
 
@@ -89,36 +77,6 @@ class MarketStats:
     def ctr(self) -> float:
         imps = self.events.get(EventType.IMPRESSION.name.lower(), 0)
         return self.events.get(EventType.CLICK.name.lower(), 0) / imps if imps else 0.0
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One ad served to one user: what its signed impression token carries.
-
-    ``price`` is the charge per billable event of ``pricing_model`` (per click for CPC, per impression for CPM,
-    per conversion for CPA), as set by the auction; it never exceeds the bid.
-    """
-
-    iid: str
-    user_id: str
-    ad_id: str
-    campaign_id: str
-    advertiser_id: str
-    pricing_model: str
-    price: float
-    served_ts: float
-    placement: str | None = None
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """An impression, click or conversion of a served ad (a :class:`Delivery`), identified by ``event_id``."""
-
-    event_id: str
-    type: EventType
-    ts: float
-    delivery: Delivery
-    value: float | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import numpy as np
 from sqlalchemy import (
@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from adrec.data.profile import Behaviour, InterestStats, Profile
 from adrec.data.schema import (
     Ad,
     Advertiser,
@@ -47,8 +48,10 @@ from adrec.data.schema import (
     Pacing,
     Targeting,
     User,
+    day_name,
     to_epoch,
 )
+from adrec.data.segment import Segment
 from adrec.exceptions import NotFoundError, StoreError
 from adrec.store import tables as t
 from adrec.store.base import (
@@ -66,11 +69,7 @@ from adrec.store.base import (
 )
 from adrec.store.migrations import current_version, migrate
 
-if TYPE_CHECKING:
-    from adrec.profiles.profile import Profile
-    from adrec.profiles.segments import Segment
-
-__all__ = ["SqlStore", "utc_day"]
+__all__ = ["SqlStore"]
 
 _R = TypeVar("_R")
 
@@ -82,16 +81,6 @@ IN_CHUNK = 5_000
 
 # The event a pricing model bills.
 _BILLABLE = {"CPM": EventType.IMPRESSION, "CPC": EventType.CLICK, "CPA": EventType.CONVERSION}
-
-
-@functools.lru_cache(maxsize=4096)
-def _day_name(day: int) -> str:
-    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
-
-
-def utc_day(ts: float) -> str:
-    """``YYYY-MM-DD`` of a Unix time in UTC: the day budgets and reports are kept by."""
-    return _day_name(int(ts // 86_400))
 
 
 @dataclass
@@ -506,8 +495,6 @@ class _DriverQuery:
 
 
 def _profile(row: dict[str, Any], interests: dict[str, dict[str, Any]]) -> Profile:
-    from adrec.profiles.profile import Behaviour, Profile
-
     fields = {c: row.pop(f"p_{c}") for c in _PROFILE_FIELDS}
     user = SqlStore._user(row)
     behaviour = None
@@ -919,8 +906,6 @@ class SqlStore:
         return select(u, *extra).select_from(u.outerjoin(p, p.c.user_id == u.c.user_id))
 
     def _assemble(self, conn: Any, rows: list[dict[str, Any]]) -> list[Profile]:
-        from adrec.profiles.profile import InterestStats
-
         pi = t.profile_interests
         with_behaviour = [r["user_id"] for r in rows if r["p_ref_ts"] is not None]
         interests: dict[str, dict[str, dict[str, InterestStats]]] = {}
@@ -980,7 +965,15 @@ class SqlStore:
             last = rows[-1]["user_id"]
 
     def resolve_segment(self, segment: Segment) -> list[str]:
-        """The ids of the users in ``segment``, sorted, from one query (see :mod:`adrec.profiles.segments`)."""
+        """The ids of the users in ``segment``, sorted, from one query (see :mod:`adrec.profiles.segments`).
+
+        Under ``interest_match="targeting"`` a user's interests are read as
+        :func:`adrec.data.targeting.targeting_interests` reads them: none without consent, else the declared ones
+        (the ``interests`` JSON array) and the :data:`~adrec.data.targeting.TOP_CATEGORIES` categories of highest
+        share above 0, ties by name in code-point order.
+        """
+        from adrec.data.targeting import TOP_CATEGORIES
+
         u, pi = t.users, t.profile_interests
         conds: list[Any] = []
         if segment.age_min is not None:
@@ -995,8 +988,27 @@ class SqlStore:
             conds.append(u.c.city_tier.in_(sorted(segment.city_tiers)))
         if segment.devices:
             conds.append(u.c.device.in_(sorted(d.value for d in segment.devices)))
-        if segment.behavioural:
-            conds.append(u.c.consent.is_(True))
+        postgres = self._dialect == "postgresql"
+
+        def targeted(tags: frozenset[str]) -> Any:
+            """Users with one of ``tags`` among their targeting interests."""
+            wanted = sorted(tags)
+            elements = func.json_array_elements_text if postgres else func.json_each
+            declared = elements(u.c.interests).table_valued("value")
+            # Ranks only the categories of users who have one of the tags at all (found through the value index).
+            holders = select(pi.c.user_id).where(pi.c.dimension == "category", pi.c.value.in_(wanted), pi.c.share > 0)
+            # Ties in share go by name in code-point order, as Python sorts strings: SQLite's default collation,
+            # PostgreSQL's "C".
+            name = pi.c.value.collate("C") if postgres else pi.c.value
+            rank = func.row_number().over(partition_by=pi.c.user_id, order_by=(pi.c.share.desc(), name))
+            ranked = (
+                select(pi.c.user_id, pi.c.value, rank.label("rank"))
+                .where(pi.c.dimension == "category", pi.c.share > 0, pi.c.user_id.in_(holders))
+                .subquery()
+            )
+            top = select(ranked.c.user_id).where(ranked.c.rank <= TOP_CATEGORIES, ranked.c.value.in_(wanted))
+            has_declared = select(declared.c.value).where(declared.c.value.in_(wanted)).exists()
+            return and_(u.c.consent.is_(True), or_(has_declared, u.c.user_id.in_(top)))
 
         def interested(keys: list[tuple[str, str]]) -> Any:
             return select(pi.c.user_id).where(
@@ -1004,10 +1016,18 @@ class SqlStore:
                 pi.c.share >= segment.min_affinity,
             )
 
-        if segment.interests_include:
-            conds.append(u.c.user_id.in_(interested(segment.include_keys())))
-        if segment.interests_exclude:
-            conds.append(u.c.user_id.not_in(interested(segment.exclude_keys())))
+        if segment.interest_match == "targeting":
+            if segment.interests_include:
+                conds.append(targeted(segment.interests_include))
+            if segment.interests_exclude:
+                conds.append(~targeted(segment.interests_exclude))
+        else:
+            if segment.behavioural:
+                conds.append(u.c.consent.is_(True))
+            if segment.interests_include:
+                conds.append(u.c.user_id.in_(interested(segment.include_keys())))
+            if segment.interests_exclude:
+                conds.append(u.c.user_id.not_in(interested(segment.exclude_keys())))
         with self._engine.connect() as conn:
             return [r[0] for r in conn.execute(select(u.c.user_id).where(*conds).order_by(u.c.user_id))]
 
@@ -1110,7 +1130,7 @@ class SqlStore:
         }
         daily = [c for c in billed if (x := state.terms.get(c)) and x.daily_budget is not None]
         if daily:
-            days = {_day_name(number): number for number in {int(f.ts // 86_400) for f in feedback}}
+            days = {day_name(number): number for number in {int(f.ts // 86_400) for f in feedback}}
             listed = ", ".join(f"'{day}'" for day in days)  # YYYY-MM-DD made here: nothing to escape
             query = f"SELECT campaign_id, day, spend FROM delivery_daily WHERE day IN ({listed}) AND campaign_id"
             for campaign, day, spend in self._select_in(cur, query, daily):
@@ -1172,7 +1192,7 @@ class SqlStore:
                 "spend = delivery_daily.spend + excluded.spend, "
                 "unbilled = delivery_daily.unbilled + excluded.unbilled",
                 [
-                    (c, _day_name(day), int(v[0]), int(v[1]), int(v[2]), v[3], v[4])
+                    (c, day_name(day), int(v[0]), int(v[1]), int(v[2]), v[3], v[4])
                     for (c, day), v in changes.daily.items()
                 ],
             )

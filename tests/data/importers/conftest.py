@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import pytest
 
 from adrec.data.schema import EventBatch
 from adrec.store import Store, open_store
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from adrec_testdata import require_dataset
 
 
 @pytest.fixture
@@ -23,16 +21,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture(scope="session")
 def real_dataset() -> Callable[[str], Path]:
-    """``real_dataset(name)``: the folder of a shared real dataset, or skip saying where it was looked for."""
-    root = Path(os.environ.get("ADREC_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
-
-    def find(name: str) -> Path:
-        path = root / name
-        if not path.is_dir():
-            pytest.skip(f"dataset {name!r} not found at {path}; set ADREC_DATA_DIR to the folder holding it")
-        return path
-
-    return find
+    """``real_dataset(name)``: the folder of a shared real dataset (see :func:`adrec_testdata.require_dataset`:
+    skipped when missing, failed under CI)."""
+    return require_dataset
 
 
 @pytest.fixture

@@ -22,11 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from adrec.data.importers import avazu, criteo, lightgcn, movielens, obd, taobao, taobao_dmr
-from adrec.data.importers.base import FileReport, Importer, ImportReport, execute
+from adrec.data.importers.base import FileReport, Importer, ImportReport, RecordSink, execute
 from adrec.exceptions import ImportFormatError
-from adrec.store.base import Store
 
-__all__ = ["IMPORTERS", "FileReport", "ImportReport", "Importer", "run_import"]
+__all__ = ["IMPORTERS", "FileReport", "ImportReport", "Importer", "RecordSink", "run_import"]
 
 IMPORTERS: dict[str, Importer] = {
     module.IMPORTER.name: module.IMPORTER for module in (movielens, lightgcn, obd, taobao, taobao_dmr, criteo, avazu)
@@ -35,7 +34,7 @@ IMPORTERS: dict[str, Importer] = {
 
 
 def run_import(
-    format: str, path: str | Path, store: Store, *, skip_bad: bool = False, progress: bool = True
+    format: str, path: str | Path, store: RecordSink, *, skip_bad: bool = False, progress: bool = True
 ) -> ImportReport:
     """Import the dataset at ``path`` in ``format`` into ``store``.
 
@@ -47,7 +46,8 @@ def run_import(
     path
         The dataset folder or file (what each format expects is in ``IMPORTERS[format].expects``).
     store
-        Where to write. Users, ads, campaigns and advertisers are upserted; events are idempotent by id, so
+        Where to write: a :class:`~adrec.store.base.Store` (or anything with its writing methods, a
+        :class:`RecordSink`). Users, ads, campaigns and advertisers are upserted; events are idempotent by id, so
         importing the same data twice adds no events.
     skip_bad
         Skip malformed rows and report them instead of stopping at the first one.

@@ -3,7 +3,7 @@
 ``path`` is a CSV file with the header ``id,click,hour,C1,banner_pos,...,C21`` or a folder of them (``*.txt``,
 ``*.csv``; a ``test`` file without the ``click`` column is rejected).
 
-Every row → one :class:`~adrec.store.base.CtrExample` with ``source`` = the file name, ``line`` = its line
+Every row → one :class:`~adrec.data.records.CtrExample` with ``source`` = the file name, ``line`` = its line
 number in the file, ``label`` = ``click`` and ``ts`` = ``hour`` (``YYMMDDHH``, UTC) as seconds since the
 epoch. The features are every column except ``id`` and ``click``, as strings (hashed values and integer
 codes alike), ``hour`` included so models can use the hour of day.
@@ -24,8 +24,8 @@ from adrec.data.importers.base import (
     parse_flag,
     parse_id,
 )
+from adrec.data.records import CtrExample
 from adrec.exceptions import ValidationError
-from adrec.store.base import CtrExample
 
 __all__ = ["HEADER", "IMPORTER"]
 

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from adrec.data.records import CtrExample
 from adrec.data.schema import Ad, Advertiser, Campaign, EventBatch, EventType, PricingModel, User
 from adrec.exceptions import ImportFormatError, RowError, ValidationError
 from adrec.progress import Bars
-from adrec.store.base import CtrExample, Store
 
 __all__ = [
     "CHUNK_RECORDS",
@@ -40,6 +40,7 @@ __all__ = [
     "ImportReport",
     "Importer",
     "Plan",
+    "RecordSink",
     "RowHandler",
     "TextFile",
     "dataset_market",
@@ -429,10 +430,31 @@ def dataset_market(source: str, name: str) -> tuple[Advertiser, Campaign]:
 
 
 # -- the runner ----------------------------------------------------------------------------------------------
+class Appended(Protocol):
+    """What appending events reports (a store's :class:`~adrec.store.base.IngestResult`)."""
+
+    @property
+    def inserted(self) -> int: ...
+    @property
+    def duplicates(self) -> int: ...
+
+
+class RecordSink(Protocol):
+    """Where an import writes: the writing half of the :class:`~adrec.store.base.Store` protocol, which every store
+    implements. Declared here so that the importers, below the store, need nothing of it."""
+
+    def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int: ...
+    def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int: ...
+    def upsert_ads(self, ads: Iterable[Ad]) -> int: ...
+    def upsert_users(self, users: Iterable[User]) -> int: ...
+    def append_events(self, events: EventBatch) -> Appended: ...
+    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int: ...
+
+
 class _Writer:
     """Writes chunks to the store in dependency order and adds what was written to the report."""
 
-    def __init__(self, store: Store, report: ImportReport) -> None:
+    def __init__(self, store: RecordSink, report: ImportReport) -> None:
         self.store = store
         self.report = report
 
@@ -548,7 +570,7 @@ def _scan(
     return report
 
 
-def execute(importer: Importer, path: Path, store: Store, *, skip_bad: bool, progress: bool) -> ImportReport:
+def execute(importer: Importer, path: Path, store: RecordSink, *, skip_bad: bool, progress: bool) -> ImportReport:
     """Run ``importer`` on ``path`` into ``store``, file by file (see the module docstring)."""
     if not path.exists():
         raise ImportFormatError(f"{path} does not exist; the {importer.name} importer expects {importer.expects}")

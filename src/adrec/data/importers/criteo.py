@@ -4,7 +4,7 @@ Two layouts are read: the original ``train.txt`` (tab-separated, no header: ``la
 ``C1..C26``) and the CSV with header ``label,I1,...,I13,C1,...,C26`` that DeepCTR and others ship. ``path`` is
 such a file or a folder of them (``*.txt``, ``*.csv``); the layout is told from each file's first line.
 
-Every row → one :class:`~adrec.store.base.CtrExample` with ``source`` = the file name, ``line`` = its line
+Every row → one :class:`~adrec.data.records.CtrExample` with ``source`` = the file name, ``line`` = its line
 number in the file, ``label`` 0/1 and ``features = {"I1": int | None, ..., "C26": str | None}``: the integer
 counts as ``int`` (the CSV writes them as floats, e.g. ``260.0``), the hashed categories as 8-hex-digit
 strings, ``None`` when the value is missing (empty). There are no timestamps (``ts`` is ``None``).
@@ -26,8 +26,8 @@ from adrec.data.importers.base import (
     parse_flag,
     parse_float,
 )
+from adrec.data.records import CtrExample
 from adrec.exceptions import ImportFormatError, ValidationError
-from adrec.store.base import CtrExample
 
 __all__ = ["CATEGORICAL_COLUMNS", "HEADER", "IMPORTER", "INTEGER_COLUMNS"]
 

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from adrec.data.interactions import Interactions
-from adrec.exceptions import ValidationError
+from adrec.exceptions import ModeCollapseError, ValidationError
 from adrec.models.base import IntArray, check_device, register, torch_threads
 from adrec.models.gan.discriminator import Discriminator
 from adrec.models.gan.generator import Generator
@@ -26,10 +26,6 @@ ON_COLLAPSE = ("warn", "raise", "ignore")
 
 class ModeCollapseWarning(UserWarning):
     """A CFGAN generator ended training with outputs that barely depend on the user."""
-
-
-class ModeCollapseError(ValidationError):
-    """A CFGAN generator ended training collapsed and ``on_collapse="raise"`` was asked for."""
 
 
 @register

@@ -1,7 +1,7 @@
 """Signed impression tokens: what the server served, carried by the client back to ``POST /v1/events``.
 
 A token is ``base64url(JSON payload) "." base64url(HMAC-SHA256(secret, payload))``. The payload is the
-:class:`~adrec.store.base.Delivery` (user, ad, campaign, price charged per billable event, time). The events endpoint
+:class:`~adrec.data.records.Delivery` (user, ad, campaign, price charged per billable event, time). The events endpoint
 trusts prices and ids only from a verified token, never from the client, so a client cannot bill an ad it was not
 served or change a price.
 """
@@ -19,8 +19,8 @@ import time
 
 from pydantic_core import from_json
 
+from adrec.data.records import Delivery
 from adrec.exceptions import TokenError
-from adrec.store.base import Delivery
 
 __all__ = ["TokenSigner", "new_secret"]
 
