@@ -9,7 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +29,21 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _wait_for(server: subprocess.Popen[Any], url: str, output: Callable[[], str], seconds: float = 20.0) -> None:
+    """Until ``url`` answers 200; fail with the server's output if it exits first or never answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            pytest.fail(f"adrec serve exited: {output()}")
+        time.sleep(0.1)
+    pytest.fail(f"{url} did not answer 200 within {seconds} s")
 
 
 def _adrec(*args: str, env: dict[str, str]) -> str:
@@ -50,15 +67,7 @@ def test_campaign_to_report_through_a_real_server(tmp_path: Path) -> None:
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None:
-                pytest.fail(f"adrec serve exited: {server.stdout.read() if server.stdout else ''}")
-            time.sleep(0.1)
+        _wait_for(server, f"{base}/ready", lambda: server.stdout.read() if server.stdout else "")
         a = {"X-API-Key": admin}
         s = {"X-API-Key": serving}
         with httpx.Client(base_url=base, timeout=10) as http:
@@ -174,15 +183,7 @@ def test_a_real_server_refuses_a_missing_store_enforces_its_limits_and_logs_no_k
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None:
-                pytest.fail(f"adrec serve exited: {log_path.read_text()}")
-            time.sleep(0.1)
+        _wait_for(server, f"{base}/health", log_path.read_text)
         assert httpx.get(f"{base}/ready", timeout=5).status_code == 503  # an empty catalogue
         key = _adrec("keys", "create", "--role", "admin", "--db", db, env=env).strip().splitlines()[-1]
         h = {"X-API-Key": key, "Content-Type": "application/json"}
@@ -239,15 +240,7 @@ def test_two_workers_agree_within_two_seconds_on_library_changes_and_model_reloa
         pytest.fail(f"workers {workers}, up to date: {good} after {within + 1.0} s")
 
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None:
-                pytest.fail(f"adrec serve exited: {server.stdout.read() if server.stdout else ''}")
-            time.sleep(0.1)
+        _wait_for(server, f"{base}/ready", lambda: server.stdout.read() if server.stdout else "", seconds=30)
         assert every_worker(lambda r: r["campaigns"] == 4 and r["model_version"] == "knn", within=30) < 30
         camp = {"campaign_id": "new", "advertiser_id": "adv-0", "name": "new", "bid": 1.0}
         assert httpx.put(f"{base}/v1/campaigns/new", json=camp, headers=admin).status_code == 200
