@@ -76,3 +76,8 @@ def test_model_command_mistakes(args: list[str], needle: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert needle in result.output
+
+
+def test_recommend_says_it_shows_raw_model_scores_not_served_ads() -> None:
+    shown = runner.invoke(app, ["recommend", "--help"], terminal_width=200).output
+    assert "raw" in shown and "no targeting, budgets" in shown and "/v1/recommendations" in shown

@@ -58,7 +58,7 @@ def test_version_1_store_gains_the_profile_tables_and_keeps_its_data(store_url: 
     engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
     assert not (V2_TABLES | V3_TABLES) & set(inspect(engine).get_table_names())
     with open_store(store_url) as store:
-        assert store.schema_version() == t.SCHEMA_VERSION == 4
+        assert store.schema_version() == t.SCHEMA_VERSION == 5
         campaign = store.get_campaign("c1")  # written before version 3: caps and pacing read as the defaults
         assert campaign.frequency == FrequencyCap() and campaign.pacing == Pacing.EVEN
         user = store.get_user("ann")
@@ -71,7 +71,7 @@ def test_version_1_store_gains_the_profile_tables_and_keeps_its_data(store_url: 
     with engine.connect() as conn:
         stamp = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar_one()
     engine.dispose()
-    assert stamp == "4"
+    assert stamp == "5"
     with open_store(store_url) as store:  # reopening at the latest version runs nothing more
         assert store.get_profile("ann").behaviour is not None
 

@@ -82,8 +82,10 @@ def test_the_total_budget_caps_across_days_and_batches(store: Store) -> None:
     assert (r2.spend, r2.unbilled) == (pytest.approx(1.0), pytest.approx(7.0))
     spend = {r.day: r.spend for r in store.delivery_report()}
     assert sorted(spend.values()) == [pytest.approx(1.0), pytest.approx(5.0)]
-    # What the ledger charged per served ad adds up to the daily rows: the log and the budget agree.
+    # What the ledger charged per served ad adds up to the daily rows and to the campaign's running total.
     assert sum(c for b in store.iter_events() for c in b.cost.tolist()) == pytest.approx(6.0)
+    second_day = max(spend)
+    assert store.campaign_spend(second_day) == {"c": (pytest.approx(1.0), pytest.approx(6.0))}
 
 
 def test_a_partial_charge_takes_exactly_what_is_left(store: Store) -> None:
@@ -157,7 +159,7 @@ def test_tokens_of_ads_outside_the_library_are_not_billed(store: Store) -> None:
     assert [i for i, _ in result.rejected] == [0, 1] and "not an ad of campaign" in result.rejected[0][1]
 
 
-def test_a_store_at_schema_3_gains_the_unbilled_column(tmp_path: Any) -> None:
+def test_a_store_at_schema_3_gains_unbilled_delivery_and_campaign_totals(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     with open_store(url) as s:
         s.upsert_advertisers([Advertiser(advertiser_id="adv", name="Acme")])
@@ -167,11 +169,14 @@ def test_a_store_at_schema_3_gains_the_unbilled_column(tmp_path: Any) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE delivery_daily DROP COLUMN unbilled"))
+        conn.execute(text("DROP TABLE campaign_totals"))
         conn.execute(text("UPDATE adrec_meta SET value = '3' WHERE key = 'schema_version'"))
     engine.dispose()
     with open_store(url) as s:
-        assert s.schema_version() == 4
+        assert s.schema_version() == 5
         (row,) = s.delivery_report()
         assert (row.clicks, row.spend, row.unbilled) == (1, pytest.approx(0.9), 0.0)
+        assert s.campaign_spend(row.day) == {"c": (pytest.approx(0.9), pytest.approx(0.9))}  # totals backfilled
         e = _token(2, user="z")
         assert s.apply_feedback([_imp(e), _click(e)]).unbilled == pytest.approx(0.8)
+        assert s.campaign_spend(row.day) == {"c": (pytest.approx(1.0), pytest.approx(1.0))}

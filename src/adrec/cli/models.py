@@ -152,7 +152,9 @@ def train(
 train.__doc__ = f"{train.__doc__}\n\nRegistered models: {_model_names()}"
 
 
-@app.command(epilog="Example:  \n`adrec recommend --model-dir models/gfcf --user sim0-u000042 --k 10`")
+@app.command(
+    epilog="Example:  \n`adrec recommend --model-dir models/gfcf --user sim0-u000042 --k 10` (raw model scores)"
+)
 @friendly
 def recommend(
     model_dir: Annotated[Path, typer.Option("--model-dir", help="A folder written by `adrec train`.")],
@@ -160,7 +162,11 @@ def recommend(
     k: Annotated[int, typer.Option("--k", min=1, help="How many ads.")] = 10,
     as_json: JsonOption = False,
 ) -> None:
-    """A user's top ads with scores, excluding ads the user already interacted with."""
+    """A trained model's raw top items for a user, with its scores, excluding items the user already interacted with.
+
+    This is the model alone: no targeting, budgets, frequency caps, eCPM or auction. The ads a user is actually
+    served come from the decision pipeline: `GET /v1/recommendations` of `adrec serve` (or the demo's step 7).
+    """
     from adrec.models.artifact import Artifact
 
     recs = Artifact.load(model_dir).recommend(user, k)

@@ -39,11 +39,22 @@ def _add_unbilled(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE delivery_daily ADD COLUMN unbilled FLOAT NOT NULL DEFAULT 0"))
 
 
+def _add_campaign_totals(conn: Connection) -> None:
+    tables.campaign_totals.create(conn, checkfirst=True)
+    conn.execute(
+        text(
+            "INSERT INTO campaign_totals (campaign_id, spend, unbilled) "
+            "SELECT campaign_id, SUM(spend), SUM(unbilled) FROM delivery_daily GROUP BY campaign_id"
+        )
+    )
+
+
 # version -> (description, function). Version 1 is the initial schema, created from the table definitions.
 MIGRATIONS: dict[int, tuple[str, Migration]] = {
     2: ("profiles and profile_interests: behaviour derived from events", _add_profiles),
     3: ("serving: campaign frequency caps and pacing, deliveries ledger, daily delivery, API keys", _add_serving),
     4: ("daily delivery: unbilled delivery (budget spent, campaign ended)", _add_unbilled),
+    5: ("campaign_totals: each campaign's running spend and unbilled delivery", _add_campaign_totals),
 }
 
 

@@ -24,7 +24,6 @@ from sqlalchemy import (
     Integer,
     and_,
     bindparam,
-    case,
     cast,
     create_engine,
     event,
@@ -535,6 +534,8 @@ class SqlStore:
         self._ph = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
         # SQLite allows one writer; serialising writers in-process avoids busy waits between threads.
         self._write_lock = threading.Lock()
+        # (catalog version, ad → campaign, campaign → billing terms), read by the ledger (see _library).
+        self._library_cache: tuple[int, dict[str, str], dict[str, _Terms]] = (-1, {}, {})
         self._one_profile: Any = None
         # Idempotent by event id, for the append path. The serving ledger inserts plainly (_insert_rows): it reads
         # the stored ids under its write lock, so a conflict there would be an error, not a duplicate.
@@ -1105,6 +1106,30 @@ class SqlStore:
                 cur.close()
         return result
 
+    def _library(self, cur: Any, ad_ids: set[str], campaign_ids: set[str]) -> tuple[dict[str, str], dict[str, _Terms]]:
+        """The campaign of each ad, and the billing terms of each campaign, of the ids a batch's tokens name.
+
+        Kept between batches while the store's ``catalog`` version (raised in the transaction of every write of
+        campaigns or ads, by any process) stays the same: only ids not seen since are read.
+        """
+        cur.execute(f"SELECT value FROM {t.meta.name} WHERE key = 'version:catalog'")
+        row = cur.fetchone()
+        version = int(row[0]) if row else 0
+        if self._library_cache[0] != version:
+            self._library_cache = (version, {}, {})
+        _, ads, terms = self._library_cache
+        new_ads = [a for a in ad_ids if a not in ads]
+        if new_ads:
+            ads.update(self._select_in(cur, "SELECT ad_id, campaign_id FROM ads WHERE ad_id", new_ads))
+        new_campaigns = [c for c in campaign_ids if c not in terms]
+        if new_campaigns:
+            query = (
+                "SELECT campaign_id, status, end_ts, daily_budget, total_budget, frequency FROM campaigns "
+                "WHERE campaign_id"
+            )
+            terms.update((r[0], _Terms.of_row(*r[1:])) for r in self._select_in(cur, query, new_campaigns))
+        return ads, terms
+
     def _ledger_state(
         self,
         cur: Any,
@@ -1116,45 +1141,45 @@ class SqlStore:
         budgets' spend (only when the batch bills a campaign with a budget) and the users' recent impressions
         (only for the impressions of campaigns with frequency caps)."""
         state = _LedgerState(recorded, stored)
-        ad_ids = list(dict.fromkeys(f.delivery.ad_id for f in feedback))
-        state.ads = dict(self._select_in(cur, "SELECT ad_id, campaign_id FROM ads WHERE ad_id", ad_ids))
-        campaign_ids = list(dict.fromkeys(f.delivery.campaign_id for f in feedback))
-        query = (
-            "SELECT campaign_id, status, end_ts, daily_budget, total_budget, frequency FROM campaigns WHERE campaign_id"
-        )
-        state.terms = {r[0]: _Terms.of_row(*r[1:]) for r in self._select_in(cur, query, campaign_ids)}
-        billed = {
-            f.delivery.campaign_id
-            for f in feedback
-            if f.delivery.price > 0 and _BILLABLE[f.delivery.pricing_model] == f.type
-        }
-        daily = [c for c in billed if (x := state.terms.get(c)) and x.daily_budget is not None]
+        ad_ids: set[str] = set()
+        campaign_ids: set[str] = set()
+        billed: set[str] = set()
+        day_numbers: set[int] = set()
+        impressions: list[Feedback] = []
+        for f in feedback:  # one pass over the batch for everything below
+            d = f.delivery
+            ad_ids.add(d.ad_id)
+            campaign_ids.add(d.campaign_id)
+            day_numbers.add(int(f.ts // 86_400))
+            if d.price > 0 and _BILLABLE[d.pricing_model] == f.type:
+                billed.add(d.campaign_id)
+            if f.type == EventType.IMPRESSION:
+                impressions.append(f)
+        state.ads, terms = self._library(cur, ad_ids, campaign_ids)
+        state.terms = terms
+        daily = [c for c in billed if (x := terms.get(c)) and x.daily_budget is not None]
         if daily:
-            days = {day_name(number): number for number in {int(f.ts // 86_400) for f in feedback}}
+            days = {day_name(number): number for number in day_numbers}
             listed = ", ".join(f"'{day}'" for day in days)  # YYYY-MM-DD made here: nothing to escape
             query = f"SELECT campaign_id, day, spend FROM delivery_daily WHERE day IN ({listed}) AND campaign_id"
             for campaign, day, spend in self._select_in(cur, query, daily):
                 state.spent_day[(campaign, days[day])] = float(spend)
-        total = [c for c in billed if (x := state.terms.get(c)) and x.total_budget is not None]
+        total = [c for c in billed if (x := terms.get(c)) and x.total_budget is not None]
         if total:
-            query = "SELECT campaign_id, SUM(spend) FROM delivery_daily WHERE campaign_id"
-            for campaign, spend in self._select_in(cur, query, total, " GROUP BY campaign_id"):
+            query = "SELECT campaign_id, spend FROM campaign_totals WHERE campaign_id"
+            for campaign, spend in self._select_in(cur, query, total):
                 state.spent_total[campaign] = float(spend)
-        capped = [
-            f
-            for f in feedback
-            if f.type == EventType.IMPRESSION and (x := state.terms.get(f.delivery.campaign_id)) and x.capped
-        ]
+        capped_campaigns = {c for c in campaign_ids if (x := terms.get(c)) and x.capped}
+        capped = [f for f in impressions if f.delivery.campaign_id in capped_campaigns] if capped_campaigns else []
         if capped:
-            since = min(f.ts - state.terms[f.delivery.campaign_id].window_s for f in capped)
+            since = min(f.ts - terms[f.delivery.campaign_id].window_s for f in capped)
             users = list(dict.fromkeys(f.delivery.user_id for f in capped))
-            campaigns = {f.delivery.campaign_id for f in capped}
             query = (
                 "SELECT user_id, campaign_id, ad_id, impression_ts FROM deliveries "
                 f"WHERE impression_ts >= {float(since)!r} AND user_id"  # a float's repr: no injection
             )
             for user, campaign, ad, ts in self._select_in(cur, query, users):
-                if campaign in campaigns:
+                if campaign in capped_campaigns:
                     state.shown.setdefault((user, campaign), []).append((ad, float(ts)))
         return state
 
@@ -1196,6 +1221,19 @@ class SqlStore:
                     for (c, day), v in changes.daily.items()
                 ],
             )
+            totals: dict[str, list[float]] = {}
+            for (c, _), v in changes.daily.items():
+                if v[3] or v[4]:  # most events (impressions of CPC, clicks of CPA...) bill nothing
+                    row = totals.setdefault(c, [0.0, 0.0])
+                    row[0] += v[3]
+                    row[1] += v[4]
+            if totals:
+                cur.executemany(
+                    f"INSERT INTO campaign_totals (campaign_id, spend, unbilled) VALUES ({ph}, {ph}, {ph}) "
+                    "ON CONFLICT (campaign_id) DO UPDATE SET spend = campaign_totals.spend + excluded.spend, "
+                    "unbilled = campaign_totals.unbilled + excluded.unbilled",
+                    [(c, v[0], v[1]) for c, v in totals.items()],
+                )
 
     def _insert_rows(self, cur: Any, table: Any, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (every column of ``table``, in order), with NULL written into the statement instead of
@@ -1222,13 +1260,14 @@ class SqlStore:
             return [(str(r[0]), str(r[1]), float(r[2])) for r in conn.execute(query)]
 
     def campaign_spend(self, day: str) -> dict[str, tuple[float, float]]:
-        """Campaign id → (spend on UTC ``day``, spend in total), for campaigns that spent anything."""
-        dd = t.delivery_daily
-        total = func.sum(dd.c.spend)
-        today = func.sum(case((dd.c.day == day, dd.c.spend), else_=0.0))
-        query = select(dd.c.campaign_id, today, total).group_by(dd.c.campaign_id)
+        """Campaign id → (spend on UTC ``day``, spend in total), for campaigns that spent anything.
+
+        Read from the day's delivery rows and the campaigns' running totals (no pass over the history)."""
+        dd, ct = t.delivery_daily, t.campaign_totals
         with self._engine.connect() as conn:
-            return {str(r[0]): (float(r[1] or 0.0), float(r[2] or 0.0)) for r in conn.execute(query)}
+            today = dict(conn.execute(select(dd.c.campaign_id, dd.c.spend).where(dd.c.day == day)).all())
+            totals = conn.execute(select(ct.c.campaign_id, ct.c.spend)).all()
+        return {str(c): (float(today.get(c) or 0.0), float(total)) for c, total in totals}
 
     def delivery_report(
         self, campaign_ids: Sequence[str] | None = None, start_day: str | None = None, end_day: str | None = None

@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -197,6 +197,16 @@ delivery_daily = Table(
     Column("spend", Float, nullable=False),
     # Version 4: what was delivered but not billed (the budget was spent, or the campaign had ended).
     Column("unbilled", Float, nullable=False, server_default="0"),
+)
+
+# Version 5: each campaign's spend and unbilled delivery so far (the sums of its delivery_daily rows), kept in the
+# same transaction: what total budgets are checked against, without summing a campaign's whole history each time.
+campaign_totals = Table(
+    "campaign_totals",
+    metadata,
+    Column("campaign_id", ID, primary_key=True),
+    Column("spend", Float, nullable=False),
+    Column("unbilled", Float, nullable=False),
 )
 
 # API keys of the HTTP API, stored as SHA-256 of the secret (keys are 256-bit random, so no slow hash is needed).

@@ -39,7 +39,7 @@ __all__ = [
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def _state(request: Request) -> ServerState:
+async def _state(request: Request) -> ServerState:  # async: a sync dependency would hop through the thread pool
     state: ServerState = request.app.state.adrec
     return state
 

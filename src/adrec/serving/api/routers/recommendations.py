@@ -6,9 +6,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from adrec.serving.api.deps import Serving, State
+from adrec.serving.api.deps import Serving
 from adrec.serving.api.errors import KEYED
 from adrec.serving.api.schemas import AdRequest, RecommendationsOut, parse_query, query_parameters
+from adrec.serving.api.state import ServerState
 
 router = APIRouter(tags=["serving"], responses=KEYED)
 
@@ -18,12 +19,13 @@ router = APIRouter(tags=["serving"], responses=KEYED)
     openapi_extra={"parameters": query_parameters(AdRequest)},
     responses={200: {"model": RecommendationsOut, "description": "Ranked, priced and explained ads"}},
 )
-async def recommendations(key: Serving, state: State, request: Request) -> Response:
+async def recommendations(key: Serving, request: Request) -> Response:
     """Ranked, priced and explained ads for a user; unknown users are served by cold start (popular, fresh).
 
     Serving keys get what a publisher needs (ad, creative, price charged, token, explanation); advertisers' bids and
     eCPMs are confidential and only admin keys see them."""
     q = parse_query(AdRequest, request)
+    state: ServerState = request.app.state.adrec  # not the State dependency: each level costs time per request
     response = state.pipeline.recommend(
         q.user_id,
         q.k,
