@@ -279,3 +279,15 @@ def test_no_key_material_in_the_logs(caplog: pytest.LogCaptureFixture) -> None:
     for secret in [*secrets, wrong]:
         assert secret not in logged
         assert secret.split("_", 2)[-1] not in logged  # not even the random part
+
+
+def test_health_probes_are_not_rate_limited() -> None:
+    # A load balancer probing with a key must not be answered 429 (the bench's health ceiling met it at 16k/s).
+    with open_store("sqlite://") as store:
+        fill(store)
+        state = ServerState(store, None, TokenSigner(SECRET), sync_interval_s=0)
+        key = {"X-API-Key": create_api_key(store, "admin")[1]}
+        with TestClient(create_app(state, limits=Limits(rate_limit_rps=0.01, rate_limit_burst=2))) as client:
+            assert {client.get("/health", headers=key).status_code for _ in range(10)} == {200}
+            assert {client.get("/ready", headers=key).status_code for _ in range(10)} == {200}
+            assert [client.get("/v1/campaigns", headers=key).status_code for _ in range(3)][-1] == 429

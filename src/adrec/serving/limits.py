@@ -10,7 +10,8 @@
   most ``rate_limit_burst``. A request that finds its bucket empty is answered 429 with ``Retry-After``. Buckets
   are kept in process (:class:`TokenBuckets`), or in Redis (:class:`RedisTokenBuckets`) so that every worker and
   server behind one Redis shares one bucket per key. Keys are kept only as hashes, never logged. Requests without
-  a key are not limited here (they are refused with 401 anyway).
+  a key are not limited here (they are refused with 401 anyway), nor are the health probes (``/health``,
+  ``/ready``).
 
 :func:`install` adds the middleware, and a 405 handler whose ``Allow`` header lists every method the path
 answers (Starlette's names only the first route that matches the path).
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["Limits", "RedisTokenBuckets", "RequestLimits", "TokenBuckets", "install", "method_not_allowed"]
 
 MIB = 1 << 20
+_PROBES = frozenset({"/health", "/ready"})
+"""Not rate limited: liveness and readiness answer every probe, key or not."""
 EVENTS_PATH = "/v1/events"
 REDIS_PREFIX = "adrec:ratelimit:"
 
@@ -246,7 +249,7 @@ class RequestLimits:
                     key = value
             elif name == b"content-length":
                 length = value
-        if key:
+        if key and scope["path"] not in _PROBES:
             if self.memory is not None:
                 wait = self.memory.take(hash(key))
             elif self.redis is not None:
