@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 
 from adrec.data.schema import Ad, Advertiser, Campaign
 from adrec.exceptions import NotFoundError, ValidationError
+from adrec.serving.api.schemas import check_query, takes_several
 from adrec.serving.api.state import ServerState
 from adrec.store.base import ApiKeyRecord
 
@@ -72,30 +72,22 @@ _QUERY_NAMES: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
 
 
 def _query_names(route: Any) -> tuple[frozenset[str], frozenset[str]]:
-    """The route's query parameters, and those of them that take several values."""
+    """The route's query parameters, and those of them that take several values (computed once per route)."""
     names = _QUERY_NAMES.get(id(route))
     if names is None:
         params = route.dependant.query_params
         declared = {p.alias for p in params}
         declared |= {p["name"] for p in (route.openapi_extra or {}).get("parameters", []) if p.get("in") == "query"}
-        several = {p.alias for p in params if "list" in str(p.field_info.annotation)}
+        several = {p.alias for p in params if takes_several(p.field_info.annotation)}
         names = _QUERY_NAMES[id(route)] = (frozenset(declared), frozenset(several))
     return names
 
 
 async def known_query(request: Request) -> None:
-    """Refuse (422) query parameters the route does not declare, and a one-value parameter given more than once
-    (FastAPI would silently take the last): a misspelt or doubled filter must not pass unnoticed."""
+    """:func:`~adrec.serving.api.schemas.check_query` for the routes whose query FastAPI reads."""
     route = request.scope.get("route")
-    if route is None or not request.query_params:
-        return
-    allowed, several = _query_names(route)
-    for name in request.query_params:
-        if name not in allowed:
-            msg = f"unknown query parameter; this route takes {', '.join(sorted(allowed)) or 'none'}"
-            raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", name), "msg": msg}])
-        if name not in several and len(request.query_params.getlist(name)) > 1:
-            raise RequestValidationError([{"type": "too_many", "loc": ("query", name), "msg": "given more than once"}])
+    if route is not None and request.query_params:
+        check_query(request.query_params, *_query_names(route))
 
 
 KnownQuery = Depends(known_query)

@@ -3,15 +3,18 @@ response models its OpenAPI document declares."""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Collection
 from datetime import date
-from typing import Annotated, Any, TypeVar, get_origin
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.dataclasses import dataclass
+from starlette.datastructures import QueryParams
 
 from adrec.data.schema import ID_PATTERN, MAX_ID_LENGTH, Device, Id
 
@@ -85,25 +88,38 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
+def takes_several(annotation: Any) -> bool:
+    """Whether a query parameter of this type takes several values (``list[...]``, also inside ``| None``)."""
+    if get_origin(annotation) is list:
+        return True
+    return any(get_origin(arg) is list for arg in get_args(annotation))
+
+
+def check_query(params: QueryParams, allowed: Collection[str], several: Collection[str]) -> None:
+    """Refuse (422) a query parameter the route does not declare, and a one-value parameter given more than once
+    (it would otherwise be ignored, or silently take the last value): a misspelt or doubled filter must not pass
+    unnoticed."""
+    for name in params:
+        if name not in allowed:
+            msg = f"unknown query parameter; this route takes {', '.join(sorted(allowed)) or 'none'}"
+            raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", name), "msg": msg}])
+        if name not in several and len(params.getlist(name)) > 1:
+            raise RequestValidationError([{"type": "too_many", "loc": ("query", name), "msg": "given more than once"}])
+
+
+@functools.cache
+def _several(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for name, field in model.model_fields.items() if takes_several(field.annotation))
+
+
 def parse_query(model: type[_Query], request: Request) -> _Query:
     """``model`` from the request's query string; errors are 422 at ``("query", field)``, as FastAPI's are."""
     params = request.query_params
-    unknown = [name for name in params if name not in model.model_fields]
-    if unknown:
-        msg = f"unknown query parameter; this route takes {', '.join(model.model_fields)}"
-        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", unknown[0]), "msg": msg}])
-    data: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
-        if name in params:
-            values = params.getlist(name)
-            if get_origin(field.annotation) is list:
-                data[name] = values
-            elif len(values) > 1:
-                raise RequestValidationError(
-                    [{"type": "too_many", "loc": ("query", name), "msg": "given more than once"}]
-                )
-            else:
-                data[name] = values[0]
+    several = _several(model)
+    check_query(params, model.model_fields, several)
+    data: dict[str, Any] = {
+        name: params.getlist(name) if name in several else params[name] for name in model.model_fields if name in params
+    }
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
