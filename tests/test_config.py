@@ -51,3 +51,11 @@ def test_bad_config_files_are_reported(tmp_path: Path, text: str, match: str) ->
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         Settings.load(tmp_path / "nope.toml")
+
+
+def test_the_pipeline_knobs_of_the_settings_default_to_the_pipelines_own() -> None:
+    # Settings sits below serving, so it cannot import PipelineConfig's defaults: they are written twice, and this
+    # keeps the two copies equal.
+    from adrec.serving.pipeline import PipelineConfig
+
+    assert PipelineConfig.from_settings(Settings()) == PipelineConfig()

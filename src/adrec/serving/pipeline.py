@@ -816,30 +816,16 @@ class Pipeline:
                     token=self.signer.sign(delivery),
                 )
             )
-        self._remember(
-            cat, user_id, ctx.now, camp[sel], pricing[sel], prices, pctr[sel] * pcvr[sel], pctr[sel], cand[sel]
-        )
+        # Outstanding until their events arrive: the expected cost of each served ad (its price per billable event
+        # times the chance of that event: 1 for CPM, pCTR for CPC, pCTR x pCVR for CPA) counts against its budget,
+        # and the ads of capped campaigns against the user's caps.
+        served_camp = camp[sel]
+        chance = np.where(pricing[sel] == "CPM", 1.0, np.where(pricing[sel] == "CPA", pctr[sel] * pcvr[sel], pctr[sel]))
+        ids = cat.c_ids[served_camp].tolist()
+        capped = [(ids[j], a.ad_id) for j, a in enumerate(out) if cat.c_capped[served_camp[j]]]
+        costs = list(zip(ids, (prices * chance).tolist(), strict=True))
+        self.outstanding.add(ctx.now, user_id, costs, capped, cat.max_window)
         return out
-
-    def _remember(
-        self,
-        cat: CatalogSnapshot,
-        user_id: str,
-        now: float,
-        camp: npt.NDArray[np.int64],
-        pricing: npt.NDArray[np.str_],
-        prices: npt.NDArray[np.float64],
-        p_conversion: npt.NDArray[np.float64],
-        p_click: npt.NDArray[np.float64],
-        ads: npt.NDArray[np.int64],
-    ) -> None:
-        """Count the served ads as outstanding: their expected cost (price per impression for CPM, times pCTR for
-        CPC, times pCTR x pCVR for CPA) against budgets, and the ads of capped campaigns against the user's caps."""
-        expected = prices * np.where(pricing == "CPM", 1.0, np.where(pricing == "CPA", p_conversion, p_click))
-        ids = cat.c_ids[camp].tolist()
-        capped = cat.c_capped[camp]
-        served = [(ids[j], str(cat.ad_ids[a])) for j, a in enumerate(ads.tolist()) if capped[j]]
-        self.outstanding.add(now, user_id, list(zip(ids, expected.tolist(), strict=True)), served, cat.max_window)
 
 
 def rerank(
