@@ -1,8 +1,10 @@
 """The store protocol every backend implements, and the URL registry that opens one.
 
-A store holds the ad market (users, advertisers, campaigns, ads) and the append-only event log. Backends are
+A store plays five roles, each its own protocol: :class:`MarketStore` (users, advertisers, campaigns, ads),
+:class:`EventLog` (the append-only event log), :class:`Ledger` (served ads, charges, daily delivery),
+:class:`ProfileStore` and :class:`KeyStore`; :class:`Store` is all of them over one handle. Backends are
 chosen by URL scheme: ``sqlite:///path.db`` (embedded default) and ``postgresql://user@host/db`` (scale-out) are
-registered by :mod:`adrec.store.sql`. One contract test suite runs against every registered backend.
+registered by :mod:`adrec.store.sql`. Each role's contract suite runs against every registered backend.
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ __all__ = [
     "DailyDelivery",
     "Delivery",
     "ErasureReport",
+    "EventLog",
     "Feedback",
     "FeedbackResult",
     "IngestResult",
+    "KeyStore",
+    "Ledger",
     "MarketStats",
+    "MarketStore",
     "OnBadRow",
+    "ProfileStore",
     "Store",
     "demographic_segment",
     "open_store",
@@ -147,22 +154,12 @@ iterators that accept it: readers that must survive one bad row (the serving cat
 
 
 @runtime_checkable
-class Store(Protocol):
-    """The contract of a store backend.
+class MarketStore(Protocol):
+    """The ad market: users, advertisers, campaigns and ads. Upserts replace a record with the same id."""
 
-    Writes are durable when they return. Upserts replace a record with the same id; events are append-only and
-    idempotent by ``event_id``.
-    """
-
-    url: str
-
-    # -- users -------------------------------------------------------------------------------------------
     def upsert_users(self, users: Iterable[User]) -> int: ...
     def get_user(self, user_id: str) -> User: ...
     def iter_users(self, batch_size: int = 10_000) -> Iterator[list[User]]: ...
-    def delete_user(self, user_id: str) -> ErasureReport: ...
-
-    # -- ad library --------------------------------------------------------------------------------------
     def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int: ...
     def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int: ...
     def upsert_ads(self, ads: Iterable[Ad]) -> int: ...
@@ -175,7 +172,16 @@ class Store(Protocol):
     ) -> Iterator[list[Campaign]]: ...
     def iter_ads(self, batch_size: int = 10_000, *, on_error: OnBadRow | None = None) -> Iterator[list[Ad]]: ...
 
-    # -- events ------------------------------------------------------------------------------------------
+
+@runtime_checkable
+class EventLog(Protocol):
+    """The append-only event log (idempotent by ``event_id``) and the anonymous CTR logs.
+
+    :meth:`append_events` records history that carries no impression token (imported logs): it is never charged
+    and creates no served-ad rows; events of served ads are recorded by :meth:`Ledger.apply_feedback`. Both write
+    the log and the campaigns' daily delivery in one transaction, so reports always match the log.
+    """
+
     def append_events(self, events: EventBatch | Sequence[Event]) -> IngestResult: ...
     def iter_events(
         self,
@@ -188,15 +194,14 @@ class Store(Protocol):
         batch_size: int = 100_000,
     ) -> Iterator[EventBatch]: ...
     def count_events(self, *, user_id: str | None = None, type: EventType | None = None) -> int: ...
+    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int: ...
+    def iter_ctr_examples(self, source: str | None = None, batch_size: int = 10_000) -> Iterator[list[CtrExample]]: ...
 
-    # -- profiles (declared attributes read from users; behaviour and embedding stored) ----------------------
-    def upsert_profiles(self, profiles: Iterable[Profile]) -> int: ...
-    def get_profile(self, user_id: str) -> Profile: ...
-    def get_profiles(self, user_ids: Sequence[str]) -> dict[str, Profile]: ...
-    def iter_profiles(self, batch_size: int = 10_000) -> Iterator[list[Profile]]: ...
-    def resolve_segment(self, segment: Segment) -> list[str]: ...
 
-    # -- serving ledger (schema version 3) ----------------------------------------------------------------
+@runtime_checkable
+class Ledger(Protocol):
+    """Served ads (deliveries) and what their events charged, within budgets and frequency caps; daily delivery."""
+
     def apply_feedback(self, feedback: Sequence[Feedback]) -> FeedbackResult: ...
     def delivery_times(self, user_id: str, since: float) -> list[tuple[str, str, float]]: ...
     def campaign_spend(self, day: str) -> dict[str, tuple[float, float]]: ...
@@ -204,20 +209,42 @@ class Store(Protocol):
         self, campaign_ids: Sequence[str] | None = None, start_day: str | None = None, end_day: str | None = None
     ) -> list[DailyDelivery]: ...
     def segment_click_counts(self, limit: int = 200) -> dict[str, list[tuple[str, int]]]: ...
+
+
+@runtime_checkable
+class ProfileStore(Protocol):
+    """Profiles: declared attributes read from users; behaviour, interests and embedding stored; segments."""
+
+    def upsert_profiles(self, profiles: Iterable[Profile]) -> int: ...
+    def get_profile(self, user_id: str) -> Profile: ...
+    def get_profiles(self, user_ids: Sequence[str]) -> dict[str, Profile]: ...
+    def iter_profiles(self, batch_size: int = 10_000) -> Iterator[list[Profile]]: ...
+    def resolve_segment(self, segment: Segment) -> list[str]: ...
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """API keys, kept as the SHA-256 of their secret."""
+
     def put_api_key(self, key: ApiKeyRecord) -> None: ...
     def find_api_key(self, key_hash: str) -> ApiKeyRecord | None: ...
     def list_api_keys(self) -> list[ApiKeyRecord]: ...
     def revoke_api_key(self, key_id: str) -> None: ...
 
-    # -- CTR logs ----------------------------------------------------------------------------------------
-    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int: ...
-    def iter_ctr_examples(self, source: str | None = None, batch_size: int = 10_000) -> Iterator[list[CtrExample]]: ...
 
-    # -- versions of what serving processes cache ------------------------------------------------------------
+@runtime_checkable
+class Store(MarketStore, EventLog, Ledger, ProfileStore, KeyStore, Protocol):
+    """A store backend: every role over one handle, plus what spans them (erasure, versions, stats).
+
+    Writes are durable when they return. Callers that need one role take that role's protocol; callers that need
+    several keep one :class:`Store`.
+    """
+
+    url: str
+
+    def delete_user(self, user_id: str) -> ErasureReport: ...
     def versions(self) -> dict[str, int]: ...
     def bump_version(self, name: str) -> int: ...
-
-    # -- whole store -------------------------------------------------------------------------------------
     def stats(self, top: int = 10) -> MarketStats: ...
     def schema_version(self) -> int: ...
     def close(self) -> None: ...
