@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from store_records import make_events
+from store_records import add_market, make_events
 
 from adrec.data.schema import (
     Event,
@@ -46,7 +46,6 @@ def test_event_records_and_batches_are_interchangeable(store: Store) -> None:
             user_id="u1",
             ad_id="a1",
             ts=1.7e9,
-            cost=0.4,
             value=3.0,
             propensity=0.25,
         ),
@@ -56,7 +55,7 @@ def test_event_records_and_batches_are_interchangeable(store: Store) -> None:
     assert batch.event_id.tolist() == ["x2", "x1"] or batch.event_id.tolist() == ["x1", "x2"]
     got = {eid: i for i, eid in enumerate(batch.event_id.tolist())}
     i2 = got["x2"]
-    assert batch.cost[i2] == pytest.approx(0.4)
+    assert batch.cost[i2] == 0.0 and batch.request_id[got["x1"]] == "r1"
     assert batch.value[i2] == 3.0
     assert batch.propensity[i2] == 0.25
     i1 = got["x1"]
@@ -122,3 +121,21 @@ def test_ctr_examples_round_trip_and_replace(store: Store) -> None:
     back = [x for batch in store.iter_ctr_examples("criteo.txt", batch_size=2) for x in batch]
     assert back == rows
     assert store.stats().ctr_examples == 5
+
+
+def test_history_without_a_token_is_never_charged_and_counts_in_its_campaigns_delivery(store: Store) -> None:
+    add_market(store)
+    charged = make_events(3, prefix="x", type_=1)
+    charged.cost[1] = 0.5
+    with pytest.raises(ValidationError, match=r"events\[1\]\.cost.*never charged"):
+        store.append_events(charged)
+    assert store.count_events() == 0  # refused whole
+    store.append_events(make_events(4, prefix="i", ad="a1"))
+    store.append_events(make_events(2, prefix="c", ad="a2", type_=1))
+    store.append_events(make_events(3, prefix="n", ad="not-in-the-library"))
+    assert store.append_events(make_events(4, prefix="i", ad="a1")).duplicates == 4  # a resend adds nothing
+    # In the log as imported, with no served-ad row and nothing charged; counted in its campaign's delivery.
+    assert store.count_events() == 9
+    assert store.delivery_times("u1", 0.0) == []
+    (day,) = store.delivery_report()
+    assert (day.campaign_id, day.impressions, day.clicks, day.spend, day.unbilled) == ("c1", 4, 2, 0.0, 0.0)

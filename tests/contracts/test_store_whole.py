@@ -34,15 +34,19 @@ def test_stats_count_ctr_spend_and_categories(store: Store) -> None:
     store.upsert_users([User(user_id="u1")])
     store.append_events(make_events(40, prefix="i1", ad="a1"))
     store.append_events(make_events(10, prefix="i2", ad="a2"))
-    clicks = make_events(4, prefix="c", ad="a1", type_=1)
-    clicks.cost[:] = 0.5
-    store.append_events(clicks)
+    served = [make_delivery(f"r{n}", "CPC", 0.5) for n in range(4)]  # served ads, clicked: charged by the ledger
+    store.apply_feedback([make_feedback(f"s{n}", EventType.IMPRESSION, d) for n, d in enumerate(served)])
+    store.apply_feedback([make_feedback(f"k{n}", EventType.CLICK, d, 1) for n, d in enumerate(served)])
     stats = store.stats()
     assert (stats.users, stats.advertisers, stats.campaigns, stats.ads) == (1, 1, 1, 2)
-    assert stats.events == {"impression": 50, "click": 4, "conversion": 0}
-    assert stats.ctr == pytest.approx(4 / 50)
-    assert stats.spend == pytest.approx(2.0)
-    assert stats.top_categories == [("shoes", 40, 4), ("bags", 10, 0)]
+    assert stats.events == {"impression": 54, "click": 4, "conversion": 0}
+    assert stats.ctr == pytest.approx(4 / 54)
+    assert (stats.spend, stats.unbilled) == (pytest.approx(2.0), 0.0)
+    assert stats.top_categories == [("shoes", 44, 4), ("bags", 10, 0)]
+    # The campaign report reads the same events.
+    report = store.delivery_report()
+    assert sum(r.impressions for r in report) == 54 and sum(r.clicks for r in report) == 4
+    assert sum(r.spend for r in report) == pytest.approx(stats.spend)
 
 
 def test_reopen_keeps_data_and_schema_version(store_url: str) -> None:

@@ -161,3 +161,39 @@ def test_cli_lookalike_errors_are_one_line(db: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["lookalike", "--seed-file", str(unknown), "--size", "5", "--db", db])
     assert result.exit_code == 1 and "none of the 1 seed" in result.stderr
     assert runner.invoke(app, ["lookalike", "--help"]).output.count("Example") >= 1
+
+
+def test_profiles_built_with_the_live_model_store_its_embeddings_and_lookalike_uses_them(tmp_path: Path) -> None:
+    # Before, Profile.embedding was never filled outside tests: `adrec lookalike --db` always fell back to
+    # user-kNN on interaction rows.
+    url = f"sqlite:///{tmp_path}/m.db"
+    config = SimulationConfig(seed=6, n_users=200, n_advertisers=8, n_campaigns=16, n_ads=50, n_impressions=12_000)
+    with open_store(url) as store:
+        simulate(config, store, progress=False)
+    models = tmp_path / "models"
+    trained = runner.invoke(app, ["train", "--model", "bpr", "--out", str(models / "bpr"), "-d", f"store:{url}"])
+    assert trained.exit_code == 0, trained.output
+    refused = runner.invoke(app, ["build-profiles", "--db", url, "--models", str(models), "--since", "2025-01-01"])
+    assert refused.exit_code != 0 and "--since" in refused.output
+    built = runner.invoke(app, ["build-profiles", "--db", url, "--models", str(models), "--json"])
+    assert built.exit_code == 0, built.output
+    from adrec.models.artifact import Artifact
+
+    art = Artifact.load(models / "bpr")
+    assert art.model.user_embeddings is not None
+    known = art.users.ids[0]
+    with open_store(url) as store:
+        profiles = {p.user_id: p for batch in store.iter_profiles() for p in batch}
+        vectors = UserVectors.from_store(store)
+    got = profiles[known].embedding
+    assert got is not None
+    np.testing.assert_allclose(got, art.model.user_embeddings[0], rtol=1e-6)
+    # Users the model never saw get no vector from it.
+    unseen = [u for u, p in profiles.items() if u not in art.users]
+    assert all(profiles[u].embedding is None for u in unseen)
+    assert len(vectors) == sum(1 for u in art.users.ids if profiles[u].user.consent)
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text(f"{known}\n")
+    result = runner.invoke(app, ["lookalike", "--seed-file", str(seeds), "--size", "5", "--db", url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["vectors"] == "stored profile embeddings"

@@ -109,3 +109,36 @@ def test_exhausted_campaigns_end_in_the_store(tmp_path: Path) -> None:
         assert report.campaigns_exhausted > 0
         statuses = [c.status for batch in store.iter_campaigns() for c in batch]
     assert statuses.count(CampaignStatus.ENDED) >= report.campaigns_exhausted
+
+
+def test_simulated_events_take_the_served_path_so_budgets_reports_and_stats_agree(tmp_path: Path) -> None:
+    # Tight budgets: the history serves campaigns a chunk past their total budget and ignores daily ones; the
+    # ledger charges neither, and the excess is unbilled delivery. (Before one write path, the simulator wrote
+    # the log only: reports showed nothing and spend ran past budgets.)
+    config = CONFIG.model_copy(update={"budget_factor": 0.05, "n_impressions": 20_000, "n_users": 300})
+    with open_store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        report = simulate(config, store, progress=False)
+        stats = store.stats()
+        days = store.delivery_report()
+        campaigns = {c.campaign_id: c for batch in store.iter_campaigns() for c in batch}
+        impressions = [b for b in store.iter_events(types=[EventType.IMPRESSION])]
+        first = impressions[0]
+        served = store.delivery_times(str(first.user_id[0]), 0.0)
+    assert report.rejected == 0 and report.unbilled > 0
+    assert (stats.spend, stats.unbilled) == (pytest.approx(report.spend), pytest.approx(report.unbilled))
+    # The campaign report and `adrec stats` read the same events.
+    assert sum(d.impressions for d in days) == stats.events["impression"] == report.impressions
+    assert sum(d.clicks for d in days) == stats.events["click"] == report.clicks
+    assert sum(d.conversions for d in days) == stats.events["conversion"] == report.conversions
+    assert sum(d.spend for d in days) == pytest.approx(stats.spend)
+    assert sum(d.unbilled for d in days) == pytest.approx(stats.unbilled)
+    # No campaign is charged above its daily or total budget.
+    total: dict[str, float] = {}
+    for d in days:
+        c = campaigns[d.campaign_id]
+        total[d.campaign_id] = total.get(d.campaign_id, 0.0) + d.spend
+        assert c.daily_budget is None or d.spend <= c.daily_budget + 1e-9
+    assert all(c.total_budget is None or total.get(i, 0.0) <= c.total_budget + 1e-9 for i, c in campaigns.items())
+    # Served ads are in the ledger (frequency caps count them), with the logging policy's propensity.
+    assert (str(first.ad_id[0]), float(first.ts[0])) in [(ad, ts) for _, ad, ts in served]
+    assert all(np.isfinite(b.propensity).all() for b in impressions)

@@ -35,7 +35,8 @@ def print_stats(db_url: str, *, as_json: bool = False) -> None:
         ("ads", stats.ads),
         *[(f"{k}s", v) for k, v in stats.events.items()],
         ("CTR (clicks / impressions)", f"{stats.ctr:.2%}"),
-        ("spend", f"{stats.spend:,.2f}"),
+        ("spend (charged)", f"{stats.spend:,.2f}"),
+        ("unbilled delivery (over budget, absorbed)", f"{stats.unbilled:,.2f}"),
         ("CTR-log examples", stats.ctr_examples),
     ]:
         table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
@@ -125,7 +126,8 @@ def run_simulation(db_url: str, config: Any, *, truth_dir: Path | None, progress
         ("events newly stored", f"{report.inserted:,}"),
         ("realised CTR (true mean pCTR)", f"{report.ctr:.2%} ({report.mean_true_ctr:.2%})"),
         ("conversions per click", f"{report.cvr:.2%}"),
-        ("spend", f"{report.spend:,.2f}"),
+        ("spend (charged within budgets)", f"{report.spend:,.2f}"),
+        ("unbilled delivery (over budget, absorbed)", f"{report.unbilled:,.2f}"),
         ("campaigns out of budget", f"{report.campaigns_exhausted:,}"),
         ("ground truth saved to", str(report.out_dir) if report.out_dir else "—"),
         ("wall time", f"{report.seconds:.1f} s"),

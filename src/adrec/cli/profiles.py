@@ -54,7 +54,8 @@ def _parse_age(value: str) -> tuple[int | None, int | None]:
     "build-profiles",
     epilog=(
         "Examples:  \n`adrec build-profiles --db sqlite:///adrec-demo/adrec.db`  \n"
-        "`adrec build-profiles --since 2025-01-14 --half-life-days 7`"
+        "`adrec build-profiles --since 2025-01-14 --half-life-days 7`  \n"
+        "`adrec build-profiles --models adrec-demo/models` (also store the live model's user embeddings)"
     ),
 )
 @friendly
@@ -65,6 +66,14 @@ def build_profiles(
         typer.Option(help="Update incrementally with the events from this time (epoch seconds or ISO date) on."),
     ] = None,
     half_life_days: Annotated[float, typer.Option(help="Half-life of the time decay, in days.")] = 14.0,
+    models: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also store each profile's embedding from this model: a model folder, or a folder of models (the "
+            "live one, as `adrec serve` picks it). Users the model does not know get none. Needs a full build "
+            "(no --since).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build every user's profile from the stored events (or update it with the events since a time)."""
@@ -73,8 +82,16 @@ def build_profiles(
 
     builder = ProfileBuilder(half_life_days=half_life_days)
     start = time.perf_counter()
+    embeddings = None
+    if models is not None:
+        if since is not None:
+            raise ValidationError("--models", "embeddings are written by a full build: leave out --since")
+        embeddings = _model_embeddings(models)
     with open_store(settings(db_url=db).db_url, create=False) as store:
-        report = builder.rebuild(store) if since is None else builder.update_window(store, _parse_time(since))
+        if since is None:
+            report = builder.rebuild(store, embeddings=embeddings)
+        else:
+            report = builder.update_window(store, _parse_time(since))
     seconds = time.perf_counter() - start
     if as_json:
         out.print_json(json.dumps({**asdict(report), "seconds": seconds}))
@@ -85,6 +102,18 @@ def build_profiles(
         "unknown users left out)",
         highlight=False,
     )
+
+
+def _model_embeddings(path: Path) -> dict[str, Any]:
+    """User id → user embedding of the model at ``path`` (a model folder or a folder of models: the live one)."""
+    from adrec.models.artifact import Artifact
+    from adrec.serving.pipeline import find_model_dir
+
+    art = Artifact.load(find_model_dir(path))
+    emb = art.model.user_embeddings
+    if emb is None:
+        raise ValidationError("--models", f"the model {art.model.name} in {path} has no user embeddings")
+    return dict(zip(art.users.ids, emb, strict=True))
 
 
 # ------------------------------------------------------------------------------------------------ profile

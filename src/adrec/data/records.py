@@ -43,6 +43,9 @@ class Delivery:
     price: float
     served_ts: float
     placement: str | None = None
+    propensity: float | None = None
+    """The serving policy's probability of showing this ad here (for off-policy evaluation); None when unknown.
+    Not carried by impression tokens: set by serving paths that record their events directly (the simulator)."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ aggregates the events with vectorized NumPy, moves the stored decayed values to 
 the new contributions (see :mod:`adrec.profiles.profile` for the decay). :meth:`ProfileBuilder.rebuild` streams
 every stored event through the same aggregation, so both paths agree up to floating-point rounding.
 
+Embeddings: given a model's user embeddings (``embeddings``, user id → vector; ``adrec build-profiles --models``
+reads the live model's), each profile written gets its user's vector, or none when the model does not know the
+user (vectors of two models never mix). Without them, stored embeddings are kept.
+
 Privacy: only users with a stored :class:`~adrec.data.schema.User` record that consents to behavioural targeting
 get behaviour (and keep an embedding). Events of anonymous users (no record) and of non-consenting users are
 ignored, and an update that meets a non-consenting user clears whatever behaviour was stored for them.
@@ -24,12 +28,25 @@ from adrec.exceptions import ValidationError
 from adrec.profiles.profile import DIMENSIONS, HOURS, Behaviour, InterestStats, Profile, price_band
 from adrec.store.base import Store
 
-__all__ = ["ProfileBuilder", "ProfileUpdate"]
+__all__ = ["Embeddings", "ProfileBuilder", "ProfileUpdate"]
 
 SECONDS_PER_DAY = 86_400.0
 
 AdMeta = tuple[str | None, str | None, str | None]
 """An ad's ``(category, brand, price band)``, in :data:`DIMENSIONS` order."""
+
+
+Embeddings = Mapping[str, Sequence[float]]
+"""User id → embedding (e.g. a fitted model's user embeddings by user id)."""
+
+
+def _embedding(profile: Profile, embeddings: Embeddings | None) -> tuple[float, ...] | None:
+    """What a written profile's embedding becomes: the stored one without ``embeddings``, else the user's vector
+    in them (None when they do not know the user)."""
+    if embeddings is None:
+        return profile.embedding
+    vector = embeddings.get(profile.user_id)
+    return None if vector is None else tuple(float(x) for x in vector)
 
 
 def _member(values: npt.NDArray[np.object_], allowed: Collection[str]) -> npt.NDArray[np.bool_]:
@@ -129,10 +146,11 @@ class ProfileBuilder:
         return (clicks + self.ctr_prior * self.ctr_strength) / (impressions + self.ctr_strength)
 
     # -- the two entry points --------------------------------------------------------------------------------
-    def update(self, store: Store, events: EventBatch) -> ProfileUpdate:
+    def update(self, store: Store, events: EventBatch, *, embeddings: Embeddings | None = None) -> ProfileUpdate:
         """Fold ``events`` into the stored profiles of their users; work grows with ``len(events)`` only.
 
         Pass each event once (e.g. the batch just appended): the profile cannot tell a resent event from a new one.
+        ``embeddings`` (user id → vector) replaces the embedding of each profile written (see the module docs).
         """
         self._check()
         events.validate()
@@ -153,7 +171,7 @@ class ProfileBuilder:
             if new is None:
                 continue
             merged = new if profile.behaviour is None else self.merge(profile.behaviour, new)
-            out.append(Profile(profile.user, merged, profile.embedding))
+            out.append(Profile(profile.user, merged, _embedding(profile, embeddings)))
         store.upsert_profiles(out)
         return ProfileUpdate(
             events=len(events),
@@ -176,10 +194,13 @@ class ProfileBuilder:
                 totals[i] += v
         return ProfileUpdate(*totals)
 
-    def rebuild(self, store: Store, user_ids: Sequence[str] | None = None) -> ProfileUpdate:
+    def rebuild(
+        self, store: Store, user_ids: Sequence[str] | None = None, *, embeddings: Embeddings | None = None
+    ) -> ProfileUpdate:
         """Recompute the profiles of ``user_ids`` (default: every user) from all their stored events.
 
-        Embeddings of consenting users are kept; everything else derived is replaced.
+        Embeddings of consenting users are kept, or, with ``embeddings`` (user id → vector, e.g. the live model's
+        user embeddings), set from it; everything else derived is replaced.
         """
         self._check()
         if user_ids is None:
@@ -204,7 +225,7 @@ class ProfileBuilder:
             for user_id, b in self.aggregate(kept, meta).items():
                 behaviour[user_id] = self.merge(behaviour[user_id], b) if user_id in behaviour else b
         out = [
-            Profile(p.user, behaviour.get(u), p.embedding) if p.user.consent else Profile(p.user)
+            Profile(p.user, behaviour.get(u), _embedding(p, embeddings)) if p.user.consent else Profile(p.user)
             for u, p in profiles.items()
         ]
         store.upsert_profiles(out)

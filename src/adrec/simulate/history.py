@@ -40,9 +40,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from adrec.data.records import Delivery, Feedback
 from adrec.data.schema import EventBatch, EventType
 from adrec.simulate.config import SimulationConfig
 from adrec.simulate.market import BASKET_MEAN, CPA, CPC, CPM, Market
+from adrec.simulate.vocab import PRICING_MODELS
 
 __all__ = ["ImpressionLog", "LoggingPolicy", "request_times", "simulate_history"]
 
@@ -266,6 +268,50 @@ class ImpressionLog:
             value=np.concatenate([np.full(len(self), np.nan), nan_c, self.value[v]]),
             propensity=np.concatenate([self.propensity, nan_c, nan_v]),
         )
+
+    def to_feedback(self, market: Market) -> list[Feedback]:
+        """The chunk as served ads and their events, for the store's one event writer
+        (:meth:`~adrec.store.base.Ledger.apply_feedback`), which charges them within the campaigns' budgets.
+
+        Each impression is a :class:`Delivery` (``iid`` ``sim<seed>-<impression_idx:010d>``, priced per billable
+        event of its campaign's pricing model: ``bid / 1000`` per impression for CPM, ``bid`` per click for CPC
+        and per conversion for CPA; its ``propensity`` is the logging policy's), followed by its click and
+        conversion; event ids are those of :meth:`to_event_batch`.
+        """
+        prefix = f"sim{self.seed}-"
+        iids = np.strings.add(prefix, np.strings.zfill(self.impression_idx.astype(str), 10)).tolist()
+        campaign = market.ad_campaign[self.ad_idx]
+        campaign_ids = market.campaign_ids()[campaign].tolist()
+        advertiser_ids = market.advertiser_ids()[market.campaign_advertiser[campaign]].tolist()
+        pricing_codes = market.campaign_pricing[campaign]
+        names = [m.value for m in PRICING_MODELS]
+        pricing = [names[code] for code in pricing_codes.tolist()]
+        bid = market.campaign_bid[campaign]
+        price = np.where(pricing_codes == CPM, bid / 1000.0, bid).tolist()
+        users, ads = market.user_ids(self.user_idx).tolist(), market.ad_ids(self.ad_idx).tolist()
+        ts, click_ts, conversion_ts = self.ts.tolist(), self.click_ts.tolist(), self.conversion_ts.tolist()
+        clicked, converted, value = self.clicked.tolist(), self.converted.tolist(), self.value.tolist()
+        propensity = self.propensity.tolist()
+        out: list[Feedback] = []
+        for i, iid in enumerate(iids):
+            d = Delivery(
+                iid,
+                users[i],
+                ads[i],
+                campaign_ids[i],
+                advertiser_ids[i],
+                pricing[i],
+                price[i],
+                ts[i],
+                self.placement,
+                propensity[i],
+            )
+            out.append(Feedback(f"{iid}-i", EventType.IMPRESSION, ts[i], d))
+            if clicked[i]:
+                out.append(Feedback(f"{iid}-c", EventType.CLICK, click_ts[i], d))
+                if converted[i]:
+                    out.append(Feedback(f"{iid}-v", EventType.CONVERSION, conversion_ts[i], d, value[i]))
+        return out
 
 
 def _later_duplicates(slate: IntArray) -> BoolArray:

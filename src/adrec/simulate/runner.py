@@ -38,7 +38,14 @@ class SimulationReport:
     inserted
         Events the store actually added (fewer than generated when re-running the same seed).
     spend
-        Sum of event costs.
+        What the store's ledger charged for them: each billable event at its campaign's price, within the
+        campaign's daily and total budgets.
+    unbilled
+        What billable events would have cost beyond their campaigns' budgets (the history serves campaigns until
+        their total budget is spent, a chunk late, and ignores daily budgets; the ledger charges neither).
+    rejected
+        Events the ledger refused (with the reasons in the store's answer; a simulated market has no frequency
+        caps, so this stays 0 unless the store held a conflicting library).
     conversion_value
         Sum of the order values of conversions.
     ctr, cvr
@@ -66,6 +73,8 @@ class SimulationReport:
     conversions: int
     inserted: int
     spend: float
+    unbilled: float
+    rejected: int
     conversion_value: float
     ctr: float
     cvr: float
@@ -83,7 +92,7 @@ class SimulationReport:
     @property
     def duplicates(self) -> int:
         """Generated events the store already held."""
-        return self.events - self.inserted
+        return self.events - self.inserted - self.rejected
 
     @property
     def events_per_second(self) -> float:
@@ -120,7 +129,8 @@ def simulate(
     """Generate a market from ``config`` and write its catalogue, users and logged history into ``store``.
 
     The catalogue (advertisers, campaigns, ads) and the users are upserted first, then the events chunk by
-    chunk, each chunk one durable :meth:`~adrec.store.base.Store.append_events` call. Event ids are
+    chunk, each chunk one durable :meth:`~adrec.store.base.Ledger.apply_feedback` call: simulated events take the
+    path of served ones, so the ledger charges them within budgets and reports match the log. Event ids are
     deterministic, so running the same config again inserts nothing new. Campaigns that spent their total
     budget are finally re-upserted with status ``ended`` (and their ads with them).
 
@@ -168,10 +178,13 @@ def simulate(
         advance = bars.task("impressions", config.n_impressions)
         counts = np.zeros(3, dtype=np.int64)
         spend_by_campaign = np.zeros(market.n_campaigns)
-        inserted, value, sum_p_click = 0, 0.0, 0.0
+        inserted, rejected, value, sum_p_click, charged, unbilled = 0, 0, 0.0, 0.0, 0.0, 0.0
         for log in simulate_history(market):
-            result = store.append_events(log.to_event_batch(market))
-            inserted += result.inserted
+            result = store.apply_feedback(log.to_feedback(market))
+            inserted += result.accepted
+            rejected += len(result.rejected)
+            charged += result.spend
+            unbilled += result.unbilled
             counts += (len(log), int(log.clicked.sum()), int(log.converted.sum()))
             spend_by_campaign += np.bincount(
                 market.ad_campaign[log.ad_idx], weights=log.cost, minlength=market.n_campaigns
@@ -202,7 +215,9 @@ def simulate(
         clicks=clicks,
         conversions=conversions,
         inserted=inserted,
-        spend=float(spend_by_campaign.sum()),
+        spend=charged,
+        unbilled=unbilled,
+        rejected=rejected,
         conversion_value=value,
         ctr=clicks / impressions if impressions else 0.0,
         cvr=conversions / clicks if clicks else 0.0,

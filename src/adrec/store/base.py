@@ -79,6 +79,8 @@ class MarketStats:
     ctr_examples: int
     top_categories: list[tuple[str, int, int]] = field(default_factory=list)
     """``(category, impressions, clicks)`` for the most-shown categories."""
+    unbilled: float = 0.0
+    """Delivered but not charged (beyond budgets or after campaigns ended), summed over campaigns."""
 
     @property
     def ctr(self) -> float:

@@ -1,5 +1,5 @@
-"""The SQL event log: append, scan and count events, and the anonymous CTR logs (the
-:class:`~adrec.store.base.EventLog` role)."""
+"""The SQL event log: scan and count events, and the anonymous CTR logs (the :class:`~adrec.store.base.EventLog`
+role). Events are appended by the store's one event writer, in :mod:`adrec.store.sql.ledger`."""
 
 from __future__ import annotations
 
@@ -13,14 +13,12 @@ from sqlalchemy import (
 )
 
 from adrec.data.schema import (
-    Event,
     EventBatch,
     EventType,
 )
 from adrec.store import tables as t
 from adrec.store.base import (
     CtrExample,
-    IngestResult,
 )
 from adrec.store.sql.engine import CHUNK, SqlBase
 
@@ -30,39 +28,9 @@ __all__ = ["SqlEventLog"]
 class SqlEventLog(SqlBase):
     """The :class:`~adrec.store.base.EventLog` role over SQL."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        super().__init__(url, create=create)
-        # Idempotent by event id, for the append path. The serving ledger inserts plainly (_insert_rows): it reads
-        # the stored ids under its write lock, so a conflict there would be an error, not a duplicate.
-        self._insert_events = (
-            f"INSERT INTO events ({', '.join(t.EVENT_COLUMNS)}) "
-            f"VALUES ({', '.join([self._ph] * len(t.EVENT_COLUMNS))}) ON CONFLICT (event_id) DO NOTHING"
-        )
-
-    # -- events ----------------------------------------------------------------------------------------------
-    def append_events(self, events: EventBatch | Sequence[Event]) -> IngestResult:
-        """Append events atomically: the whole call is one transaction, durable when it returns.
-
-        Events whose ``event_id`` is already stored are skipped (idempotent resend) and counted as duplicates.
-        """
-        batch = events if isinstance(events, EventBatch) else EventBatch.from_events(list(events))
-        batch.validate()
-        if len(batch) == 0:
-            return IngestResult(0, 0)
-        sql = self._insert_events
-        rows = batch.rows()
-        inserted = 0
-        with self._write_lock, self._engine.begin() as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            cur = raw.cursor()
-            try:
-                for start in range(0, len(rows), CHUNK):
-                    cur.executemany(sql, rows[start : start + CHUNK])
-                    inserted += max(cur.rowcount, 0)
-            finally:
-                cur.close()
-        return IngestResult(received=len(batch), inserted=inserted)
+    # Events are written by the one writer of the store (adrec.store.sql.ledger.SqlLedger: append_events for
+    # history without tokens, apply_feedback for served ads), which keeps the log, the ledger and the daily
+    # delivery consistent in one transaction; this module reads the log.
 
     def iter_events(
         self,

@@ -9,20 +9,25 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     func,
     select,
 )
 
 from adrec.data.schema import (
+    Event,
+    EventBatch,
     EventType,
     day_name,
 )
+from adrec.exceptions import ValidationError
 from adrec.store import tables as t
 from adrec.store.base import (
     DailyDelivery,
     Feedback,
     FeedbackResult,
+    IngestResult,
     demographic_segment,
 )
 from adrec.store.sql.engine import SqlBase
@@ -61,7 +66,8 @@ class _LedgerChanges:
         """The accepted events as ``events`` rows, made one at a time as the driver binds them."""
         for f, cost in zip(self.accepted, self.costs, strict=True):
             d = f.delivery
-            yield f.event_id, int(f.type), d.user_id, d.ad_id, f.ts, d.placement, cost, d.iid, f.value, None
+            propensity = d.propensity if f.type == EventType.IMPRESSION else None
+            yield f.event_id, int(f.type), d.user_id, d.ad_id, f.ts, d.placement, cost, d.iid, f.value, propensity
 
     def created_rows(self) -> Iterator[tuple[Any, ...]]:
         """The ``deliveries`` rows the batch creates, in column order."""
@@ -276,7 +282,66 @@ class SqlLedger(SqlBase):
         # (catalog version, ad → campaign, campaign → billing terms) (see _library).
         self._library_cache: tuple[int, dict[str, str], dict[str, _Terms]] = (-1, {}, {})
 
-    # -- serving ledger --------------------------------------------------------------------------------------
+    # -- the one event writer -------------------------------------------------------------------------------
+    def _locked_cursor(self, conn: Any) -> Any:
+        """A DBAPI cursor of ``conn`` holding the store-wide write lock until the transaction ends: what is stored
+        decides what is recorded and charged, so it is read under the lock the writes take, and no writer of
+        another process (a second uvicorn worker) commits in between."""
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cur = raw.cursor()
+        if self._dialect == "postgresql":
+            cur.execute("SELECT pg_advisory_xact_lock(72431)")
+        else:
+            cur.execute("BEGIN IMMEDIATE")
+        return cur
+
+    def append_events(self, events: EventBatch | Sequence[Event]) -> IngestResult:
+        """Record history that carries no impression token (imported logs) in one transaction, durable when it
+        returns: each new event goes into the event log as it is (its ``request_id`` is kept; no served-ad row is
+        made), and into its campaign's daily delivery counts when its ad is in the library, so reports match the
+        log. Such events are never charged: a batch with a non-zero ``cost`` is refused whole (events of served
+        ads are recorded, and charged, by :meth:`apply_feedback`). Events whose ``event_id`` is already stored are
+        skipped (idempotent resend) and counted as duplicates.
+        """
+        batch = events if isinstance(events, EventBatch) else EventBatch.from_events(list(events))
+        batch.validate()
+        charged = np.flatnonzero(batch.cost != 0)
+        if len(charged):
+            raise ValidationError(
+                f"events[{int(charged[0])}].cost",
+                "an event without an impression token is never charged: cost must be 0 (events of served ads are "
+                "recorded with their tokens, through the events API or Store.apply_feedback)",
+            )
+        if len(batch) == 0:
+            return IngestResult(0, 0)
+        rows = batch.rows()
+        with self._write_lock, self._engine.begin() as conn:
+            cur = self._locked_cursor(conn)
+            try:
+                ids = batch.event_id.tolist()
+                stored = {r[0] for r in self._select_in(cur, "SELECT event_id FROM events WHERE event_id", ids)}
+                new = [i for i, event_id in enumerate(ids) if event_id not in stored] if stored else range(len(ids))
+                if stored:
+                    rows = [rows[i] for i in new]
+                if rows:
+                    self._insert_rows(cur, t.events, rows)
+                    ad_ids = batch.ad_id.tolist()
+                    ads, _ = self._library(cur, {ad_ids[i] for i in new}, set())
+                    daily: dict[tuple[str, int], list[float]] = {}
+                    types, days = batch.type.tolist(), (batch.ts // 86_400).astype(np.int64).tolist()
+                    for i in new:
+                        campaign = ads.get(ad_ids[i])
+                        if campaign is not None:
+                            day = daily.get((campaign, days[i]))
+                            if day is None:
+                                day = daily[(campaign, days[i])] = [0, 0, 0, 0.0, 0.0]
+                            day[types[i]] += 1
+                    self._add_daily(cur, daily)
+            finally:
+                cur.close()
+        return IngestResult(received=len(batch), inserted=len(rows))
+
     def apply_feedback(self, feedback: Sequence[Feedback]) -> FeedbackResult:
         """Record impressions, clicks and conversions of served ads in one transaction, durable when it returns.
 
@@ -294,16 +359,8 @@ class SqlLedger(SqlBase):
         event_ids = list(dict.fromkeys(f.event_id for f in feedback))
         iids = list(dict.fromkeys(f.delivery.iid for f in feedback))
         with self._write_lock, self._engine.begin() as conn:
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            cur = raw.cursor()
+            cur = self._locked_cursor(conn)
             try:
-                # What is stored decides what is recorded and charged, so it is read under the lock the writes
-                # take: no writer of another process (a second uvicorn worker) commits in between.
-                if self._dialect == "postgresql":
-                    cur.execute("SELECT pg_advisory_xact_lock(72431)")
-                else:
-                    cur.execute("BEGIN IMMEDIATE")
                 query = "SELECT event_id, request_id FROM events WHERE event_id"
                 recorded: dict[str, str | None] = dict(self._select_in(cur, query, event_ids))
                 query = "SELECT iid, click_ts, conversion_ts, cost FROM deliveries WHERE iid"
@@ -404,33 +461,37 @@ class SqlLedger(SqlBase):
             cur.executemany(
                 f"UPDATE deliveries SET click_ts = {ph}, conversion_ts = {ph}, cost = {ph} WHERE iid = {ph}", advanced
             )
-        if changes.daily:
+        self._add_daily(cur, changes.daily)
+
+    def _add_daily(self, cur: Any, daily: dict[tuple[str, int], list[float]]) -> None:
+        """Add ``(campaign, UTC day number) → [impressions, clicks, conversions, spend, unbilled]`` to the daily
+        delivery rows, and the spend and unbilled delivery to the campaigns' running totals."""
+        if not daily:
+            return
+        ph = self._ph
+        cur.executemany(
+            "INSERT INTO delivery_daily (campaign_id, day, impressions, clicks, conversions, spend, unbilled) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (campaign_id, day) DO UPDATE SET "
+            "impressions = delivery_daily.impressions + excluded.impressions, "
+            "clicks = delivery_daily.clicks + excluded.clicks, "
+            "conversions = delivery_daily.conversions + excluded.conversions, "
+            "spend = delivery_daily.spend + excluded.spend, "
+            "unbilled = delivery_daily.unbilled + excluded.unbilled",
+            [(c, day_name(day), int(v[0]), int(v[1]), int(v[2]), v[3], v[4]) for (c, day), v in daily.items()],
+        )
+        totals: dict[str, list[float]] = {}
+        for (c, _), v in daily.items():
+            if v[3] or v[4]:  # most events (impressions of CPC, clicks of CPA...) bill nothing
+                row = totals.setdefault(c, [0.0, 0.0])
+                row[0] += v[3]
+                row[1] += v[4]
+        if totals:
             cur.executemany(
-                "INSERT INTO delivery_daily (campaign_id, day, impressions, clicks, conversions, spend, unbilled) "
-                f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}) ON CONFLICT (campaign_id, day) DO UPDATE SET "
-                "impressions = delivery_daily.impressions + excluded.impressions, "
-                "clicks = delivery_daily.clicks + excluded.clicks, "
-                "conversions = delivery_daily.conversions + excluded.conversions, "
-                "spend = delivery_daily.spend + excluded.spend, "
-                "unbilled = delivery_daily.unbilled + excluded.unbilled",
-                [
-                    (c, day_name(day), int(v[0]), int(v[1]), int(v[2]), v[3], v[4])
-                    for (c, day), v in changes.daily.items()
-                ],
+                f"INSERT INTO campaign_totals (campaign_id, spend, unbilled) VALUES ({ph}, {ph}, {ph}) "
+                "ON CONFLICT (campaign_id) DO UPDATE SET spend = campaign_totals.spend + excluded.spend, "
+                "unbilled = campaign_totals.unbilled + excluded.unbilled",
+                [(c, v[0], v[1]) for c, v in totals.items()],
             )
-            totals: dict[str, list[float]] = {}
-            for (c, _), v in changes.daily.items():
-                if v[3] or v[4]:  # most events (impressions of CPC, clicks of CPA...) bill nothing
-                    row = totals.setdefault(c, [0.0, 0.0])
-                    row[0] += v[3]
-                    row[1] += v[4]
-            if totals:
-                cur.executemany(
-                    f"INSERT INTO campaign_totals (campaign_id, spend, unbilled) VALUES ({ph}, {ph}, {ph}) "
-                    "ON CONFLICT (campaign_id) DO UPDATE SET spend = campaign_totals.spend + excluded.spend, "
-                    "unbilled = campaign_totals.unbilled + excluded.unbilled",
-                    [(c, v[0], v[1]) for c, v in totals.items()],
-                )
 
     def delivery_times(self, user_id: str, since: float) -> list[tuple[str, str, float]]:
         """``(campaign_id, ad_id, impression_ts)`` of the user's recorded impressions at or after ``since``."""

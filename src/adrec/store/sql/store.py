@@ -69,6 +69,7 @@ class SqlStore(SqlMarketStore, SqlEventLog, SqlLedger, SqlProfileStore, SqlKeySt
                 int(k): int(v) for k, v in conn.execute(select(e.c.type, func.count()).group_by(e.c.type)).all()
             }
             spend = conn.execute(select(func.coalesce(func.sum(e.c.cost), 0.0))).scalar_one()
+            unbilled = conn.execute(select(func.coalesce(func.sum(t.campaign_totals.c.unbilled), 0.0))).scalar_one()
             imp = func.sum(cast(e.c.type == int(EventType.IMPRESSION), Integer))
             clk = func.sum(cast(e.c.type == int(EventType.CLICK), Integer))
             cat_query = (
@@ -89,6 +90,7 @@ class SqlStore(SqlMarketStore, SqlEventLog, SqlLedger, SqlProfileStore, SqlKeySt
                 spend=float(spend),
                 ctr_examples=count(t.ctr_examples),
                 top_categories=cats,
+                unbilled=float(unbilled),
             )
 
 
