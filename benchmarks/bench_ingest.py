@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from adrec.data.schema import EventBatch
-from adrec.store import open_store
+from adrec.data.schema import Ad, Advertiser, Campaign, EventBatch, PricingModel
+from adrec.store import Store, open_store
 from adrec.store.tables import EVENT_COLUMNS
 from benchmarks.common import peak_rss_mib, write_results
 
@@ -30,13 +30,24 @@ def make_events(n: int, seed: int = 0, prefix: str = "e") -> EventBatch:
         ad_id=np.array([f"ad{x}" for x in rng.integers(0, 10_000, n)], dtype=object),
         ts=1.7e9 + np.sort(rng.uniform(0, 86_400 * 7, n)),
         placement=np.full(n, "feed", dtype=object),
-        cost=np.round(rng.exponential(0.3, n), 4),
     )
+
+
+def add_library(store: Store) -> None:
+    """The ads the events name (ad0..ad9999, 100 campaigns): an import counts its events in their campaigns' daily
+    delivery. Events without a token carry no cost (only served ads' tokens are charged)."""
+    store.upsert_advertisers([Advertiser(advertiser_id="adv", name="Bench")])
+    store.upsert_campaigns(
+        Campaign(campaign_id=f"c{c}", advertiser_id="adv", name=f"c{c}", pricing_model=PricingModel.CPC, bid=1.0)
+        for c in range(100)
+    )
+    store.upsert_ads(Ad(ad_id=f"ad{a}", campaign_id=f"c{a % 100}") for a in range(10_000))
 
 
 def adrec_rate(url: str, events: EventBatch, batch: int) -> tuple[float, float]:
     """Events/s of fresh inserts, then of a full resend (all duplicates)."""
     with open_store(url) as store:
+        add_library(store)
         rates = []
         for _ in range(2):
             t0 = time.perf_counter()
@@ -132,7 +143,8 @@ def main() -> None:
         [
             f"{args.events:,} events per SQLite run (fresh file, WAL, synchronous=FULL, key + 2 secondary indexes).",
             "Peer: Python's sqlite3 executemany of pre-built tuples into the same schema — an upper bound with",
-            "no validation. adrec validates every column and is idempotent by event id.",
+            "no validation. adrec validates every column, is idempotent by event id and, in the same transaction,",
+            "adds each event to its campaign's daily delivery (the library holds the events' 10,000 ads).",
             "",
             *rows,
             "",

@@ -134,8 +134,10 @@ def test_history_without_a_token_is_never_charged_and_counts_in_its_campaigns_de
     store.append_events(make_events(2, prefix="c", ad="a2", type_=1))
     store.append_events(make_events(3, prefix="n", ad="not-in-the-library"))
     assert store.append_events(make_events(4, prefix="i", ad="a1")).duplicates == 4  # a resend adds nothing
+    mixed = store.append_events(make_events(6, prefix="i", ad="a1"))  # four stored, two new: only those count
+    assert (mixed.inserted, mixed.duplicates) == (2, 4)
     # In the log as imported, with no served-ad row and nothing charged; counted in its campaign's delivery.
-    assert store.count_events() == 9
+    assert store.count_events() == 11
     assert store.delivery_times("u1", 0.0) == []
     (day,) = store.delivery_report()
-    assert (day.campaign_id, day.impressions, day.clicks, day.spend, day.unbilled) == ("c1", 4, 2, 0.0, 0.0)
+    assert (day.campaign_id, day.impressions, day.clicks, day.spend, day.unbilled) == ("c1", 6, 2, 0.0, 0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -319,28 +320,57 @@ class SqlLedger(SqlBase):
         with self._write_lock, self._engine.begin() as conn:
             cur = self._locked_cursor(conn)
             try:
-                ids = batch.event_id.tolist()
-                stored = {r[0] for r in self._select_in(cur, "SELECT event_id FROM events WHERE event_id", ids)}
-                new = [i for i, event_id in enumerate(ids) if event_id not in stored] if stored else range(len(ids))
-                if stored:
-                    rows = [rows[i] for i in new]
-                if rows:
-                    self._insert_rows(cur, t.events, rows)
-                    ad_ids = batch.ad_id.tolist()
-                    ads, _ = self._library(cur, {ad_ids[i] for i in new}, set())
+                new = self._insert_new_events(cur, batch.event_id.tolist(), rows)
+                if new is not None:
+                    ad_ids, days, types = batch.ad_id, (batch.ts // 86_400).astype(np.int64), batch.type
+                    if len(new) < len(batch):
+                        ad_ids, days, types = ad_ids[new], days[new], types[new]
+                    ad_list = ad_ids.tolist()
+                    ads, _ = self._library(cur, set(ad_list), set())
+                    campaigns = [ads.get(a) for a in ad_list]
                     daily: dict[tuple[str, int], list[float]] = {}
-                    types, days = batch.type.tolist(), (batch.ts // 86_400).astype(np.int64).tolist()
-                    for i in new:
-                        campaign = ads.get(ad_ids[i])
+                    # Counter counts in C: one (campaign, day, type) key per event.
+                    for (campaign, day, kind), n in Counter(
+                        zip(campaigns, days.tolist(), types.tolist(), strict=True)
+                    ).items():
                         if campaign is not None:
-                            day = daily.get((campaign, days[i]))
-                            if day is None:
-                                day = daily[(campaign, days[i])] = [0, 0, 0, 0.0, 0.0]
-                            day[types[i]] += 1
+                            daily.setdefault((campaign, day), [0, 0, 0, 0.0, 0.0])[kind] += n
                     self._add_daily(cur, daily)
             finally:
                 cur.close()
-        return IngestResult(received=len(batch), inserted=len(rows))
+        return IngestResult(received=len(batch), inserted=0 if new is None else len(new))
+
+    def _insert_new_events(self, cur: Any, ids: list[str], rows: list[tuple[Any, ...]]) -> list[int] | None:
+        """Insert the rows whose event id is not stored yet; return their positions (None: none was new).
+
+        SQLite is optimistic: the whole batch is inserted plainly under a savepoint (imports are mostly new events,
+        and a read of their ids would cost as much as the insert); only when an id is already stored is the
+        savepoint rolled back and the stored ids read to insert the rest.
+        """
+        if self._dialect == "postgresql":
+            # psycopg pipelines executemany: a failed statement aborts the pipeline (and logs it), so PostgreSQL
+            # reads the stored ids first (one indexed lookup per IN_CHUNK ids).
+            stored = {r[0] for r in self._select_in(cur, "SELECT event_id FROM events WHERE event_id", ids)}
+            new = [i for i, event_id in enumerate(ids) if event_id not in stored]
+            if new:
+                self._insert_rows(cur, t.events, [rows[i] for i in new] if stored else rows)
+            return new or None
+        cur.execute("SAVEPOINT adrec_append")
+        try:
+            self._insert_rows(cur, t.events, rows)
+        except Exception as err:  # the driver's IntegrityError (sqlite3) or UniqueViolation (psycopg)
+            if "unique" not in str(err).lower() and "duplicate" not in str(err).lower():
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT adrec_append")
+            stored = {r[0] for r in self._select_in(cur, "SELECT event_id FROM events WHERE event_id", ids)}
+            new = [i for i, event_id in enumerate(ids) if event_id not in stored]
+            if not new:
+                return None
+            self._insert_rows(cur, t.events, [rows[i] for i in new])
+            return new
+        finally:
+            cur.execute("RELEASE SAVEPOINT adrec_append")
+        return list(range(len(ids)))
 
     def apply_feedback(self, feedback: Sequence[Feedback]) -> FeedbackResult:
         """Record impressions, clicks and conversions of served ads in one transaction, durable when it returns.
