@@ -2,7 +2,8 @@
 
 The layers of ``adrec``, bottom to top::
 
-    4  cli, demo                                   thin front ends over the library
+    5  cli, demo                                   thin front ends over the library
+    4  experiment                                  the closed loop: the simulated market served live, arms compared
     3  serving, feedback, simulate                 the running system and its simulated market
     2  profiles, catalog, models, retrieval, evaluation
     1  store                                       durable records, opened by URL
@@ -15,7 +16,7 @@ A module may import any module of a lower layer. Within one layer it may import 
 - in layer 2, ``models`` is the base: ``evaluation`` scores models and ``profiles`` embeds users with them, and
   nothing else of layer 2 is imported sideways (shared linear algebra lives in :mod:`adrec.data.linalg`);
 - in layer 3, ``serving`` ingests feedback (:mod:`adrec.feedback`), which in turn knows nothing of serving;
-- in layer 4, the CLI's ``demo`` command runs :mod:`adrec.demo`.
+- in layer 5, the CLI's ``demo`` command runs :mod:`adrec.demo`.
 
 ``adrec/__init__.py`` is the curated public API: it may import anything, and nothing inside the package imports
 it (``from adrec import demo`` names a module and counts as importing that module). Every import counts, at module
@@ -51,9 +52,10 @@ LAYERS: dict[str, int] = {
     "serving": 3,
     "feedback": 3,
     "simulate": 3,
-    "cli": 4,
-    "demo": 4,
-    ROOT: 5,
+    "experiment": 4,
+    "cli": 5,
+    "demo": 5,
+    ROOT: 6,
 }
 
 _BOTTOM = {p for p, layer in LAYERS.items() if layer == 0}

@@ -1,0 +1,89 @@
+"""The live loop on a small market: simulated clock, hash assignment, feedback through the ledger, retraining,
+and the `adrec experiment` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from adrec.cli.main import app
+from adrec.data.schema import EventType
+from adrec.experiment import ArmConfig, ExperimentConfig, assign_arms, run_experiment
+from adrec.simulate import SimulationConfig
+from adrec.store import open_store
+
+MARKET = SimulationConfig(seed=4, n_users=800, n_advertisers=6, n_campaigns=18, n_ads=80, n_impressions=12_000, days=3)
+CONFIG = ExperimentConfig(
+    market=MARKET,
+    days=2,
+    requests_per_day=900,
+    arms=[ArmConfig(name="segments", policy="no-model"), ArmConfig(name="bpr", model="bpr", retrain_hours=8)],
+    salt="t",
+    seed=1,
+)
+
+
+def test_two_simulated_days_run_in_seconds_and_the_ledger_sees_exactly_what_happened(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/e.db") as store:
+        report = run_experiment(CONFIG, store, progress=False)
+        live_start = MARKET.start_ts + MARKET.days * 86_400
+        live = [b for b in store.iter_events(since=live_start)]
+    assert report.seconds < 60  # two simulated days; nothing waits for the wall clock
+    arms = {a.name: a for a in report.arms}
+    assert sum(a.totals["requests"] for a in report.arms) == 1800
+    # Users are split by the salted hash, and each arm served only its own users.
+    split = assign_arms([f"u{i:03d}" for i in range(MARKET.n_users)], [1, 1], "t")
+    assert arms["segments"].users <= int((split == 0).sum()) and arms["bpr"].users <= int((split == 1).sum())
+    # Every impression, click and conversion went through the token-checked ledger, at simulated times.
+    ids = np.concatenate([b.event_id for b in live])
+    types = np.concatenate([b.type for b in live])
+    ts = np.concatenate([b.ts for b in live])
+    costs = np.concatenate([b.cost for b in live])
+    mine = np.array([e.startswith("x1-") for e in ids.tolist()])
+    assert mine.any() and ts[mine].min() >= live_start and ts[mine].max() < live_start + 3 * 86_400
+    total = {k: sum(a.totals[k] for a in report.arms) for k in ("impressions", "clicks", "conversions", "spend")}
+    assert int((types[mine] == EventType.IMPRESSION).sum()) == total["impressions"]
+    assert int((types[mine] == EventType.CLICK).sum()) == total["clicks"]
+    assert int((types[mine] == EventType.CONVERSION).sum()) == total["conversions"]
+    assert float(costs[mine].sum()) == pytest.approx(total["spend"])
+    assert total["clicks"] > 0
+    # The model arm retrained every 8 simulated hours: at hours 8, 16, 24, 32 and 40.
+    assert len(arms["bpr"].retrains) == 5 and arms["segments"].retrains == []
+    for a in report.arms:
+        for m in a.metrics.values():
+            assert m.ci_low <= m.mean <= m.ci_high
+        assert sum(d["requests"] for d in a.daily) == a.totals["requests"]
+    assert {(c.arm, c.baseline) for c in report.comparisons} == {("bpr", "segments")}
+
+
+def test_the_same_seed_gives_the_same_experiment(tmp_path: Path) -> None:
+    small = CONFIG.model_copy(update={"days": 0.25})
+    with open_store(f"sqlite:///{tmp_path}/a.db") as a, open_store(f"sqlite:///{tmp_path}/b.db") as b:
+        first, second = run_experiment(small, a, progress=False), run_experiment(small, b, progress=False)
+    assert [x.totals for x in first.arms] == [x.totals for x in second.arms]
+
+
+def test_experiment_cli_runs_a_toml_file_and_reports_it_again(tmp_path: Path) -> None:
+    config = tmp_path / "exp.toml"
+    config.write_text(
+        "days = 0.25\nrequests_per_day = 800\n[market]\nseed = 2\nn_users = 300\nn_advertisers = 4\n"
+        "n_campaigns = 8\nn_ads = 40\nn_impressions = 4000\ndays = 2\n"
+        '[[arms]]\nname = "segments"\npolicy = "no-model"\n[[arms]]\nname = "pop"\nmodel = "popularity"\n'
+    )
+    out = tmp_path / "out.json"
+    runner = CliRunner()
+    result = runner.invoke(app, ["experiment", "run", "--config", str(config), "--json", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "pop vs segments" in result.stdout
+    data = json.loads(out.read_text())
+    assert {a["name"] for a in data["arms"]} == {"segments", "pop"}
+    assert {"mean", "ci_low", "ci_high"} <= set(data["arms"][0]["metrics"]["ctr"])
+    again = runner.invoke(app, ["experiment", "report", str(out)])
+    assert again.exit_code == 0 and "pop vs segments" in again.stdout
+    config.write_text('[[arms]]\nname = "x"\nmodel = "no-such-model"\n')
+    bad = runner.invoke(app, ["experiment", "run", "--config", str(config)])
+    assert bad.exit_code == 1 and "arms.0" in bad.output and "no-such-model" in bad.output
