@@ -87,3 +87,21 @@ def test_experiment_cli_runs_a_toml_file_and_reports_it_again(tmp_path: Path) ->
     config.write_text('[[arms]]\nname = "x"\nmodel = "no-such-model"\n')
     bad = runner.invoke(app, ["experiment", "run", "--config", str(config)])
     assert bad.exit_code == 1 and "arms.0" in bad.output and "no-such-model" in bad.output
+
+
+def test_the_oracle_shows_truly_more_relevant_ads_than_random(tmp_path: Path) -> None:
+    config = CONFIG.model_copy(
+        update={
+            "days": 1,
+            "requests_per_day": 2000,
+            "arms": [ArmConfig(name="random", policy="random"), ArmConfig(name="oracle", policy="oracle")],
+        }
+    )
+    with open_store(f"sqlite:///{tmp_path}/o.db") as store:
+        report = run_experiment(config, store, progress=False)
+    (truth,) = [c for c in report.comparisons if c.metric == "true_ctr_of_shown"]
+    assert (truth.arm, truth.baseline) == ("oracle", "random")
+    assert truth.ci_low > 0 and truth.lift > 0.5  # ranking by the true pCTR shows ads that are truly better
+    (ctr,) = [c for c in report.comparisons if c.metric == "ctr"]
+    assert ctr.ci_low > 0  # and the drawn clicks follow
+    assert report.gain_captured["oracle"] == pytest.approx(1.0) and report.gain_captured["random"] == 0.0

@@ -60,6 +60,11 @@ def _comparisons(report: dict[str, object]) -> Table:
 def show(report: dict[str, object]) -> None:
     out.print(_table(report))
     out.print(_comparisons(report))
+    captured = report.get("gain_captured") or {}
+    assert isinstance(captured, dict)
+    if captured:
+        shares = ", ".join(f"{arm} {share:.0%}" for arm, share in captured.items())
+        out.print(f"Share of the oracle's CTR gain over random captured: {shares}", highlight=False)
     out.print(
         f"{report['requests_per_second']:,.0f} simulated requests/s end to end ({report['seconds']:.1f} s, market, "
         "warm-up history and training included)",

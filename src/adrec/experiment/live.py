@@ -37,6 +37,7 @@ from pydantic import ValidationError as PydanticValidationError
 from adrec.data.schema import EventType
 from adrec.exceptions import ConfigError
 from adrec.experiment.assign import assign_arms
+from adrec.experiment.reference import reference_model
 from adrec.experiment.stats import Comparison, RatioEstimate, compare_ratios, ratio_estimate
 from adrec.feedback.ingest import RawFeedback, ingest_feedback
 from adrec.feedback.tokens import TokenSigner, new_secret
@@ -72,9 +73,11 @@ class ArmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=100)
-    policy: Literal["model", "no-model"] = "model"
+    policy: Literal["model", "no-model", "oracle", "random"] = "model"
     """``model``: serve a registered recommender trained on the store's clicks; ``no-model``: the pipeline without
-    a model (every user is cold: the demographic segment's most-clicked ads, then the most clicked overall)."""
+    a model (every user is cold: the demographic segment's most-clicked ads, then the most clicked overall);
+    ``oracle``: rank by the true click probability (the upper bound); ``random``: relevance ignored (see
+    :mod:`adrec.experiment.reference`)."""
     model: str = "bpr"
     """The registered recommender (``adrec train --help`` lists them) of a ``model`` arm."""
     params: dict[str, Any] = Field(default_factory=dict)
@@ -174,6 +177,9 @@ class ExperimentReport:
     comparisons: list[Comparison]
     seconds: float
     requests_per_second: float
+    gain_captured: dict[str, float] = field(default_factory=dict)
+    """With a ``random`` and an ``oracle`` arm: the share of the oracle's CTR gain over random that each arm
+    captures, ``(CTR − CTR_random) / (CTR_oracle − CTR_random)``."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +188,7 @@ class ExperimentReport:
             "comparisons": [c.as_dict() for c in self.comparisons],
             "seconds": self.seconds,
             "requests_per_second": self.requests_per_second,
+            "gain_captured": self.gain_captured,
         }
 
 
@@ -238,7 +245,12 @@ def run_experiment(
         next_retrain = [live_start + a.retrain_hours * 3600.0 for a in config.arms]
         with bars.step("initial models"):
             for arm in config.arms:
-                model = _train(arm, store, f"{arm.name}-0") if arm.policy == "model" else None
+                if arm.policy == "model":
+                    model = _train(arm, store, f"{arm.name}-0")
+                elif arm.policy in ("oracle", "random"):
+                    model = reference_model(market, arm.policy, config.seed)
+                else:
+                    model = None
                 pipelines.append(Pipeline(store, model, signer, PipelineConfig()))
 
         per_user = np.zeros((len(_TOTALS), market.n_users))
@@ -345,4 +357,10 @@ def run_experiment(
         for name, _, _ in METRICS
     ]
     seconds = time.perf_counter() - started
-    return ExperimentReport(config, arms, comparisons, seconds, n_requests / seconds if seconds else 0.0)
+    policies = {arm.policy: result for arm, result in zip(config.arms, arms, strict=True)}
+    captured: dict[str, float] = {}
+    if "random" in policies and "oracle" in policies:
+        low, high = policies["random"].metrics["ctr"].mean, policies["oracle"].metrics["ctr"].mean
+        if high > low:
+            captured = {a.name: (a.metrics["ctr"].mean - low) / (high - low) for a in arms}
+    return ExperimentReport(config, arms, comparisons, seconds, n_requests / seconds if seconds else 0.0, captured)
