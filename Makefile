@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_ingest --postgres postgresql://postgres@127.0.0.1:5432/test
 	$(BIN)/python -m benchmarks.bench_simulate
 	$(BIN)/python -m benchmarks.bench_simulate --scale 0.1 --name simulate-0.1x
+	$(BIN)/python -m benchmarks.bench_experiment
 	$(BIN)/python -m benchmarks.bench_baselines
 	$(BIN)/python -m benchmarks.bench_eval
 	$(BIN)/python -m benchmarks.bench_lightgcn

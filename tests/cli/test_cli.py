@@ -115,7 +115,15 @@ def test_real_process_demo(tmp_path: Path, serve_runs: list[dict[str, str]]) -> 
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    for section in ("Top categories", "Full-ranking evaluation", "chosen on validation", "Over all users"):
+    for section in (
+        "Top categories",
+        "Full-ranking evaluation",
+        "chosen on validation",
+        "Over all users",
+        "8/8: the closed loop",
+        "oracle vs random",
+        "Share of the oracle's CTR gain over random captured",
+    ):
         assert section in proc.stdout, section
     from adrec.demo import demo_config
 

@@ -82,8 +82,10 @@ def test_experiment_cli_runs_a_toml_file_and_reports_it_again(tmp_path: Path) ->
     data = json.loads(out.read_text())
     assert {a["name"] for a in data["arms"]} == {"segments", "pop"}
     assert {"mean", "ci_low", "ci_high"} <= set(data["arms"][0]["metrics"]["ctr"])
-    again = runner.invoke(app, ["experiment", "report", str(out)])
+    plot = tmp_path / "arms.png"
+    again = runner.invoke(app, ["experiment", "report", str(out), "--plot", str(plot)])
     assert again.exit_code == 0 and "pop vs segments" in again.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config.write_text('[[arms]]\nname = "x"\nmodel = "no-such-model"\n')
     bad = runner.invoke(app, ["experiment", "run", "--config", str(config)])
     assert bad.exit_code == 1 and "arms.0" in bad.output and "no-such-model" in bad.output

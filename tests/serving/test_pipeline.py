@@ -296,3 +296,17 @@ def test_cpa_ecpm_uses_each_campaigns_logged_conversion_rate(store: Store) -> No
         assert a.ecpm == pytest.approx(100.0 * a.pctr * a.pcvr * 1000)
     order = [a.campaign_id for a in cpa]
     assert order == sorted(order, key=lambda c: c != "cmp-1")  # every cmp-1 ad outranks every cmp-2 ad
+
+
+def test_calibration_saturates_without_overflow_on_extreme_scores() -> None:
+    # The experiment's oracle arm found it: a score far below the fitted range overflowed np.exp (a RuntimeWarning,
+    # an error under this suite's warning filter, which a long experiment met when retraining).
+    import numpy as np
+
+    from adrec.serving.pipeline import Calibrator
+
+    identity = Calibrator(a=1.0, b=0.0, mean=0.0, std=1.0, n=1)
+    np.testing.assert_allclose(identity(np.array([-1000.0, 0.0, 1000.0])), [0.0, 0.5, 1.0])
+    scores = np.concatenate([np.full(200, -900.0), np.full(200, 900.0)])
+    fitted = Calibrator.fit(scores, np.r_[np.zeros(190), np.ones(10), np.ones(150), np.zeros(50)])
+    assert np.isfinite(fitted(scores)).all()

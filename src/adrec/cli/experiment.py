@@ -76,7 +76,7 @@ def show(report: dict[str, object]) -> None:
     "run",
     epilog=(
         "Examples:  \n`adrec experiment run --config config/experiment.example.toml --json out.json`  \n"
-        "`adrec experiment run --config exp.toml --db sqlite:///exp.db`"
+        "`adrec experiment run --config exp.toml --db sqlite:///exp.db --plot arms.png`"
     ),
 )
 @friendly
@@ -86,6 +86,7 @@ def run(
         str, typer.Option("--db", help="A new store to run in (default: in memory, gone afterwards).")
     ] = "sqlite://",
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full report to this file.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the report into this PNG.")] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Serve a simulated market live through the pipeline, arm by arm, and compare the arms with CIs."""
@@ -101,11 +102,18 @@ def run(
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     show(report)
+    if plot is not None:
+        from adrec.experiment.plots import plot_report
+
+        out.print(f"Plot: {plot_report(report, plot)}", highlight=False)
 
 
 @experiment_app.command("report", epilog="Example:  \n`adrec experiment report out.json`")
 @friendly
-def report(path: Annotated[Path, typer.Argument(help="A report written by `adrec experiment run --json`.")]) -> None:
+def report(
+    path: Annotated[Path, typer.Argument(help="A report written by `adrec experiment run --json`.")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw it into this PNG.")] = None,
+) -> None:
     """Show a saved experiment report again."""
     from adrec.exceptions import ValidationError
 
@@ -116,3 +124,7 @@ def report(path: Annotated[Path, typer.Argument(help="A report written by `adrec
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValidationError("path", f"{path} is not a JSON report ({err})") from None
     show(data)
+    if plot is not None:
+        from adrec.experiment.plots import plot_report
+
+        out.print(f"Plot: {plot_report(data, plot)}", highlight=False)

@@ -209,11 +209,11 @@ def demo(
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     db_url = f"sqlite:///{db_path}"
     show = progress and cfg.progress
-    out.rule("[bold]adrec demo[/] 1/7: a simulated ad market")
+    out.rule("[bold]adrec demo[/] 1/8: a simulated ad market")
     run_simulation(db_url, lib.demo_config(cfg.seed), truth_dir=root / "truth", progress=show)
     print_stats(db_url)
 
-    out.rule("[bold]adrec demo[/] 2/7: which ads for which user — models compared on held-out clicks")
+    out.rule("[bold]adrec demo[/] 2/8: which ads for which user — models compared on held-out clicks")
     data = load_dataset(f"store:{db_url}", seed=cfg.seed)
     out.print(
         f"{data.train.n_users:,} users with clicks, {data.train.n_items:,} ads; test = each user's latest 20 % "
@@ -231,7 +231,7 @@ def demo(
         table.add_row(name, *[row[i] for row in rows])
     out.print(table)
 
-    out.rule(f"[bold]adrec demo[/] 3/7: top ads from {best}, checked against the simulator's truth")
+    out.rule(f"[bold]adrec demo[/] 3/8: top ads from {best}, checked against the simulator's truth")
     model = lib.fit_best(best, data.train, quiet)
     market = Market.load(root / "truth")
     users = [data.train.users.ids[i] for i in (0, len(data.train.users) // 2, len(data.train.users) - 1)]
@@ -257,11 +257,46 @@ def demo(
     )
     _demo_profiles_and_cold_start(db_url, data, model, market, best)
     _demo_serving(db_url, root, data, model, best)
+    _demo_experiment(cfg.seed, best, quiet.get(best, {}), show)
     out.print(
         f"\nDone. Store: {db_url} · ground truth: {root / 'truth'}\nNext: `adrec stats --db {db_url}` · "
         f"`adrec evaluate -d store:{db_url} -m popularity,ease,lightgcn` · `adrec --help`",
         highlight=False,
     )
+
+
+def _demo_experiment(seed: int, best: str, params: dict[str, Any], progress: bool) -> None:
+    """Step 8 of the demo: a short live experiment on a small market of its own (in memory)."""
+    from adrec.cli.experiment import show
+    from adrec.experiment import ArmConfig, ExperimentConfig, run_experiment
+    from adrec.simulate import SimulationConfig
+    from adrec.store import open_store
+
+    out.rule("[bold]adrec demo[/] 8/8: the closed loop — arms served live on a simulated clock, compared with CIs")
+    config = ExperimentConfig(
+        market=SimulationConfig(
+            seed=seed, n_users=3000, n_advertisers=15, n_campaigns=45, n_ads=200, n_impressions=40_000, days=7
+        ),
+        days=1,
+        requests_per_day=4000,
+        arms=[
+            ArmConfig(name="random", policy="random"),
+            ArmConfig(name="no-model", policy="no-model"),
+            ArmConfig(name=best, model=best, params=params, retrain_hours=6),
+            ArmConfig(name="oracle", policy="oracle"),
+        ],
+        seed=seed,
+    )
+    out.print(
+        "A fresh market (3,000 users, 200 ads, a week of logged history), then one live day of 4,000 requests: "
+        f"each user always in the same arm, every request through the serving pipeline, clicks drawn from the "
+        f"true click model, feedback through the ledger; {best} retrains every 6 simulated hours.",
+        highlight=False,
+    )
+    with open_store("sqlite://") as store:
+        report = run_experiment(config, store, progress=progress)
+    show(report.as_dict())
+    out.print("Your own: `adrec experiment run --config config/experiment.example.toml --json out.json`.")
 
 
 def _demo_serving(db_url: str, root: Path, data: Dataset, model: Recommender, best: str) -> None:
@@ -275,7 +310,7 @@ def _demo_serving(db_url: str, root: Path, data: Dataset, model: Recommender, be
     from adrec.serving.pipeline import Pipeline, ServingModel
     from adrec.store import open_store
 
-    out.rule("[bold]adrec demo[/] 7/7: serving — targeting, eCPM ranking, GSP prices, the HTTP API")
+    out.rule("[bold]adrec demo[/] 7/8: serving — targeting, eCPM ranking, GSP prices, the HTTP API")
     models = root / "models"
     shutil.rmtree(models, ignore_errors=True)
     Artifact.create(model, data.train, titles=data.item_titles, dataset=data.name).save(models / best)
@@ -339,7 +374,7 @@ def _demo_profiles_and_cold_start(db_url: str, data: Dataset, model: Recommender
     from adrec.profiles import ProfileBuilder
     from adrec.store import open_store
 
-    out.rule("[bold]adrec demo[/] 4/7: a user profile, built from the events")
+    out.rule("[bold]adrec demo[/] 4/8: a user profile, built from the events")
     started = time.perf_counter()
     with open_store(db_url) as store:
         busiest = data.train.users.ids[int(np.diff(data.train.matrix.indptr).argmax())]
@@ -362,7 +397,7 @@ def _demo_profiles_and_cold_start(db_url: str, data: Dataset, model: Recommender
     for line in explain(profile, 3):
         out.print(f"  {line}", highlight=False)
 
-    out.rule("[bold]adrec demo[/] 5/7: a new ad, recommended before its first click")
+    out.rule("[bold]adrec demo[/] 5/8: a new ad, recommended before its first click")
     texts = [ad_text(ads[i]) if i in ads else "" for i in data.train.items.ids]
     cold = lib.cold_ad_check(data.train, market, texts, data.item_titles)
     out.print(
@@ -380,7 +415,7 @@ def _demo_profiles_and_cold_start(db_url: str, data: Dataset, model: Recommender
         highlight=False,
     )
 
-    out.rule("[bold]adrec demo[/] 6/7: a lookalike audience")
+    out.rule("[bold]adrec demo[/] 6/8: a lookalike audience")
     assert data.item_categories is not None
     look = lib.lookalike_check(model, data.train, market, data.item_categories, data.category_names)
     out.print(

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import expit
 
 from adrec.config import Settings
 from adrec.data.schema import Device, EventType, User, utc_day
@@ -71,7 +72,8 @@ class Calibrator:
 
     def __call__(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
         z = np.minimum((np.asarray(scores, dtype=np.float64) - self.mean) / self.std, self.z_max)
-        return 1.0 / (1.0 + np.exp(-(self.a * z + self.b)))
+        out: npt.NDArray[np.float64] = expit(self.a * z + self.b)  # no overflow far from the fitted range
+        return out
 
     @classmethod
     def fit(
@@ -91,7 +93,7 @@ class Calibrator:
         x = np.stack([(s - mean) / std, np.ones_like(s)], axis=1)
         w = np.array([0.0, math.log(base / (1 - base))])
         for _ in range(iterations):
-            p = 1.0 / (1.0 + np.exp(-(x @ w)))
+            p = expit(x @ w)
             grad = x.T @ (p - y) + 1e-6 * w
             hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
             step = np.linalg.solve(hess, grad)
