@@ -24,6 +24,7 @@ CONFIG = ExperimentConfig(
     arms=[ArmConfig(name="segments", policy="no-model"), ArmConfig(name="bpr", model="bpr", retrain_hours=8)],
     salt="t",
     seed=1,
+    return_elasticity=0.0,  # visit rates stay put: the hours hold exactly requests_per_day x days visits
 )
 
 
@@ -37,7 +38,8 @@ def test_two_simulated_days_run_in_seconds_and_the_ledger_sees_exactly_what_happ
     assert sum(a.totals["requests"] for a in report.arms) == 1800
     # Users are split by the salted hash, and each arm served only its own users.
     split = assign_arms([f"u{i:03d}" for i in range(MARKET.n_users)], [1, 1], "t")
-    assert arms["segments"].users <= int((split == 0).sum()) and arms["bpr"].users <= int((split == 1).sum())
+    assert (arms["segments"].users, arms["bpr"].users) == (int((split == 0).sum()), int((split == 1).sum()))
+    assert all(0 < a.totals["active_users"] <= a.users for a in report.arms)
     # Every impression, click and conversion went through the token-checked ledger, at simulated times.
     ids = np.concatenate([b.event_id for b in live])
     types = np.concatenate([b.type for b in live])
@@ -107,3 +109,26 @@ def test_the_oracle_shows_truly_more_relevant_ads_than_random(tmp_path: Path) ->
     (ctr,) = [c for c in report.comparisons if c.metric == "ctr"]
     assert ctr.ci_low > 0  # and the drawn clicks follow
     assert report.gain_captured["oracle"] == pytest.approx(1.0) and report.gain_captured["random"] == 0.0
+
+
+def test_users_tire_of_repeated_ads_and_come_back_for_relevant_ones(tmp_path: Path) -> None:
+    arms = [ArmConfig(name="random", policy="random"), ArmConfig(name="oracle", policy="oracle")]
+    base = CONFIG.model_copy(update={"days": 1, "requests_per_day": 2500, "arms": arms})
+    results = {}
+    for name, update in {
+        "fresh": {"fatigue": 1.0, "return_elasticity": 0.0},
+        "tired": {"fatigue": 0.3, "return_elasticity": 0.0},
+        "returning": {"fatigue": 1.0, "return_elasticity": 2.0},
+    }.items():
+        with open_store(f"sqlite:///{tmp_path}/{name}.db") as store:
+            results[name] = run_experiment(base.model_copy(update=update), store, progress=False)
+
+    def metric(run: str, arm: str, name: str) -> float:
+        return next(a for a in results[run].arms if a.name == arm).metrics[name].mean
+
+    # The oracle shows a user the same best ads again and again: with fatigue they are clicked less.
+    assert metric("tired", "oracle", "true_ctr_of_shown") < 0.8 * metric("fresh", "oracle", "true_ctr_of_shown")
+    # Without the return model every arm's users visit at the market's rates; with it, relevance brings them back.
+    (fresh,) = [c for c in results["fresh"].comparisons if c.metric == "visits_per_user"]
+    (returning,) = [c for c in results["returning"].comparisons if c.metric == "visits_per_user"]
+    assert returning.ci_low > 0 and returning.lift > fresh.lift + 0.1

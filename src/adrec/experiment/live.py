@@ -15,8 +15,15 @@
 5. Every ``retrain_hours`` simulated hours a model arm retrains its model from the store's clicks and swaps it in
    (:meth:`~adrec.serving.Pipeline.swap_model`, as ``POST /v1/admin/models/reload`` does).
 
+Users react. **Fatigue**: each earlier impression of the same ad to the same user multiplies its click
+probability by ``fatigue``. **Return**: visits are drawn hour by hour from each user's visit rate (initially the
+market's activity), and after each visit the user's rate is multiplied by ``((r + r̄) / (2 r̄)) ** return_elasticity``,
+where ``r`` is the mean click probability of what was shown (0 when nothing was) and ``r̄`` that of random ads at
+random slots, bounded to [0.2, 5] times the initial rate; an hour's number of visits follows the diurnal curve
+scaled by how far the rates moved in total. A policy that shows irrelevant ads loses visits (``visits_per_user``).
+
 Arms share the store, and so the campaigns' budgets: an arm that spends faster leaves less to the others (the
-budget-split design is not built yet). Users do not yet tire of repeated ads or come back by relevance.
+budget-split design is not built yet).
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ import inspect
 import math
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +53,7 @@ from adrec.models.base import get_model, registered_models
 from adrec.progress import Bars
 from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
 from adrec.simulate.config import SimulationConfig
-from adrec.simulate.history import request_times
+from adrec.simulate.history import hourly_intensity
 from adrec.simulate.market import Market
 from adrec.simulate.runner import simulate
 from adrec.store.base import Store
@@ -64,6 +71,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("cvr", "conversions", "clicks"),
     ("revenue_per_request", "billed", "requests"),
     ("true_ctr_of_shown", "true_ctr", "impressions"),
+    ("visits_per_user", "requests", "users"),
 )
 
 
@@ -114,6 +122,12 @@ class ExperimentConfig(BaseModel):
     """Seed of arrivals and responses (the market has its own, ``market.seed``)."""
     feedback_every_s: float = Field(default=900.0, gt=0, le=86_400)
     """How often, in simulated seconds, the clients send the events they have (conversions arrive later)."""
+    fatigue: float = Field(default=0.8, gt=0, le=1)
+    """Each earlier impression of the same ad to the same user (in the live window) multiplies its click
+    probability by this; 1 switches fatigue off."""
+    return_elasticity: float = Field(default=1.0, ge=0, le=10)
+    """How much what a user was shown decides whether they come back (see the module docs); 0 switches the return
+    model off."""
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ExperimentConfig:
@@ -149,10 +163,11 @@ class ArmResult:
 
     name: str
     users: int
+    """Users assigned to the arm (``totals["active_users"]`` of them came at least once)."""
     totals: dict[str, float]
     """requests, impressions, clicks, conversions, billed (what billable events would cost at the tokens'
-    prices), true_ctr (sum of the true click probabilities of the ads shown), spend and unbilled (what the ledger
-    charged and what budgets left unbilled)."""
+    prices), true_ctr (sum of the click probabilities of the ads shown, fatigue included), spend and unbilled
+    (what the ledger charged and what budgets left unbilled), active_users."""
     metrics: dict[str, RatioEstimate]
     daily: list[dict[str, float]]
     """Per simulated day: requests, impressions, clicks, ctr."""
@@ -207,6 +222,154 @@ def _train(arm: ArmConfig, store: Store, version: str) -> ServingModel | None:
     return ServingModel.from_artifact(Artifact.create(model, data), store, version=version)
 
 
+def _reference_relevance(market: Market, rng: np.random.Generator, n: int = 20_000) -> float:
+    """The mean true click probability of a random ad at a random slot for a random user: what the return model
+    compares a visit with."""
+    users = rng.integers(market.n_users, size=n)
+    ads = rng.integers(market.n_ads, size=n)
+    positions = rng.integers(1, market.config.slots + 1, size=n)
+    return float(market.true_ctr(users, ads, positions).mean())
+
+
+class _Loop:
+    """The state of one live run: the arms' pipelines, the users' visit rates and exposures, the events waiting
+    to be sent, and what each user did."""
+
+    def __init__(self, config: ExperimentConfig, store: Store, market: Market, bars: Bars) -> None:
+        self.config, self.store, self.market = config, store, market
+        mcfg = config.market
+        self.live_start = mcfg.start_ts + mcfg.days * 86_400.0
+        self.rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(7,)))
+        self.user_ids = market.user_ids().tolist()
+        self.arm_of_user = assign_arms(self.user_ids, [a.traffic for a in config.arms], config.salt)
+        self.ad_index = {a: i for i, a in enumerate(market.ad_ids().tolist())}
+        self.signer = TokenSigner(new_secret())
+        self.pipelines: list[Pipeline] = []
+        self.retrains: list[list[float]] = [[] for _ in config.arms]
+        self.next_retrain = [self.live_start + a.retrain_hours * 3600.0 for a in config.arms]
+        with bars.step("initial models"):
+            for arm in config.arms:
+                if arm.policy == "model":
+                    model = _train(arm, store, f"{arm.name}-0")
+                elif arm.policy in ("oracle", "random"):
+                    model = reference_model(market, arm.policy, config.seed)
+                else:
+                    model = None
+                self.pipelines.append(Pipeline(store, model, self.signer, PipelineConfig()))
+        self.per_user = np.zeros((len(_TOTALS), market.n_users))
+        self.days = max(1, math.ceil(config.days))
+        self.daily = np.zeros((len(config.arms), self.days, 3))
+        self.ledger = np.zeros((len(config.arms), 2))  # spend, unbilled
+        self.pending: list[list[tuple[float, RawFeedback]]] = [[] for _ in config.arms]
+        self.next_flush = self.live_start + config.feedback_every_s
+        self.exposures: dict[tuple[int, int], int] = {}
+        self.rate0 = market.user_activity / market.user_activity.sum()
+        self.rate = self.rate0.copy()
+        """Each user's share of visits, moved by the return model."""
+        self.reference = _reference_relevance(market, self.rng)
+        self.requests = 0
+
+    def flush(self, now: float) -> None:
+        """Send every event due by ``now`` (each arm's in one batch), as the clients would."""
+        for j, events in enumerate(self.pending):
+            due = [e for ts, e in events if ts <= now]
+            if not due:
+                continue
+            self.pending[j] = [(ts, e) for ts, e in events if ts > now]
+            report = ingest_feedback(self.store, self.signer, due, now=now)
+            if report.rejected:
+                raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
+            self.ledger[j] += (report.spend, report.unbilled)
+            self.pipelines[j].refresh_spend()
+
+    def retrain_due(self, t: float) -> None:
+        for k, arm in enumerate(self.config.arms):
+            if arm.policy == "model" and t >= self.next_retrain[k]:
+                self.flush(t)
+                t0 = time.perf_counter()
+                model = _train(arm, self.store, f"{arm.name}-{len(self.retrains[k]) + 1}")
+                if model is not None:
+                    self.pipelines[k].swap_model(model, relearn=True)
+                self.retrains[k].append(time.perf_counter() - t0)
+                self.next_retrain[k] += arm.retrain_hours * 3600.0
+
+    def visit(self, t: float, u: int) -> None:
+        """One request of user ``u`` at ``t``: served by the user's arm, answered from the truth, the events queued,
+        and the user's visit rate moved by what they were shown."""
+        while t >= self.next_flush:
+            self.flush(self.next_flush)
+            self.next_flush += self.config.feedback_every_s
+        self.retrain_due(t)
+        cfg, market, rng = self.config, self.market, self.rng
+        r = self.requests
+        self.requests += 1
+        j = int(self.arm_of_user[u])
+        # The request id seeds the pipeline's own draws (exploration): derived from the seed, so runs repeat.
+        request_id = f"{(cfg.seed * 2_654_435_761 + r * 40_503) & 0xFFFFFFFF:08x}r{r}"
+        response = self.pipelines[j].recommend(
+            self.user_ids[u], k=cfg.market.slots, now=t, placement=cfg.market.placement, request_id=request_id
+        )
+        day = min(int((t - self.live_start) // 86_400), self.days - 1)
+        self.per_user[0, u] += 1
+        self.daily[j, day, 0] += 1
+        relevance = 0.0
+        if response.ads:
+            ads = np.array([self.ad_index[a.ad_id] for a in response.ads], dtype=np.int64)
+            seen = np.array([self.exposures.get((u, a), 0) for a in ads.tolist()])
+            for a in ads.tolist():
+                self.exposures[(u, a)] = self.exposures.get((u, a), 0) + 1
+            p_click = market.true_ctr(u, ads, np.arange(1, len(ads) + 1)) * cfg.fatigue**seen
+            relevance = float(p_click.mean())
+            clicked = rng.random(len(ads)) < p_click
+            converted = clicked & (rng.random(len(ads)) < market.true_cvr(u, ads))
+            values = market.conversion_value(ads)
+            click_delay = 1.0 + rng.exponential(_CLICK_DELAY_S, len(ads))
+            conv_delay = rng.lognormal(math.log(_CONVERSION_DELAY_MEDIAN_S), 1.2, len(ads))
+            self.per_user[1:4, u] += (len(ads), clicked.sum(), converted.sum())
+            self.per_user[5, u] += p_click.sum()
+            self.daily[j, day, 1:] += (len(ads), clicked.sum())
+            events = self.pending[j]
+            for i, served in enumerate(response.ads):
+                eid = f"x{cfg.seed}-{r}-{i}"
+                billable = {"CPM": True, "CPC": bool(clicked[i]), "CPA": bool(converted[i])}[served.pricing_model]
+                if billable:
+                    self.per_user[4, u] += served.price
+                events.append((t, RawFeedback(f"{eid}-i", EventType.IMPRESSION, served.token, t)))
+                if clicked[i]:
+                    tc = t + float(click_delay[i])
+                    events.append((tc, RawFeedback(f"{eid}-c", EventType.CLICK, served.token, tc)))
+                    if converted[i]:
+                        tv = tc + float(conv_delay[i])
+                        v = round(float(values[i]), 2)
+                        events.append((tv, RawFeedback(f"{eid}-v", EventType.CONVERSION, served.token, tv, v)))
+        if cfg.return_elasticity:
+            factor = ((relevance + self.reference) / (2.0 * self.reference)) ** cfg.return_elasticity
+            self.rate[u] = min(max(self.rate[u] * factor, 0.2 * self.rate0[u]), 5.0 * self.rate0[u])
+
+    def run(self, advance: Callable[[int], None]) -> None:
+        """Every simulated hour: its visits (the diurnal share of the day's requests, scaled by how far the users'
+        visit rates moved in total), from users drawn by their current rates, at uniform times in the hour."""
+        cfg = self.config
+        hours = max(1, math.ceil(cfg.days * 24))
+        share = hourly_intensity(self.live_start, hours)
+        share[-1] *= cfg.days * 24 - (hours - 1)  # a partial last hour
+        expected = cfg.requests_per_day * cfg.days * share / share.sum()
+        carry = 0.0
+        for hour in range(hours):
+            carry += float(expected[hour]) * float(self.rate.sum())
+            n = int(carry + 1e-9)
+            carry -= n
+            cdf = np.cumsum(self.rate)
+            users = np.minimum(np.searchsorted(cdf / cdf[-1], self.rng.random(n), side="right"), len(cdf) - 1)
+            length = 3600.0 * min(1.0, cfg.days * 24 - hour)
+            times = self.live_start + hour * 3600.0 + np.sort(self.rng.random(n)) * length
+            for t, u in zip(times.tolist(), users.tolist(), strict=True):
+                self.visit(t, u)
+            advance(n)
+        pending = [ts for events in self.pending for ts, _ in events]
+        self.flush(max(pending, default=self.live_start) + 1.0)
+
+
 def run_experiment(
     config: ExperimentConfig,
     store: Store,
@@ -216,139 +379,35 @@ def run_experiment(
     """Run the live loop of ``config`` into ``store`` (which should be empty: the market is written into it) and
     compare the arms; see the module docs for what happens."""
     started = time.perf_counter()
-    mcfg = config.market
-    market = Market.generate(mcfg)
+    market = Market.generate(config.market)
     with Bars(progress) as bars:
         with bars.step("market and warm-up history"):
-            simulate(mcfg, store, progress=False)
-        live_start = mcfg.start_ts + mcfg.days * 86_400.0
-        n_requests = max(1, round(config.requests_per_day * config.days))
-        live_cfg = mcfg.model_copy(
-            update={
-                "start": datetime.fromtimestamp(live_start, UTC),
-                "days": max(1, math.ceil(config.days)),
-                "n_impressions": n_requests * mcfg.slots,
-            }
-        )
-        rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(7,)))
-        times = request_times(live_cfg, np.arange(n_requests, dtype=np.int64), rng)
-        times = live_start + (times - live_start) * (config.days / live_cfg.days)  # fractional days
-        cdf = np.cumsum(market.user_activity)
-        users = np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(n_requests), side="right"), market.n_users - 1)
-        user_ids = market.user_ids().tolist()
-        arm_of_user = assign_arms(user_ids, [a.traffic for a in config.arms], config.salt)
-        ad_index = {a: i for i, a in enumerate(market.ad_ids().tolist())}
-
-        signer = TokenSigner(new_secret())
-        pipelines: list[Pipeline] = []
-        retrains: list[list[float]] = [[] for _ in config.arms]
-        next_retrain = [live_start + a.retrain_hours * 3600.0 for a in config.arms]
-        with bars.step("initial models"):
-            for arm in config.arms:
-                if arm.policy == "model":
-                    model = _train(arm, store, f"{arm.name}-0")
-                elif arm.policy in ("oracle", "random"):
-                    model = reference_model(market, arm.policy, config.seed)
-                else:
-                    model = None
-                pipelines.append(Pipeline(store, model, signer, PipelineConfig()))
-
-        per_user = np.zeros((len(_TOTALS), market.n_users))
-        days = max(1, math.ceil(config.days))
-        daily = np.zeros((len(config.arms), days, 3))
-        ledger = np.zeros((len(config.arms), 2))  # spend, unbilled
-        pending: list[list[tuple[float, RawFeedback]]] = [[] for _ in config.arms]
-
-        def flush(now: float) -> None:
-            for j, events in enumerate(pending):
-                due = [e for ts, e in events if ts <= now]
-                if not due:
-                    continue
-                pending[j] = [(ts, e) for ts, e in events if ts > now]
-                report = ingest_feedback(store, signer, due, now=now)
-                if report.rejected:
-                    raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
-                ledger[j] += (report.spend, report.unbilled)
-                pipelines[j].refresh_spend()
-
-        advance = bars.task("requests", n_requests)
-        next_flush = live_start + config.feedback_every_s
-        slots = mcfg.slots
-        for r in range(n_requests):
-            t = float(times[r])
-            while t >= next_flush:
-                flush(next_flush)
-                next_flush += config.feedback_every_s
-            u = int(users[r])
-            j = int(arm_of_user[u])
-            for k, arm in enumerate(config.arms):
-                if arm.policy == "model" and t >= next_retrain[k]:
-                    flush(t)
-                    t0 = time.perf_counter()
-                    model = _train(arm, store, f"{arm.name}-{len(retrains[k]) + 1}")
-                    if model is not None:
-                        pipelines[k].swap_model(model, relearn=True)
-                    retrains[k].append(time.perf_counter() - t0)
-                    next_retrain[k] += arm.retrain_hours * 3600.0
-            # The request id seeds the pipeline's own draws (exploration): derived from the seed, so runs repeat.
-            request_id = f"{(config.seed * 2_654_435_761 + r * 40_503) & 0xFFFFFFFF:08x}r{r}"
-            response = pipelines[j].recommend(
-                user_ids[u], k=slots, now=t, placement=mcfg.placement, request_id=request_id
-            )
-            day = min(int((t - live_start) // 86_400), days - 1)
-            per_user[0, u] += 1
-            daily[j, day, 0] += 1
-            if not response.ads:
-                if r % 1000 == 999:
-                    advance(1000)
-                continue
-            ads = np.array([ad_index[a.ad_id] for a in response.ads], dtype=np.int64)
-            positions = np.arange(1, len(ads) + 1)
-            p_click = market.true_ctr(u, ads, positions)
-            clicked = rng.random(len(ads)) < p_click
-            converted = clicked & (rng.random(len(ads)) < market.true_cvr(u, ads))
-            values = market.conversion_value(ads)
-            click_delay = 1.0 + rng.exponential(_CLICK_DELAY_S, len(ads))
-            conv_delay = rng.lognormal(math.log(_CONVERSION_DELAY_MEDIAN_S), 1.2, len(ads))
-            per_user[1, u] += len(ads)
-            per_user[2, u] += clicked.sum()
-            per_user[3, u] += converted.sum()
-            per_user[5, u] += p_click.sum()
-            daily[j, day, 1] += len(ads)
-            daily[j, day, 2] += clicked.sum()
-            events = pending[j]
-            for i, served in enumerate(response.ads):
-                eid = f"x{config.seed}-{r}-{i}"
-                billable = {"CPM": True, "CPC": bool(clicked[i]), "CPA": bool(converted[i])}[served.pricing_model]
-                if billable:
-                    per_user[4, u] += served.price
-                events.append((t, RawFeedback(f"{eid}-i", EventType.IMPRESSION, served.token, t)))
-                if clicked[i]:
-                    tc = t + float(click_delay[i])
-                    events.append((tc, RawFeedback(f"{eid}-c", EventType.CLICK, served.token, tc)))
-                    if converted[i]:
-                        tv = tc + float(conv_delay[i])
-                        v = round(float(values[i]), 2)
-                        events.append((tv, RawFeedback(f"{eid}-v", EventType.CONVERSION, served.token, tv, v)))
-            if r % 1000 == 999:
-                advance(1000)
-        advance(n_requests % 1000)
-        flush(max([ts for events in pending for ts, _ in events], default=float(times[-1])) + 1.0)
-
+            simulate(config.market, store, progress=False)
+        loop = _Loop(config, store, market, bars)
+        loop.run(bars.task("requests", round(config.requests_per_day * config.days)))
+    arm_of_user, per_user, daily, ledger, retrains = (
+        loop.arm_of_user,
+        loop.per_user,
+        loop.daily,
+        loop.ledger,
+        loop.retrains,
+    )
+    n_requests = loop.requests
     arms: list[ArmResult] = []
     for j, arm in enumerate(config.arms):
-        mine = arm_of_user == j
-        active = mine & (per_user[0] > 0)
-        sums = per_user[:, active]
+        mine = arm_of_user == j  # every user of the arm, those who never came included (visits per user)
+        sums = per_user[:, mine]
         totals = {name: float(sums[i].sum()) for i, name in enumerate(_TOTALS)}
         totals["spend"], totals["unbilled"] = float(ledger[j, 0]), float(ledger[j, 1])
+        totals["active_users"] = float((sums[0] > 0).sum())
         col = {name: sums[i] for i, name in enumerate(_TOTALS)}
+        col["users"] = np.ones(int(mine.sum()))
         metrics = {name: ratio_estimate(col[num], col[den]) for name, num, den in METRICS}
         per_day = [
             {"requests": d[0], "impressions": d[1], "clicks": d[2], "ctr": d[2] / d[1] if d[1] else math.nan}
             for d in daily[j].tolist()
         ]
-        arms.append(ArmResult(arm.name, int(active.sum()), totals, metrics, per_day, retrains[j]))
+        arms.append(ArmResult(arm.name, int(mine.sum()), totals, metrics, per_day, retrains[j]))
     base = next(a for a in arms if a.name == (config.baseline or config.arms[0].name))
     comparisons = [
         compare_ratios(a.name, base.name, name, a.metrics[name], base.metrics[name])

@@ -46,7 +46,7 @@ from adrec.simulate.config import SimulationConfig
 from adrec.simulate.market import BASKET_MEAN, CPA, CPC, CPM, Market
 from adrec.simulate.vocab import PRICING_MODELS
 
-__all__ = ["ImpressionLog", "LoggingPolicy", "request_times", "simulate_history"]
+__all__ = ["ImpressionLog", "LoggingPolicy", "hourly_intensity", "request_times", "simulate_history"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -152,6 +152,16 @@ class LoggingPolicy:
         return out
 
 
+def hourly_intensity(start_ts: float, hours: int) -> FloatArray:
+    """Relative request rate of each of ``hours`` hours from ``start_ts``: a diurnal curve peaking at 20:00 UTC
+    (trough at 08:00, 1.7 / 0.3 of the mean), weekends 15 % busier."""
+    t = start_ts + np.arange(hours, dtype=np.float64) * 3600.0
+    hour_of_day = (t % 86_400.0) / 3600.0 + 0.5
+    weekday = (np.floor(t / 86_400.0).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday (3)
+    out: FloatArray = (1.0 + 0.7 * np.cos(2 * np.pi * (hour_of_day - 20.0) / 24.0)) * np.where(weekday >= 5, 1.15, 1.0)
+    return out
+
+
 def request_times(config: SimulationConfig, request_idx: IntArray, rng: np.random.Generator) -> FloatArray:
     """Timestamps of requests ``request_idx`` (out of ``config.n_requests``) spread over the window, in order.
 
@@ -162,11 +172,7 @@ def request_times(config: SimulationConfig, request_idx: IntArray, rng: np.rando
     -------
     (len(request_idx),) float64 seconds since the epoch
     """
-    hours = np.arange(config.days * 24, dtype=np.float64)
-    t = config.start_ts + hours * 3600.0
-    hour_of_day = (t % 86_400.0) / 3600.0 + 0.5
-    weekday = (np.floor(t / 86_400.0).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday (3)
-    intensity = (1.0 + 0.7 * np.cos(2 * np.pi * (hour_of_day - 20.0) / 24.0)) * np.where(weekday >= 5, 1.15, 1.0)
+    intensity = hourly_intensity(config.start_ts, config.days * 24)
     cdf = np.concatenate([[0.0], np.cumsum(intensity)])
     cdf /= cdf[-1]
     q = (request_idx + rng.random(len(request_idx))) / max(config.n_requests, 1)
