@@ -255,7 +255,9 @@ class _Loop:
                     model = reference_model(market, arm.policy, config.seed)
                 else:
                     model = None
-                self.pipelines.append(Pipeline(store, model, self.signer, PipelineConfig()))
+                # Spend changes only when this loop sends feedback (flush refreshes it): no re-read in between.
+                pipeline_config = PipelineConfig(spend_refresh_s=config.feedback_every_s)
+                self.pipelines.append(Pipeline(store, model, self.signer, pipeline_config))
         self.per_user = np.zeros((len(_TOTALS), market.n_users))
         self.days = max(1, math.ceil(config.days))
         self.daily = np.zeros((len(config.arms), self.days, 3))

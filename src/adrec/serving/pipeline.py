@@ -380,6 +380,16 @@ class _Timed:
 
 
 @dataclass
+class _Stored:
+    """Each campaign's ``(today, total)`` spend as the store had it at ``at`` (see :meth:`Pipeline._timed`)."""
+
+    at: float
+    day: str
+    catalog: CatalogSnapshot
+    spent: npt.NDArray[np.float64]
+
+
+@dataclass
 class _Binding:
     """A catalogue snapshot bound to a model: which model item each ad is, and back."""
 
@@ -501,6 +511,7 @@ class Pipeline:
         self._logged = _Logged.read(store)
         self._binding = _Binding.make(self._load_catalog(), model, self._logged, self.config)
         self._spend: _Timed | None = None
+        self._stored: _Stored | None = None
         self.outstanding = Outstanding(self.config.outstanding_window_s)
 
     # -- swapping ---------------------------------------------------------------------------------------------
@@ -529,11 +540,11 @@ class Pipeline:
         catalog = self._load_catalog()
         with self._lock:
             self._binding = _Binding.make(catalog, self._binding.model, self._logged, self.config)
-            self._spend = None
+            self._spend = self._stored = None
 
     def refresh_spend(self) -> None:
         """Forget cached budgets: the next request re-reads spend from the store."""
-        self._spend = None
+        self._spend = self._stored = None
 
     def _load_catalog(self) -> CatalogSnapshot:
         """The ad library as stored; rows that are no longer valid records are quarantined (left out, logged and
@@ -555,25 +566,36 @@ class Pipeline:
     def _timed(self, binding: _Binding, now: float) -> npt.NDArray[np.bool_]:
         """The campaigns open at ``now`` regardless of the user (:meth:`CatalogSnapshot.timed_campaigns`).
 
-        Spend is re-read from the store, and the mask re-evaluated, when ``spend_refresh_s`` passed, the day or
-        the catalogue changed, or feedback through this process called :meth:`refresh_spend`; requests in between
-        reuse it (schedules, pacing and hour rules are thus applied to within ``spend_refresh_s``).
+        Spend is re-read from the store when ``spend_refresh_s`` passed, the day or the catalogue changed, or
+        feedback through this process called :meth:`refresh_spend`; the mask (schedules, pacing, hour rules, the
+        outstanding tokens' expected cost) is re-evaluated at most ``min(1 s, spend_refresh_s)`` apart. A process
+        that is the only writer of feedback (the experiment loop) can thus set ``spend_refresh_s`` long and still
+        see every change of spend at once.
         """
         cached = self._spend
         day = utc_day(now)
+        catalog = binding.catalog
         if (
             cached is not None
-            and cached.catalog is binding.catalog
+            and cached.catalog is catalog
             and cached.day == day
-            and 0.0 <= now - cached.at < self.config.spend_refresh_s
+            and 0.0 <= now - cached.at < min(1.0, self.config.spend_refresh_s)
         ):
             return cached.timed
-        spent = binding.catalog.spend_array(self.store.campaign_spend(day))
+        stored = self._stored
+        if (
+            stored is None
+            or stored.catalog is not catalog
+            or stored.day != day
+            or not 0.0 <= now - stored.at < self.config.spend_refresh_s
+        ):
+            stored = self._stored = _Stored(now, day, catalog, catalog.spend_array(self.store.campaign_spend(day)))
+        spent = stored.spent
         pending = self.outstanding.expected_cost(now)
         if pending:  # tokens handed out whose billable events may still come spend the budget too
-            spent += binding.catalog.spend_array({c: (cost, cost) for c, cost in pending.items()})
-        timed = binding.catalog.timed_campaigns(now, spent)
-        self._spend = _Timed(now, day, binding.catalog, timed)
+            spent = spent + catalog.spend_array({c: (cost, cost) for c, cost in pending.items()})
+        timed = catalog.timed_campaigns(now, spent)
+        self._spend = _Timed(now, day, catalog, timed)
         return timed
 
     # -- the decision -----------------------------------------------------------------------------------------
