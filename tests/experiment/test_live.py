@@ -132,3 +132,21 @@ def test_users_tire_of_repeated_ads_and_come_back_for_relevant_ones(tmp_path: Pa
     (fresh,) = [c for c in results["fresh"].comparisons if c.metric == "visits_per_user"]
     (returning,) = [c for c in results["returning"].comparisons if c.metric == "visits_per_user"]
     assert returning.ci_low > 0 and returning.lift > fresh.lift + 0.1
+
+
+def test_identical_arms_rarely_differ_significantly() -> None:
+    # A/A: two identical arms on six small markets of their own. Under an honest test each p-value < 0.05 with
+    # probability 0.05; three or more of six would happen by chance once in 500 runs. (The committed benchmark,
+    # benchmarks/results/aa.md, runs 40 seeds.)
+    significant = 0
+    for seed in range(6):
+        market = MARKET.model_copy(update={"seed": 10 + seed, "n_impressions": 6000})
+        arms = [ArmConfig(name="A", policy="no-model"), ArmConfig(name="B", policy="no-model")]
+        config = CONFIG.model_copy(
+            update={"market": market, "days": 0.5, "requests_per_day": 2400, "arms": arms, "salt": f"s{seed}"}
+        )
+        with open_store("sqlite://") as store:
+            report = run_experiment(config, store, progress=False)
+        (ctr,) = [c for c in report.comparisons if c.metric == "ctr"]
+        significant += ctr.p_value < 0.05
+    assert significant <= 2

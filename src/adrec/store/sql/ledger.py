@@ -348,13 +348,24 @@ class SqlLedger(SqlBase):
         savepoint rolled back and the stored ids read to insert the rest.
         """
         if self._dialect == "postgresql":
-            # psycopg pipelines executemany: a failed statement aborts the pipeline (and logs it), so PostgreSQL
-            # reads the stored ids first (one indexed lookup per IN_CHUNK ids).
-            stored = {r[0] for r in self._select_in(cur, "SELECT event_id FROM events WHERE event_id", ids)}
-            new = [i for i, event_id in enumerate(ids) if event_id not in stored]
-            if new:
-                self._insert_rows(cur, t.events, [rows[i] for i in new] if stored else rows)
-            return new or None
+            # A plain ON CONFLICT insert (psycopg pipelines executemany, and a failing statement would abort the
+            # pipeline, so no optimistic insert as on SQLite); when some ids were stored already, the rows this
+            # transaction inserted are the ones whose xmin is its own transaction id.
+            columns = ", ".join(t.EVENT_COLUMNS)
+            marks = ", ".join(["%s"] * len(t.EVENT_COLUMNS))
+            cur.executemany(f"INSERT INTO events ({columns}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING", rows)
+            inserted = cur.rowcount
+            if inserted == len(rows):
+                return list(range(len(rows)))
+            if inserted <= 0:
+                return None
+            cur.execute(
+                "SELECT event_id FROM events WHERE event_id = ANY(%s) "
+                "AND xmin::text::bigint = txid_current() %% 4294967296",
+                (ids,),
+            )
+            mine = {r[0] for r in cur.fetchall()}
+            return [i for i, event_id in enumerate(ids) if event_id in mine]
         cur.execute("SAVEPOINT adrec_append")
         try:
             self._insert_rows(cur, t.events, rows)
