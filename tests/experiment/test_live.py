@@ -88,6 +88,10 @@ def test_experiment_cli_runs_a_toml_file_and_reports_it_again(tmp_path: Path) ->
     again = runner.invoke(app, ["experiment", "report", str(out), "--plot", str(plot)])
     assert again.exit_code == 0 and "pop vs segments" in again.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for text in ("{}", "[1]", '{"arms": 1}'):
+        out.write_text(text)
+        wrong = runner.invoke(app, ["experiment", "report", str(out)])
+        assert wrong.exit_code == 1 and "is not a report of `adrec experiment run --json`" in wrong.output
     config.write_text('[[arms]]\nname = "x"\nmodel = "no-such-model"\n')
     bad = runner.invoke(app, ["experiment", "run", "--config", str(config)])
     assert bad.exit_code == 1 and "arms.0" in bad.output and "no-such-model" in bad.output
