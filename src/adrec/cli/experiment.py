@@ -123,7 +123,12 @@ def report(
         raise ValidationError("path", f"{path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValidationError("path", f"{path} is not a JSON report ({err})") from None
-    shape = {"arms": list, "comparisons": list, "seconds": (int, float), "requests_per_second": (int, float)}
+    shape: dict[str, type | tuple[type, ...]] = {
+        "arms": list,
+        "comparisons": list,
+        "seconds": (int, float),
+        "requests_per_second": (int, float),
+    }
     if not isinstance(data, dict) or any(not isinstance(data.get(k), t) for k, t in shape.items()):
         raise ValidationError(
             "path", f"{path} is not a report of `adrec experiment run --json` (needs {', '.join(shape)})"
