@@ -70,3 +70,10 @@ def test_intervals_cover_the_truth_95_percent_of_the_time_with_clustered_users()
         est = ratio_estimate(y, n)
         covered += est.ci_low <= 0.5 / 20.5 <= est.ci_high
     assert 0.92 <= covered / trials <= 0.98
+
+
+def test_a_metric_an_arm_cannot_measure_is_unknown_not_significant() -> None:
+    # An arm without clicks has no CVR: its comparison used to come out with p = 0 ("significant").
+    none = ratio_estimate([0, 0, 0], [0, 0, 0])
+    c = compare_ratios("a", "b", "cvr", none, ratio_estimate([1, 0, 2], [3, 4, 5]))
+    assert math.isnan(none.mean) and math.isnan(c.p_value) and math.isnan(c.difference)

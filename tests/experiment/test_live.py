@@ -154,3 +154,22 @@ def test_identical_arms_rarely_differ_significantly() -> None:
         (ctr,) = [c for c in report.comparisons if c.metric == "ctr"]
         significant += ctr.p_value < 0.05
     assert significant <= 2
+
+
+def test_revenue_is_what_the_ledger_charged_within_budgets(tmp_path: Path) -> None:
+    # Budgets a twentieth of the expected spend: tokens are priced in full, the ledger charges what is left.
+    # Revenue used to be the tokens' prices (money never collected counted as an arm's revenue).
+    market = MARKET.model_copy(update={"budget_factor": 0.05})
+    arms = [ArmConfig(name="A", policy="random"), ArmConfig(name="B", policy="random")]
+    config = CONFIG.model_copy(update={"market": market, "days": 1, "requests_per_day": 3000, "arms": arms})
+    with open_store(f"sqlite:///{tmp_path}/r.db") as store:
+        report = run_experiment(config, store, progress=False)
+        live_start = MARKET.start_ts + MARKET.days * 86_400
+        batches = list(store.iter_events(since=live_start))
+    live = [(b.cost, np.array([e.startswith("x1-") for e in b.event_id.tolist()], dtype=bool)) for b in batches]
+    charged = sum(float(cost[mask].sum()) for cost, mask in live)
+    assert sum(a.totals["revenue"] for a in report.arms) == pytest.approx(charged)
+    assert sum(a.totals["unbilled"] for a in report.arms) > 0
+    for a in report.arms:
+        assert a.totals["revenue"] <= a.totals["billed"] + 1e-9
+        assert a.metrics["revenue_per_request"].mean == pytest.approx(a.totals["revenue"] / a.totals["requests"])

@@ -23,7 +23,10 @@ random slots, bounded to [0.2, 5] times the initial rate; an hour's number of vi
 scaled by how far the rates moved in total. A policy that shows irrelevant ads loses visits (``visits_per_user``).
 
 Arms share the store, and so the campaigns' budgets: an arm that spends faster leaves less to the others (the
-budget-split design is not built yet).
+budget-split design is not built yet). Model arms retrain on every click in the store, other arms' included, and
+their retrains refresh the segment rankings they serve cold users from; the other arms keep those of the warm-up
+history (per-arm training data is not built yet). Revenue is what the ledger charged (the event log's costs), so
+an arm is never credited with money a spent budget did not pay.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("ctr", "clicks", "impressions"),
     ("clicks_per_request", "clicks", "requests"),
     ("cvr", "conversions", "clicks"),
-    ("revenue_per_request", "billed", "requests"),
+    ("revenue_per_request", "revenue", "requests"),
     ("true_ctr_of_shown", "true_ctr", "impressions"),
     ("visits_per_user", "requests", "users"),
 )
@@ -166,8 +169,8 @@ class ArmResult:
     """Users assigned to the arm (``totals["active_users"]`` of them came at least once)."""
     totals: dict[str, float]
     """requests, impressions, clicks, conversions, billed (what billable events would cost at the tokens'
-    prices), true_ctr (sum of the click probabilities of the ads shown, fatigue included), spend and unbilled
-    (what the ledger charged and what budgets left unbilled), active_users."""
+    prices), true_ctr (sum of the click probabilities of the ads shown, fatigue included), revenue (what the
+    ledger charged for them, within budgets), unbilled (billed − revenue), active_users."""
     metrics: dict[str, RatioEstimate]
     daily: list[dict[str, float]]
     """Per simulated day: requests, impressions, clicks, ctr."""
@@ -207,7 +210,7 @@ class ExperimentReport:
         }
 
 
-_TOTALS = ("requests", "impressions", "clicks", "conversions", "billed", "true_ctr")
+_TOTALS = ("requests", "impressions", "clicks", "conversions", "billed", "true_ctr", "revenue")
 
 
 def _train(arm: ArmConfig, store: Store, version: str) -> ServingModel | None:
@@ -256,12 +259,15 @@ class _Loop:
                 else:
                     model = None
                 # Spend changes only when this loop sends feedback (flush refreshes it): no re-read in between.
-                pipeline_config = PipelineConfig(spend_refresh_s=config.feedback_every_s)
+                # Served ads count against budgets until their events come: at least two feedback intervals.
+                pipeline_config = PipelineConfig(
+                    spend_refresh_s=config.feedback_every_s,
+                    outstanding_window_s=max(600.0, 2 * config.feedback_every_s),
+                )
                 self.pipelines.append(Pipeline(store, model, self.signer, pipeline_config))
         self.per_user = np.zeros((len(_TOTALS), market.n_users))
         self.days = max(1, math.ceil(config.days))
         self.daily = np.zeros((len(config.arms), self.days, 3))
-        self.ledger = np.zeros((len(config.arms), 2))  # spend, unbilled
         self.pending: list[list[tuple[float, RawFeedback]]] = [[] for _ in config.arms]
         self.next_flush = self.live_start + config.feedback_every_s
         self.exposures: dict[tuple[int, int], int] = {}
@@ -272,17 +278,26 @@ class _Loop:
         self.requests = 0
 
     def flush(self, now: float) -> None:
-        """Send every event due by ``now`` (each arm's in one batch), as the clients would."""
-        for j, events in enumerate(self.pending):
-            due = [e for ts, e in events if ts <= now]
-            if not due:
-                continue
-            self.pending[j] = [(ts, e) for ts, e in events if ts > now]
-            report = ingest_feedback(self.store, self.signer, due, now=now)
-            if report.rejected:
-                raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
-            self.ledger[j] += (report.spend, report.unbilled)
-            self.pipelines[j].refresh_spend()
+        """Send every event due by ``now``, every arm's in one batch (the ledger applies it in time order, so no
+        arm gets the last of a shared budget by being listed first), as the clients would."""
+        due = [e for events in self.pending for ts, e in events if ts <= now]
+        if not due:
+            return
+        self.pending = [[(ts, e) for ts, e in events if ts > now] for events in self.pending]
+        report = ingest_feedback(self.store, self.signer, due, now=now)
+        if report.rejected:
+            raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
+        for pipeline in self.pipelines:
+            pipeline.refresh_spend()
+
+    def charged(self) -> None:
+        """Each user's revenue: what the ledger charged for the live events (their costs in the event log)."""
+        index = {u: i for i, u in enumerate(self.user_ids)}
+        prefix = f"x{self.config.seed}-"
+        for batch in self.store.iter_events(since=self.live_start):
+            live = np.fromiter((e.startswith(prefix) for e in batch.event_id.tolist()), bool, len(batch))
+            users = np.array([index[u] for u in batch.user_id[live].tolist()], dtype=np.int64)
+            self.per_user[6] += np.bincount(users, weights=batch.cost[live], minlength=len(self.user_ids))
 
     def retrain_due(self, t: float) -> None:
         for k, arm in enumerate(self.config.arms):
@@ -387,20 +402,16 @@ def run_experiment(
             simulate(config.market, store, progress=False)
         loop = _Loop(config, store, market, bars)
         loop.run(bars.task("requests", round(config.requests_per_day * config.days)))
-    arm_of_user, per_user, daily, ledger, retrains = (
-        loop.arm_of_user,
-        loop.per_user,
-        loop.daily,
-        loop.ledger,
-        loop.retrains,
-    )
+        loop.charged()
+    arm_of_user, per_user, daily, retrains = loop.arm_of_user, loop.per_user, loop.daily, loop.retrains
     n_requests = loop.requests
     arms: list[ArmResult] = []
     for j, arm in enumerate(config.arms):
         mine = arm_of_user == j  # every user of the arm, those who never came included (visits per user)
         sums = per_user[:, mine]
         totals = {name: float(sums[i].sum()) for i, name in enumerate(_TOTALS)}
-        totals["spend"], totals["unbilled"] = float(ledger[j, 0]), float(ledger[j, 1])
+        totals["spend"] = totals["revenue"]
+        totals["unbilled"] = max(totals["billed"] - totals["revenue"], 0.0)
         totals["active_users"] = float((sums[0] > 0).sum())
         col = {name: sums[i] for i, name in enumerate(_TOTALS)}
         col["users"] = np.ones(int(mine.sum()))
@@ -418,10 +429,12 @@ def run_experiment(
         for name, _, _ in METRICS
     ]
     seconds = time.perf_counter() - started
-    policies = {arm.policy: result for arm, result in zip(config.arms, arms, strict=True)}
+    first: dict[str, ArmResult] = {}  # the first arm of each policy
+    for arm, result in zip(config.arms, arms, strict=True):
+        first.setdefault(arm.policy, result)
     captured: dict[str, float] = {}
-    if "random" in policies and "oracle" in policies:
-        low, high = policies["random"].metrics["ctr"].mean, policies["oracle"].metrics["ctr"].mean
+    if "random" in first and "oracle" in first:
+        low, high = first["random"].metrics["ctr"].mean, first["oracle"].metrics["ctr"].mean
         if high > low:
             captured = {a.name: (a.metrics["ctr"].mean - low) / (high - low) for a in arms}
     return ExperimentReport(config, arms, comparisons, seconds, n_requests / seconds if seconds else 0.0, captured)

@@ -26,8 +26,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, 1 + len(_PANELS), figsize=(4.2 * (1 + len(_PANELS)), 3.6))
     daily = axes[0]
     for arm in arms:
-        days = [d for d in arm["daily"] if d["impressions"]]
-        daily.plot(range(1, len(days) + 1), [d["ctr"] for d in days], marker="o", label=arm["name"])
+        days = [(i, d["ctr"]) for i, d in enumerate(arm["daily"], start=1) if d["impressions"]]
+        daily.plot([i for i, _ in days], [c for _, c in days], marker="o", label=arm["name"])
     daily.set_title("CTR per simulated day")
     daily.set_xlabel("day")
     daily.legend(fontsize=8)

@@ -88,6 +88,8 @@ def compare_ratios(arm: str, baseline: str, metric: str, a: RatioEstimate, b: Ra
     diff = a.mean - b.mean
     se = math.sqrt(a.se**2 + b.se**2)
     p = _p_value(diff / se) if se > 0 else (0.0 if diff != 0 else 1.0)
+    if math.isnan(diff) or math.isnan(se):  # an arm without a denominator (no clicks for CVR, no users): unknown
+        p = math.nan
     lift = a.mean / b.mean - 1.0 if b.mean else math.nan
     if a.mean > 0 and b.mean > 0:
         se_log = math.sqrt((a.se / a.mean) ** 2 + (b.se / b.mean) ** 2)

@@ -568,9 +568,9 @@ class Pipeline:
 
         Spend is re-read from the store when ``spend_refresh_s`` passed, the day or the catalogue changed, or
         feedback through this process called :meth:`refresh_spend`; the mask (schedules, pacing, hour rules, the
-        outstanding tokens' expected cost) is re-evaluated at most ``min(1 s, spend_refresh_s)`` apart. A process
-        that is the only writer of feedback (the experiment loop) can thus set ``spend_refresh_s`` long and still
-        see every change of spend at once.
+        outstanding tokens' expected cost) is re-evaluated at most ``min(1 s, spend_refresh_s)`` apart. A
+        single-threaded process that is the only writer of feedback and refreshes after each write (the experiment
+        loop) can thus set ``spend_refresh_s`` long; a server with other writers (other workers) cannot.
         """
         cached = self._spend
         day = utc_day(now)
