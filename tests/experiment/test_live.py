@@ -173,3 +173,22 @@ def test_revenue_is_what_the_ledger_charged_within_budgets(tmp_path: Path) -> No
     for a in report.arms:
         assert a.totals["revenue"] <= a.totals["billed"] + 1e-9
         assert a.metrics["revenue_per_request"].mean == pytest.approx(a.totals["revenue"] / a.totals["requests"])
+
+
+def test_a_model_arm_learns_from_the_history_and_its_own_users_only(tmp_path: Path) -> None:
+    from adrec.experiment.live import _Loop
+    from adrec.progress import Bars
+    from adrec.simulate import Market, simulate
+    from adrec.store.datasets import from_store
+
+    with open_store(f"sqlite:///{tmp_path}/k.db") as store:
+        simulate(MARKET, store, progress=False)
+        with Bars(False) as bars:
+            loop = _Loop(CONFIG, store, Market.generate(MARKET), bars)
+            loop.run(lambda n: None)
+        own = from_store(store, (EventType.CLICK,), keep=loop._own_clicks(1)).interactions.users.ids
+        every = from_store(store, (EventType.CLICK,)).interactions.users.ids
+    arm = {u: a for u, a in zip(loop.user_ids, loop.arm_of_user.tolist(), strict=True)}
+    # Users of the other arm who clicked only during the live window are not in the model arm's training data.
+    assert set(own) < set(every)
+    assert all(arm[u] == 0 for u in set(every) - set(own))

@@ -23,10 +23,10 @@ random slots, bounded to [0.2, 5] times the initial rate; an hour's number of vi
 scaled by how far the rates moved in total. A policy that shows irrelevant ads loses visits (``visits_per_user``).
 
 Arms share the store, and so the campaigns' budgets: an arm that spends faster leaves less to the others (the
-budget-split design is not built yet). Model arms retrain on every click in the store, other arms' included, and
-their retrains refresh the segment rankings they serve cold users from; the other arms keep those of the warm-up
-history (per-arm training data is not built yet). Revenue is what the ledger charged (the event log's costs), so
-an arm is never credited with money a spent budget did not pay.
+budget-split design is not built yet). A model arm retrains on the warm-up history's clicks and its own users'
+live clicks only; its retrains also refresh the segment rankings it serves cold users from, read from every
+arm's events (the other arms keep those of the warm-up history). Revenue is what the ledger charged (the event
+log's costs), so an arm is never credited with money a spent budget did not pay.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from adrec.data.schema import EventType
-from adrec.exceptions import ConfigError
+from adrec.data.schema import EventBatch, EventType
+from adrec.exceptions import ConfigError, ValidationError
 from adrec.experiment.assign import assign_arms
 from adrec.experiment.reference import reference_model
 from adrec.experiment.stats import Comparison, RatioEstimate, compare_ratios, ratio_estimate
@@ -213,9 +214,14 @@ class ExperimentReport:
 _TOTALS = ("requests", "impressions", "clicks", "conversions", "billed", "true_ctr", "revenue")
 
 
-def _train(arm: ArmConfig, store: Store, version: str) -> ServingModel | None:
-    """The arm's model trained on every click in the store, ready to serve (None before the first click)."""
-    data = from_store(store, (EventType.CLICK,)).interactions
+def _train(
+    arm: ArmConfig, store: Store, version: str, keep: Callable[[EventBatch], npt.NDArray[np.bool_]] | None = None
+) -> ServingModel | None:
+    """The arm's model trained on the store's clicks (those ``keep`` selects), ready to serve (None without any)."""
+    try:
+        data = from_store(store, (EventType.CLICK,), keep=keep).interactions
+    except ValidationError:  # no click to learn from yet
+        return None
     if data.nnz == 0:
         return None
     params = dict(arm.params)
@@ -299,12 +305,24 @@ class _Loop:
             users = np.array([index[u] for u in batch.user_id[live].tolist()], dtype=np.int64)
             self.per_user[6] += np.bincount(users, weights=batch.cost[live], minlength=len(self.user_ids))
 
+    def _own_clicks(self, k: int) -> Callable[[EventBatch], npt.NDArray[np.bool_]]:
+        """A mask of the events arm ``k`` may learn from: the warm-up history, and its own users' live events."""
+        users = {u for u, a in zip(self.user_ids, self.arm_of_user.tolist(), strict=True) if a == k}
+        live_start = self.live_start
+
+        def keep(batch: EventBatch) -> npt.NDArray[np.bool_]:
+            own = np.fromiter((u in users for u in batch.user_id.tolist()), dtype=bool, count=len(batch))
+            out: npt.NDArray[np.bool_] = (batch.ts < live_start) | own
+            return out
+
+        return keep
+
     def retrain_due(self, t: float) -> None:
         for k, arm in enumerate(self.config.arms):
             if arm.policy == "model" and t >= self.next_retrain[k]:
                 self.flush(t)
                 t0 = time.perf_counter()
-                model = _train(arm, self.store, f"{arm.name}-{len(self.retrains[k]) + 1}")
+                model = _train(arm, self.store, f"{arm.name}-{len(self.retrains[k]) + 1}", self._own_clicks(k))
                 if model is not None:
                     self.pipelines[k].swap_model(model, relearn=True)
                 self.retrains[k].append(time.perf_counter() - t0)

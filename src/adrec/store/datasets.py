@@ -19,6 +19,7 @@ them often.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import scipy.sparse as sp
 
 from adrec.data.datasets import Dataset
 from adrec.data.interactions import IdMap, Interactions, load_lightgcn
-from adrec.data.schema import EventType
+from adrec.data.schema import EventBatch, EventType
 from adrec.data.splits import random_split, temporal_split
 from adrec.exceptions import ValidationError
 from adrec.store.base import Store, open_store
@@ -47,11 +48,17 @@ class StoreInteractions:
     item_titles: list[str]
 
 
-def from_store(store: Store, event_types: tuple[EventType, ...] = (EventType.CLICK,)) -> StoreInteractions:
+def from_store(
+    store: Store,
+    event_types: tuple[EventType, ...] = (EventType.CLICK,),
+    *,
+    keep: Callable[[EventBatch], npt.NDArray[np.bool_]] | None = None,
+) -> StoreInteractions:
     """Users × ads matrix of the store's events of ``event_types`` (repeats merged; latest time kept).
 
     Items are every ad of the catalogue (so never-clicked ads exist in the index space), then any other ad id
-    seen in events. Users are those with at least one such event.
+    seen in events. Users are those with at least one such event. ``keep`` (a batch → a mask of the events to
+    use) restricts the events, e.g. to one experiment arm's users.
     """
     items = IdMap()
     titles: list[str] = []
@@ -65,10 +72,12 @@ def from_store(store: Store, event_types: tuple[EventType, ...] = (EventType.CLI
     ad_ids: list[npt.NDArray[np.object_]] = []
     times: list[npt.NDArray[np.float64]] = []
     for ev in store.iter_events(types=list(event_types)):
+        if keep is not None:
+            ev = ev.take(np.flatnonzero(keep(ev)))
         user_ids.append(ev.user_id)
         ad_ids.append(ev.ad_id)
         times.append(ev.ts)
-    if not user_ids:
+    if not user_ids or not sum(len(u) for u in user_ids):
         raise ValidationError("store", f"holds no events of type {[t.name.lower() for t in event_types]}")
     u_all, a_all, t_all = np.concatenate(user_ids), np.concatenate(ad_ids), np.concatenate(times)
     users = IdMap().fit(u_all.tolist())
@@ -82,9 +91,9 @@ def from_store(store: Store, event_types: tuple[EventType, ...] = (EventType.CLI
     order = np.argsort(t_all, kind="stable")
     key = u_idx[order] * shape[1] + i_idx[order]
     _, last = np.unique(key[::-1], return_index=True)
-    keep = order[::-1][last]
-    matrix = sp.csr_matrix((np.ones(len(keep), np.float32), (u_idx[keep], i_idx[keep])), shape=shape)
-    ts = sp.csr_matrix((t_all[keep], (u_idx[keep], i_idx[keep])), shape=shape)
+    latest = order[::-1][last]
+    matrix = sp.csr_matrix((np.ones(len(latest), np.float32), (u_idx[latest], i_idx[latest])), shape=shape)
+    ts = sp.csr_matrix((t_all[latest], (u_idx[latest], i_idx[latest])), shape=shape)
     ts.sort_indices()
     names = sorted({c for c in cats if c is not None})
     code = {c: n for n, c in enumerate(names)}
