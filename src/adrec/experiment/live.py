@@ -274,7 +274,8 @@ class _Loop:
         self.per_user = np.zeros((len(_TOTALS), market.n_users))
         self.days = max(1, math.ceil(config.days))
         self.daily = np.zeros((len(config.arms), self.days, 3))
-        self.pending: list[list[tuple[float, RawFeedback]]] = [[] for _ in config.arms]
+        self.pending: list[tuple[float, RawFeedback]] = []
+        """Events not sent yet, with their times (every arm's: they go to the ledger together)."""
         self.next_flush = self.live_start + config.feedback_every_s
         self.exposures: dict[tuple[int, int], int] = {}
         self.rate0 = market.user_activity / market.user_activity.sum()
@@ -286,10 +287,10 @@ class _Loop:
     def flush(self, now: float) -> None:
         """Send every event due by ``now``, every arm's in one batch (the ledger applies it in time order, so no
         arm gets the last of a shared budget by being listed first), as the clients would."""
-        due = [e for events in self.pending for ts, e in events if ts <= now]
+        due = [e for ts, e in self.pending if ts <= now]
         if not due:
             return
-        self.pending = [[(ts, e) for ts, e in events if ts > now] for events in self.pending]
+        self.pending = [(ts, e) for ts, e in self.pending if ts > now]
         report = ingest_feedback(self.store, self.signer, due, now=now)
         if report.rejected:
             raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
@@ -363,7 +364,7 @@ class _Loop:
             self.per_user[1:4, u] += (len(ads), clicked.sum(), converted.sum())
             self.per_user[5, u] += p_click.sum()
             self.daily[j, day, 1:] += (len(ads), clicked.sum())
-            events = self.pending[j]
+            events = self.pending
             for i, served in enumerate(response.ads):
                 eid = f"x{cfg.seed}-{r}-{i}"
                 billable = {"CPM": True, "CPC": bool(clicked[i]), "CPA": bool(converted[i])}[served.pricing_model]
@@ -401,8 +402,7 @@ class _Loop:
             for t, u in zip(times.tolist(), users.tolist(), strict=True):
                 self.visit(t, u)
             advance(n)
-        pending = [ts for events in self.pending for ts, _ in events]
-        self.flush(max(pending, default=self.live_start) + 1.0)
+        self.flush(max((ts for ts, _ in self.pending), default=self.live_start) + 1.0)
 
 
 def run_experiment(
@@ -417,7 +417,7 @@ def run_experiment(
     market = Market.generate(config.market)
     with Bars(progress) as bars:
         with bars.step("market and warm-up history"):
-            simulate(config.market, store, progress=False)
+            simulate(config.market, store, progress=False, market=market)
         loop = _Loop(config, store, market, bars)
         loop.run(bars.task("requests", round(config.requests_per_day * config.days)))
         loop.charged()

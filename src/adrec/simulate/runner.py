@@ -125,6 +125,7 @@ def simulate(
     *,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    market: Market | None = None,
 ) -> SimulationReport:
     """Generate a market from ``config`` and write its catalogue, users and logged history into ``store``.
 
@@ -145,6 +146,8 @@ def simulate(
         :meth:`Market.save`) and the report at the end (``report.json``).
     progress
         Show rich progress bars on the terminal.
+    market
+        ``Market.generate(config)`` when the caller already has it (it is generated otherwise).
 
     Returns
     -------
@@ -162,7 +165,7 @@ def simulate(
 
     with Bars(progress) as bars:
         with bars.step("market"):
-            market = Market.generate(config)
+            market = Market.generate(config) if market is None else market
             if out_dir is not None:
                 market.save(out_dir)
         lap("market")
