@@ -173,6 +173,10 @@ def test_profiles_built_with_the_live_model_store_its_embeddings_and_lookalike_u
     models = tmp_path / "models"
     trained = runner.invoke(app, ["train", "--model", "bpr", "--out", str(models / "bpr"), "-d", f"store:{url}"])
     assert trained.exit_code == 0, trained.output
+    pop = runner.invoke(app, ["train", "--model", "popularity", "--out", str(tmp_path / "pop"), "-d", f"store:{url}"])
+    assert pop.exit_code == 0, pop.output
+    flat = runner.invoke(app, ["build-profiles", "--db", url, "--models", str(tmp_path / "pop")])
+    assert flat.exit_code == 1 and "has no user embeddings; use a model that has them" in flat.output
     refused = runner.invoke(app, ["build-profiles", "--db", url, "--models", str(models), "--since", "2025-01-01"])
     assert refused.exit_code != 0 and "--since" in refused.output
     built = runner.invoke(app, ["build-profiles", "--db", url, "--models", str(models), "--json"])

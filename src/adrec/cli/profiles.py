@@ -55,7 +55,8 @@ def _parse_age(value: str) -> tuple[int | None, int | None]:
     epilog=(
         "Examples:  \n`adrec build-profiles --db sqlite:///adrec-demo/adrec.db`  \n"
         "`adrec build-profiles --since 2025-01-14 --half-life-days 7`  \n"
-        "`adrec build-profiles --models adrec-demo/models` (also store the live model's user embeddings)"
+        "`adrec build-profiles --models models/bpr` (also store the user embeddings of a model that has them, e.g. "
+        "one from `adrec train --model bpr -d store:sqlite:///adrec-demo/adrec.db --out models/bpr`)"
     ),
 )
 @friendly
@@ -112,7 +113,11 @@ def _model_embeddings(path: Path) -> dict[str, Any]:
     art = Artifact.load(find_model_dir(path))
     emb = art.model.user_embeddings
     if emb is None:
-        raise ValidationError("--models", f"the model {art.model.name} in {path} has no user embeddings")
+        raise ValidationError(
+            "--models",
+            f"the model {art.model.name} in {path} has no user embeddings; use a model that has them (bpr, lightgcn: "
+            "`adrec train --model bpr ...`)",
+        )
     return dict(zip(art.users.ids, emb, strict=True))
 
 
