@@ -13,7 +13,6 @@ import time
 
 from adrec.experiment import ArmConfig, ExperimentConfig, run_experiment
 from adrec.simulate import SimulationConfig
-from adrec.store import open_store
 from benchmarks.common import write_results
 
 TARGET = (0.01, 0.10)
@@ -62,10 +61,8 @@ def main() -> None:
     started = time.perf_counter()
     p_values: dict[str, list[float]] = {}
     for seed in range(args.seeds):
-        with open_store("sqlite://") as store:
-            report = run_experiment(
-                aa_config(seed, args.policy, args.users, args.requests_per_day), store, progress=False
-            )
+        config = aa_config(seed, args.policy, args.users, args.requests_per_day, args.budget_factor)
+        report = run_experiment(config, progress=False)
         for c in report.comparisons:
             p_values.setdefault(c.metric, []).append(c.p_value)
         print(seed, {c.metric: round(c.p_value, 3) for c in report.comparisons}, flush=True)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from adrec.experiment import ExperimentConfig, run_experiment
 from adrec.experiment.plots import plot_report
-from adrec.store import open_store
 from benchmarks.common import RESULTS, peak_rss_mib, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The comparisons in the Markdown table (the JSON has every metric).
+_SHOWN = ("ctr", "revenue_per_request", "welfare_per_request", "true_ctr_of_shown", "new_ad_share", "visits_per_user")
 
 
 def _ci(v: dict[str, float]) -> str:
@@ -27,8 +28,7 @@ def main() -> None:
     parser.add_argument("--name", default="experiment-example")
     args = parser.parse_args()
     config = ExperimentConfig.from_toml(args.config)
-    with open_store("sqlite://") as store:
-        report = run_experiment(config, store, progress=False).as_dict()
+    report = run_experiment(config, progress=False).as_dict()
     rows = [
         "| arm | users | requests | CTR | revenue / request | true CTR of ads shown | ledger spend | retrains (s) |",
         "|---|---:|---:|---|---|---|---:|---|",
@@ -39,19 +39,47 @@ def main() -> None:
         cells = [a["name"], f"{a['users']:,}", f"{int(t['requests']):,}", _ci(m["ctr"])]
         cells += [_ci(m["revenue_per_request"]), _ci(m["true_ctr_of_shown"]), f"{t['spend']:,.2f}", retrains]
         rows.append("| " + " | ".join(cells) + " |")
-    rows += ["", "| arm vs baseline | metric | lift | 95 % CI | p-value |", "|---|---|---:|---|---:|"]
+    rows += [
+        "",
+        "Against the baseline (the JSON report compares every metric):",
+        "",
+        "| arm vs baseline | metric | lift | 95 % CI | p-value |",
+        "|---|---|---:|---|---:|",
+    ]
     for c in report["comparisons"]:
+        if c["metric"] not in _SHOWN:
+            continue
         rows.append(
             f"| {c['arm']} vs {c['baseline']} | {c['metric']} | {c['lift']:+.1%} "
             f"| [{c['lift_ci_low']:+.1%}, {c['lift_ci_high']:+.1%}] | {c['p_value']:.3g} |"
         )
+    rows += [
+        "",
+        "| arm | PCOC | ECE | coverage | new-ad share | new-ad true CTR, last day | budget used | pacing error "
+        "| regret (expected clicks) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for a in report["arms"]:
+        m, s, t = a["metrics"], a["summary"], a["totals"]
+        new_ctr = a["daily"][-1]["new_ad_ctr"]
+        rows.append(
+            f"| {a['name']} | {m['pcoc']['mean']:.2f} | {s['ece']:.4f} | {s['coverage']:.0%} "
+            f"| {m['new_ad_share']['mean']:.1%} | {new_ctr:.4f} | {s['budget_utilisation']:.0%} "
+            f"| {s['pacing_error']:.2f} | {t['regret']:,.1f} |"
+        )
+    if report["regret"]:
+        rows += ["", "| arm vs oracle | expected clicks / request | 95 % CI |", "|---|---:|---|"]
+        for c in report["regret"]:
+            rows.append(f"| {c['arm']} | {c['difference']:+.5f} | [{c['ci_low']:+.5f}, {c['ci_high']:+.5f}] |")
     captured = ", ".join(f"{k} {v:.0%}" for k, v in report["gain_captured"].items()) or "— (no random or oracle arm)"
     config_path = Path(args.config)
     shown = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path
     plot = plot_report(report, RESULTS / f"{args.name}.png")
     summary = (
         f"Config: `{shown}` — {report['seconds']:.1f} s wall, {report['requests_per_second']:,.0f} simulated "
-        "requests/s end to end (market, warm-up history and retraining included); "
+        "requests/s end to end (market, warm-up history and retraining included; "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in report["timings"].items())
+        + "); "
         f"peak RSS {peak_rss_mib():.0f} MiB."
     )
     table = "\n".join(

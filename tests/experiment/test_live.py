@@ -4,6 +4,7 @@ and the `adrec experiment` commands."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from adrec.cli.main import app
 from adrec.data.schema import EventType
 from adrec.experiment import ArmConfig, ExperimentConfig, assign_arms, run_experiment
 from adrec.simulate import SimulationConfig
-from adrec.store import open_store
+from adrec.store import Store, open_store
 
 MARKET = SimulationConfig(seed=4, n_users=800, n_advertisers=6, n_campaigns=18, n_ads=80, n_impressions=12_000, days=3)
 CONFIG = ExperimentConfig(
@@ -28,11 +29,18 @@ CONFIG = ExperimentConfig(
 )
 
 
-def test_two_simulated_days_run_in_seconds_and_the_ledger_sees_exactly_what_happened(tmp_path: Path) -> None:
-    with open_store(f"sqlite:///{tmp_path}/e.db") as store:
-        report = run_experiment(CONFIG, store, progress=False)
-        live_start = MARKET.start_ts + MARKET.days * 86_400
-        live = [b for b in store.iter_events(since=live_start)]
+def _live_events(store: Store, seed: int = 1) -> dict[str, np.ndarray]:
+    """The store's events of the live window (ids ``x{seed}-...``), as columns."""
+    batches = list(store.iter_events(since=CONFIG.live_start))
+    cols = {k: np.concatenate([getattr(b, k) for b in batches]) for k in ("event_id", "user_id", "type", "ts", "cost")}
+    mine = np.array([e.startswith(f"x{seed}-") for e in cols["event_id"].tolist()], dtype=bool)
+    return {k: v[mine] for k, v in cols.items()}
+
+
+def test_two_simulated_days_run_in_seconds_and_each_ledger_sees_exactly_what_its_arm_did(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/s.db") as s, open_store(f"sqlite:///{tmp_path}/b.db") as b:
+        report = run_experiment(CONFIG, {"segments": s, "bpr": b}, progress=False)
+        live = {"segments": _live_events(s), "bpr": _live_events(b)}
     assert report.seconds < 60  # two simulated days; nothing waits for the wall clock
     arms = {a.name: a for a in report.arms}
     assert sum(a.totals["requests"] for a in report.arms) == 1800
@@ -40,32 +48,32 @@ def test_two_simulated_days_run_in_seconds_and_the_ledger_sees_exactly_what_happ
     split = assign_arms([f"u{i:03d}" for i in range(MARKET.n_users)], [1, 1], "t")
     assert (arms["segments"].users, arms["bpr"].users) == (int((split == 0).sum()), int((split == 1).sum()))
     assert all(0 < a.totals["active_users"] <= a.users for a in report.arms)
-    # Every impression, click and conversion went through the token-checked ledger, at simulated times.
-    ids = np.concatenate([b.event_id for b in live])
-    types = np.concatenate([b.type for b in live])
-    ts = np.concatenate([b.ts for b in live])
-    costs = np.concatenate([b.cost for b in live])
-    mine = np.array([e.startswith("x1-") for e in ids.tolist()])
-    assert mine.any() and ts[mine].min() >= live_start and ts[mine].max() < live_start + 3 * 86_400
-    total = {k: sum(a.totals[k] for a in report.arms) for k in ("impressions", "clicks", "conversions", "spend")}
-    assert int((types[mine] == EventType.IMPRESSION).sum()) == total["impressions"]
-    assert int((types[mine] == EventType.CLICK).sum()) == total["clicks"]
-    assert int((types[mine] == EventType.CONVERSION).sum()) == total["conversions"]
-    assert float(costs[mine].sum()) == pytest.approx(total["spend"])
-    assert total["clicks"] > 0
+    for k, name in enumerate(("segments", "bpr")):
+        events, totals = live[name], arms[name].totals
+        # Each arm's store holds its own users' live events only, at simulated times in the window ...
+        assert {int(split[int(u[1:])]) for u in events["user_id"].tolist()} == {k}
+        assert events["ts"].min() >= CONFIG.live_start and events["ts"].max() < CONFIG.live_start + 3 * 86_400
+        # ... and every impression, click and conversion the arm produced went through its token-checked ledger.
+        assert int((events["type"] == EventType.IMPRESSION).sum()) == totals["impressions"]
+        assert int((events["type"] == EventType.CLICK).sum()) == totals["clicks"]
+        assert int((events["type"] == EventType.CONVERSION).sum()) == totals["conversions"]
+        assert float(events["cost"].sum()) == pytest.approx(totals["spend"])
+        assert totals["clicks"] > 0
     # The model arm retrained every 8 simulated hours: at hours 8, 16, 24, 32 and 40.
     assert len(arms["bpr"].retrains) == 5 and arms["segments"].retrains == []
+    assert [p["from_hour"] for p in arms["bpr"].learning_curve] == [0, 8, 16, 24, 32, 40]
+    assert sum(p["requests"] for p in arms["bpr"].learning_curve) == arms["bpr"].totals["requests"]
     for a in report.arms:
         for m in a.metrics.values():
-            assert m.ci_low <= m.mean <= m.ci_high
+            assert m.ci_low <= m.mean <= m.ci_high or math.isnan(m.mean)
         assert sum(d["requests"] for d in a.daily) == a.totals["requests"]
+        assert sum(d["revenue"] for d in a.daily) == pytest.approx(a.totals["revenue"])
     assert {(c.arm, c.baseline) for c in report.comparisons} == {("bpr", "segments")}
 
 
-def test_the_same_seed_gives_the_same_experiment(tmp_path: Path) -> None:
+def test_the_same_seed_gives_the_same_experiment() -> None:
     small = CONFIG.model_copy(update={"days": 0.25})
-    with open_store(f"sqlite:///{tmp_path}/a.db") as a, open_store(f"sqlite:///{tmp_path}/b.db") as b:
-        first, second = run_experiment(small, a, progress=False), run_experiment(small, b, progress=False)
+    first, second = run_experiment(small, progress=False), run_experiment(small, progress=False)
     assert [x.totals for x in first.arms] == [x.totals for x in second.arms]
 
 
@@ -78,8 +86,15 @@ def test_experiment_cli_runs_a_toml_file_and_reports_it_again(tmp_path: Path) ->
     )
     out = tmp_path / "out.json"
     runner = CliRunner()
-    result = runner.invoke(app, ["experiment", "run", "--config", str(config), "--json", str(out), "--no-progress"])
+    db = f"sqlite:///{tmp_path}/stores/{{arm}}.db"
+    run = ["experiment", "run", "--config", str(config), "--db", db, "--no-progress"]
+    result = runner.invoke(app, [*run, "--json", str(out)])
     assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "stores").iterdir()) == ["pop.db", "segments.db"]  # one per arm
+    again = runner.invoke(app, run)
+    assert again.exit_code == 1 and "is not empty" in again.output
+    shared = runner.invoke(app, [*run[:-2], "sqlite:///one.db", "--no-progress"])
+    assert shared.exit_code == 1 and "put {arm} in it" in shared.output
     assert "pop vs segments" in result.stdout
     data = json.loads(out.read_text())
     assert {a["name"] for a in data["arms"]} == {"segments", "pop"}
@@ -97,7 +112,7 @@ def test_experiment_cli_runs_a_toml_file_and_reports_it_again(tmp_path: Path) ->
     assert bad.exit_code == 1 and "arms.0" in bad.output and "no-such-model" in bad.output
 
 
-def test_the_oracle_shows_truly_more_relevant_ads_than_random(tmp_path: Path) -> None:
+def test_the_oracle_shows_truly_more_relevant_ads_than_random() -> None:
     config = CONFIG.model_copy(
         update={
             "days": 1,
@@ -105,8 +120,7 @@ def test_the_oracle_shows_truly_more_relevant_ads_than_random(tmp_path: Path) ->
             "arms": [ArmConfig(name="random", policy="random"), ArmConfig(name="oracle", policy="oracle")],
         }
     )
-    with open_store(f"sqlite:///{tmp_path}/o.db") as store:
-        report = run_experiment(config, store, progress=False)
+    report = run_experiment(config, progress=False)
     (truth,) = [c for c in report.comparisons if c.metric == "true_ctr_of_shown"]
     assert (truth.arm, truth.baseline) == ("oracle", "random")
     assert truth.ci_low > 0 and truth.lift > 0.5  # ranking by the true pCTR shows ads that are truly better
@@ -115,7 +129,7 @@ def test_the_oracle_shows_truly_more_relevant_ads_than_random(tmp_path: Path) ->
     assert report.gain_captured["oracle"] == pytest.approx(1.0) and report.gain_captured["random"] == 0.0
 
 
-def test_users_tire_of_repeated_ads_and_come_back_for_relevant_ones(tmp_path: Path) -> None:
+def test_users_tire_of_repeated_ads_and_come_back_for_relevant_ones() -> None:
     arms = [ArmConfig(name="random", policy="random"), ArmConfig(name="oracle", policy="oracle")]
     base = CONFIG.model_copy(update={"days": 1, "requests_per_day": 2500, "arms": arms})
     results = {}
@@ -124,8 +138,7 @@ def test_users_tire_of_repeated_ads_and_come_back_for_relevant_ones(tmp_path: Pa
         "tired": {"fatigue": 0.3, "return_elasticity": 0.0},
         "returning": {"fatigue": 1.0, "return_elasticity": 2.0},
     }.items():
-        with open_store(f"sqlite:///{tmp_path}/{name}.db") as store:
-            results[name] = run_experiment(base.model_copy(update=update), store, progress=False)
+        results[name] = run_experiment(base.model_copy(update=update), progress=False)
 
     def metric(run: str, arm: str, name: str) -> float:
         return next(a for a in results[run].arms if a.name == arm).metrics[name].mean
@@ -149,8 +162,7 @@ def test_identical_arms_rarely_differ_significantly() -> None:
         config = CONFIG.model_copy(
             update={"market": market, "days": 0.5, "requests_per_day": 2400, "arms": arms, "salt": f"s{seed}"}
         )
-        with open_store("sqlite://") as store:
-            report = run_experiment(config, store, progress=False)
+        report = run_experiment(config, progress=False)
         (ctr,) = [c for c in report.comparisons if c.metric == "ctr"]
         significant += ctr.p_value < 0.05
     assert significant <= 2
@@ -162,33 +174,11 @@ def test_revenue_is_what_the_ledger_charged_within_budgets(tmp_path: Path) -> No
     market = MARKET.model_copy(update={"budget_factor": 0.05})
     arms = [ArmConfig(name="A", policy="random"), ArmConfig(name="B", policy="random")]
     config = CONFIG.model_copy(update={"market": market, "days": 1, "requests_per_day": 3000, "arms": arms})
-    with open_store(f"sqlite:///{tmp_path}/r.db") as store:
-        report = run_experiment(config, store, progress=False)
-        live_start = MARKET.start_ts + MARKET.days * 86_400
-        batches = list(store.iter_events(since=live_start))
-    live = [(b.cost, np.array([e.startswith("x1-") for e in b.event_id.tolist()], dtype=bool)) for b in batches]
-    charged = sum(float(cost[mask].sum()) for cost, mask in live)
-    assert sum(a.totals["revenue"] for a in report.arms) == pytest.approx(charged)
+    with open_store(f"sqlite:///{tmp_path}/a.db") as a, open_store(f"sqlite:///{tmp_path}/b.db") as b:
+        report = run_experiment(config, {"A": a, "B": b}, progress=False)
+        charged = [float(_live_events(s)["cost"].sum()) for s in (a, b)]
+    assert [a.totals["revenue"] for a in report.arms] == pytest.approx(charged)
     assert sum(a.totals["unbilled"] for a in report.arms) > 0
     for a in report.arms:
         assert a.totals["revenue"] <= a.totals["billed"] + 1e-9
         assert a.metrics["revenue_per_request"].mean == pytest.approx(a.totals["revenue"] / a.totals["requests"])
-
-
-def test_a_model_arm_learns_from_the_history_and_its_own_users_only(tmp_path: Path) -> None:
-    from adrec.experiment.live import _Loop
-    from adrec.progress import Bars
-    from adrec.simulate import Market, simulate
-    from adrec.store.datasets import from_store
-
-    with open_store(f"sqlite:///{tmp_path}/k.db") as store:
-        simulate(MARKET, store, progress=False)
-        with Bars(False) as bars:
-            loop = _Loop(CONFIG, store, Market.generate(MARKET), bars)
-            loop.run(lambda n: None)
-        own = from_store(store, (EventType.CLICK,), keep=loop._own_clicks(1)).interactions.users.ids
-        every = from_store(store, (EventType.CLICK,)).interactions.users.ids
-    arm = {u: a for u, a in zip(loop.user_ids, loop.arm_of_user.tolist(), strict=True)}
-    # Users of the other arm who clicked only during the live window are not in the model arm's training data.
-    assert set(own) < set(every)
-    assert all(arm[u] == 0 for u in set(every) - set(own))

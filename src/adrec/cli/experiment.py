@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -40,13 +41,19 @@ def _table(report: dict[str, object]) -> Table:
     return table
 
 
+#: The comparisons printed (the JSON report has every metric of :data:`adrec.experiment.live.METRICS`).
+_SHOWN = ("ctr", "clicks_per_request", "revenue_per_request", "welfare_per_request", "visits_per_user")
+
+
 def _comparisons(report: dict[str, object]) -> Table:
-    table = Table(title="Against the baseline")
+    table = Table(title="Against the baseline (every metric is in the JSON report)")
     for column in ("arm", "metric", "lift", "95 % CI of the lift", "p-value"):
         table.add_column(column, justify="left" if column in ("arm", "metric") else "right")
     comparisons = report["comparisons"]
     assert isinstance(comparisons, list)
     for c in comparisons:
+        if c["metric"] not in _SHOWN:
+            continue
         table.add_row(
             f"{c['arm']} vs {c['baseline']}",
             c["metric"],
@@ -57,9 +64,38 @@ def _comparisons(report: dict[str, object]) -> Table:
     return table
 
 
+def _market_side(report: dict[str, object]) -> Table | None:
+    """Calibration, coverage, budgets, pacing, new ads and regret per arm (reports written before these were
+    measured have none)."""
+    arms = report["arms"]
+    assert isinstance(arms, list)
+    if not all("summary" in a for a in arms):
+        return None
+    table = Table(title="Market side")
+    columns = ("arm", "PCOC", "ECE", "coverage", "new-ad share", "budget used", "pacing error", "regret (clicks)")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    for a in arms:
+        m, s, t = a["metrics"], a["summary"], a["totals"]
+        table.add_row(
+            a["name"],
+            f"{m['pcoc']['mean']:.2f}",
+            f"{s['ece']:.4f}",
+            f"{s['coverage']:.0%}",
+            f"{m['new_ad_share']['mean']:.1%}",
+            f"{s['budget_utilisation']:.0%}",
+            f"{s['pacing_error']:.2f}",
+            f"{t['regret']:,.0f}",
+        )
+    return table
+
+
 def show(report: dict[str, object]) -> None:
     out.print(_table(report))
     out.print(_comparisons(report))
+    market = _market_side(report)
+    if market is not None:
+        out.print(market)
     captured = report.get("gain_captured") or {}
     assert isinstance(captured, dict)
     if captured:
@@ -76,15 +112,20 @@ def show(report: dict[str, object]) -> None:
     "run",
     epilog=(
         "Examples:  \n`adrec experiment run --config config/experiment.example.toml --json out.json`  \n"
-        "`adrec experiment run --config exp.toml --db sqlite:///exp.db --plot arms.png`"
+        "`adrec experiment run --config exp.toml --db 'sqlite:///exp/{arm}.db' --plot arms.png`"
     ),
 )
 @friendly
 def run(
     config: Annotated[Path, typer.Option("--config", help="The experiment (see config/experiment.example.toml).")],
     db: Annotated[
-        str, typer.Option("--db", help="A new store to run in (default: in memory, gone afterwards).")
-    ] = "sqlite://",
+        str | None,
+        typer.Option(
+            "--db",
+            help="Keep each arm's store: a store URL with {arm} in it, e.g. sqlite:///exp/{arm}.db (default: in "
+            "memory, gone afterwards). Each arm serves from a store of its own (budget split).",
+        ),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full report to this file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the report into this PNG.")] = None,
     progress: ProgressOption = True,
@@ -95,10 +136,18 @@ def run(
     from adrec.store import open_store
 
     cfg = ExperimentConfig.from_toml(config)
-    with open_store(db) as store:
-        if store.stats().users:
-            raise ConfigError(f"the store {db} is not empty: an experiment writes its market into a new store")
-        report = run_experiment(cfg, store, progress=progress).as_dict()
+    if db is not None and "{arm}" not in db:
+        raise ConfigError(
+            f"--db {db}: put {{arm}} in it (each arm has a store of its own), e.g. sqlite:///exp/{{arm}}.db"
+        )
+    with ExitStack() as stack:
+        stores = {}
+        for arm in cfg.arms if db is not None else []:
+            url = str(db).replace("{arm}", arm.name)
+            stores[arm.name] = store = stack.enter_context(open_store(url))
+            if store.stats().users:
+                raise ConfigError(f"the store {url} is not empty: an experiment writes its market into new stores")
+        report = run_experiment(cfg, stores, progress=progress).as_dict()
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     show(report)

@@ -270,7 +270,6 @@ def _demo_experiment(seed: int, best: str, params: dict[str, Any], progress: boo
     from adrec.cli.experiment import show
     from adrec.experiment import ArmConfig, ExperimentConfig, run_experiment
     from adrec.simulate import SimulationConfig
-    from adrec.store import open_store
 
     out.rule("[bold]adrec demo[/] 8/8: the closed loop — arms served live on a simulated clock, compared with CIs")
     config = ExperimentConfig(
@@ -289,12 +288,12 @@ def _demo_experiment(seed: int, best: str, params: dict[str, Any], progress: boo
     )
     out.print(
         "A fresh market (3,000 users, 200 ads, a week of logged history), then one live day of 4,000 requests: "
-        f"each user always in the same arm, every request through the serving pipeline, clicks drawn from the "
-        f"true click model, feedback through the ledger; {best} retrains every 6 simulated hours.",
+        "each user always in the same arm, each arm with its share of every budget, every request through the "
+        f"serving pipeline, clicks drawn from the true click model, feedback through the ledger; {best} retrains "
+        "every 6 simulated hours.",
         highlight=False,
     )
-    with open_store("sqlite://") as store:
-        report = run_experiment(config, store, progress=progress)
+    report = run_experiment(config, progress=progress)
     show(report.as_dict())
     out.print("Your own: `adrec experiment run --config config/experiment.example.toml --json out.json`.")
 

@@ -1,19 +1,25 @@
 """The live loop: a simulated market served through adrec's own pipeline, one simulated request at a time.
 
-1. The market (:class:`~adrec.simulate.Market`) is generated and written to the store with its warm-up history
-   (``market.n_impressions`` impressions logged by the simulator's logging policy, through the ledger).
+1. The market (:class:`~adrec.simulate.Market`) is generated once. Each arm gets a store of its own holding the
+   market and its warm-up history (``market.n_impressions`` impressions logged by the simulator's logging policy,
+   through the ledger), and its traffic share of every campaign's remaining budget (**budget split**, see
+   :mod:`adrec.experiment.markets`): arms cannot win, or lose, by draining budgets the others share.
 2. The live window starts when the history ends and lasts ``days`` simulated days. Requests arrive on the
    simulator's diurnal curve, each from a user drawn by the users' heavy-tailed activity.
 3. Each user belongs to one arm (:func:`~adrec.experiment.assign.assign_arms`, salted hash of the user id). Each arm
-   is a :class:`~adrec.serving.Pipeline` over the same store: the one decision path of the API, called with the
+   is a :class:`~adrec.serving.Pipeline` over its store: the one decision path of the API, called with the
    simulated time (``now``), so schedules, daily budgets, pacing, caps windows and token expiry follow the
    simulated clock; nothing reads the wall clock.
 4. The user's response is drawn from the market's truth at the served positions (``Market.true_ctr``, position
-   bias included; conversions from ``Market.true_cvr``). Impressions, clicks and conversions go back as the API's
-   clients send them, with their signed tokens, through :func:`~adrec.feedback.ingest_feedback` every
-   ``feedback_every_s`` simulated seconds: the ledger charges them within budgets and caps, and reports see them.
-5. Every ``retrain_hours`` simulated hours a model arm retrains its model from the store's clicks and swaps it in
-   (:meth:`~adrec.serving.Pipeline.swap_model`, as ``POST /v1/admin/models/reload`` does).
+   bias included; conversions from ``Market.true_cvr``), with each arm's own random stream. Impressions, clicks
+   and conversions go back as the API's clients send them, with their signed tokens, through
+   :func:`~adrec.feedback.ingest_feedback` every ``feedback_every_s`` simulated seconds: the ledger charges them
+   within budgets and caps, and reports see them.
+5. Every ``retrain_hours`` simulated hours a model arm retrains its model from its store's clicks (the warm-up
+   history and its own users' live clicks) and swaps it in (:meth:`~adrec.serving.Pipeline.swap_model`, as
+   ``POST /v1/admin/models/reload`` does), re-reading the segment rankings it serves cold users from.
+6. The market changes: campaigns launch (``launch``, ads with no history), advertisers change bids
+   (``bid_change``), campaigns end on their schedules and budgets run out.
 
 Users react. **Fatigue**: each earlier impression of the same ad to the same user multiplies its click
 probability by ``fatigue``. **Return**: visits are drawn hour by hour from each user's visit rate (initially the
@@ -22,11 +28,10 @@ where ``r`` is the mean click probability of what was shown (0 when nothing was)
 random slots, bounded to [0.2, 5] times the initial rate; an hour's number of visits follows the diurnal curve
 scaled by how far the rates moved in total. A policy that shows irrelevant ads loses visits (``visits_per_user``).
 
-Arms share the store, and so the campaigns' budgets: an arm that spends faster leaves less to the others (the
-budget-split design is not built yet). A model arm retrains on the warm-up history's clicks and its own users'
-live clicks only; its retrains also refresh the segment rankings it serves cold users from, read from every
-arm's events (the other arms keep those of the warm-up history). Revenue is what the ledger charged (the event
-log's costs), so an arm is never credited with money a spent budget did not pay.
+Revenue is what the ledger charged (the event log's costs), so an arm is never credited with money a spent budget
+did not pay. What is measured is listed in :data:`METRICS` (ratios with user-clustered CIs) and
+:class:`ArmResult` (coverage, calibration, pacing, budget utilisation, regret against the oracle, the learning
+curve across retrains).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import inspect
 import math
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,9 +51,18 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from adrec.data.schema import EventBatch, EventType
+from adrec.data.schema import EventType
 from adrec.exceptions import ConfigError, ValidationError
 from adrec.experiment.assign import assign_arms
+from adrec.experiment.markets import (
+    ArmBudgets,
+    BidChange,
+    Launch,
+    change_bids,
+    pick_campaigns,
+    split_budgets,
+    with_launches,
+)
 from adrec.experiment.reference import reference_model
 from adrec.experiment.stats import Comparison, RatioEstimate, compare_ratios, ratio_estimate
 from adrec.feedback.ingest import RawFeedback, ingest_feedback
@@ -60,6 +75,7 @@ from adrec.simulate.config import SimulationConfig
 from adrec.simulate.history import hourly_intensity
 from adrec.simulate.market import Market
 from adrec.simulate.runner import simulate
+from adrec.store import open_store
 from adrec.store.base import Store
 from adrec.store.datasets import from_store
 
@@ -68,15 +84,46 @@ __all__ = ["ArmConfig", "ArmResult", "ExperimentConfig", "ExperimentReport", "ru
 _CLICK_DELAY_S = 15.0
 _CONVERSION_DELAY_MEDIAN_S = 900.0
 
+#: Per-user sums kept for every user (rows of the loop's ``per_user``).
+_TOTALS = (
+    "requests",
+    "impressions",
+    "clicks",
+    "conversions",
+    "billed",
+    "true_ctr",
+    "revenue",
+    "value",
+    "welfare",
+    "pctr",
+    "new_impressions",
+)
+_ROW = {name: i for i, name in enumerate(_TOTALS)}
+
 #: The metrics compared between arms, each a ratio of per-user sums: (name, numerator, denominator).
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("ctr", "clicks", "impressions"),
     ("clicks_per_request", "clicks", "requests"),
     ("cvr", "conversions", "clicks"),
+    ("conversions_per_request", "conversions", "requests"),
     ("revenue_per_request", "revenue", "requests"),
+    ("value_per_request", "value", "requests"),
+    ("roi", "value", "revenue"),
+    ("welfare_per_request", "welfare", "requests"),
     ("true_ctr_of_shown", "true_ctr", "impressions"),
+    ("expected_clicks_per_request", "true_ctr", "requests"),
+    ("pcoc", "pctr", "true_ctr"),
+    ("new_ad_share", "new_impressions", "impressions"),
     ("visits_per_user", "requests", "users"),
 )
+"""``value``: the advertisers' conversion value; ``roi``: conversion value per unit the ledger charged;
+``welfare``: the true expected conversion value of what was shown (click × conversion probability × order
+value); ``true_ctr``: the true click probability of each ad shown, at its position, fatigue included;
+``expected_clicks_per_request`` is the quantity regret is measured in; ``pcoc``: Σ served pCTR / Σ true click
+probability (1 is calibrated); ``new_ad_share``: impressions of ads launched during the run."""
+
+#: Log-spaced pCTR bins of the calibration (ECE) table.
+_CALIBRATION_EDGES = np.logspace(-4, 0, 17)
 
 
 class ArmConfig(BaseModel):
@@ -84,7 +131,8 @@ class ArmConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Letters, digits, ``_``, ``.`` and ``-`` (it names the arm's store in ``--db`` templates)."""
     policy: Literal["model", "no-model", "oracle", "random"] = "model"
     """``model``: serve a registered recommender trained on the store's clicks; ``no-model``: the pipeline without
     a model (every user is cold: the demographic segment's most-clicked ads, then the most clicked overall);
@@ -95,7 +143,7 @@ class ArmConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     """Its hyper-parameters."""
     traffic: float = Field(default=1.0, gt=0, le=1000)
-    """Share of users, relative to the other arms."""
+    """Share of users, relative to the other arms; also the arm's share of every campaign's budget."""
     retrain_hours: float = Field(default=24.0, gt=0, le=24 * 3650)
     """Simulated hours between retrains of a ``model`` arm."""
 
@@ -108,7 +156,7 @@ class ArmConfig(BaseModel):
 
 
 class ExperimentConfig(BaseModel):
-    """What to run: the market, the live days, the traffic and the arms."""
+    """What to run: the market, the live days, the traffic, the market's changes and the arms."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -123,7 +171,7 @@ class ExperimentConfig(BaseModel):
     salt: str = Field(default="adrec", min_length=1, max_length=100)
     """Salt of the user → arm hash: another salt, another independent split."""
     seed: int = Field(default=0, ge=0)
-    """Seed of arrivals and responses (the market has its own, ``market.seed``)."""
+    """Seed of arrivals, responses and the market's changes (the market has its own, ``market.seed``)."""
     feedback_every_s: float = Field(default=900.0, gt=0, le=86_400)
     """How often, in simulated seconds, the clients send the events they have (conversions arrive later)."""
     fatigue: float = Field(default=0.8, gt=0, le=1)
@@ -132,6 +180,10 @@ class ExperimentConfig(BaseModel):
     return_elasticity: float = Field(default=1.0, ge=0, le=10)
     """How much what a user was shown decides whether they come back (see the module docs); 0 switches the return
     model off."""
+    launch: Launch | None = None
+    """Campaigns held back from the warm-up and launched during the live window (none by default)."""
+    bid_change: BidChange | None = None
+    """Advertisers changing bids during the live window (none by default)."""
 
     @classmethod
     def from_toml(cls, path: str | Path) -> ExperimentConfig:
@@ -158,7 +210,19 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"arm names must be distinct (got {names})")
         if self.baseline is not None and self.baseline not in names:
             raise ValueError(f"baseline {self.baseline!r} is not an arm ({', '.join(names)})")
+        for what, change in (("launch", self.launch), ("bid_change", self.bid_change)):
+            if change is not None and change.day >= self.days:
+                raise ValueError(f"{what}.day {change.day:g} is not within the {self.days:g} live days")
         return self
+
+    @property
+    def live_start(self) -> float:
+        """When the live window opens: the end of the warm-up history."""
+        return self.market.start_ts + self.market.days * 86_400.0
+
+    def traffic_shares(self) -> list[float]:
+        total = sum(a.traffic for a in self.arms)
+        return [a.traffic / total for a in self.arms]
 
 
 @dataclass
@@ -170,11 +234,23 @@ class ArmResult:
     """Users assigned to the arm (``totals["active_users"]`` of them came at least once)."""
     totals: dict[str, float]
     """requests, impressions, clicks, conversions, billed (what billable events would cost at the tokens'
-    prices), true_ctr (sum of the click probabilities of the ads shown, fatigue included), revenue (what the
-    ledger charged for them, within budgets), unbilled (billed − revenue), active_users."""
+    prices), true_ctr, revenue (what the ledger charged, within the arm's budgets), value, welfare, pctr,
+    new_impressions (see :data:`METRICS`), spend (= revenue, the advertisers' side), unbilled (billed − revenue),
+    active_users, budget (what the arm's campaigns could spend in the window), regret (expected clicks lost
+    against the oracle arm over the arm's requests; NaN without one)."""
     metrics: dict[str, RatioEstimate]
     daily: list[dict[str, float]]
-    """Per simulated day: requests, impressions, clicks, ctr."""
+    """Per simulated day: requests, impressions, clicks, ctr, true_ctr (summed), revenue, new_impressions,
+    new_ad_ctr (true CTR of the launched ads' impressions), cumulative_regret."""
+    summary: dict[str, float] = field(default_factory=dict)
+    """coverage (share of the ads live in the window that the arm showed), ece (expected calibration error of the
+    served pCTR against the true click probability), budget_utilisation (revenue / budget), pacing_error (mean
+    distance of each campaign-day's cumulative spend from the even-pacing line, in daily budgets)."""
+    calibration: list[dict[str, float]] = field(default_factory=list)
+    """Per pCTR bin with impressions: count, mean served pCTR, mean true click probability."""
+    learning_curve: list[dict[str, float]] = field(default_factory=list)
+    """Per model version served (the initial one, then each retrain): from (simulated hours into the window),
+    requests, impressions, true_ctr_of_shown, ctr."""
     retrains: list[float] = field(default_factory=list)
     """Seconds each retrain took (training and swapping in)."""
 
@@ -185,6 +261,9 @@ class ArmResult:
             "totals": self.totals,
             "metrics": {k: v.as_dict() for k, v in self.metrics.items()},
             "daily": self.daily,
+            "summary": self.summary,
+            "calibration": self.calibration,
+            "learning_curve": self.learning_curve,
             "retrain_seconds": self.retrains,
         }
 
@@ -199,27 +278,30 @@ class ExperimentReport:
     gain_captured: dict[str, float] = field(default_factory=dict)
     """With a ``random`` and an ``oracle`` arm: the share of the oracle's CTR gain over random that each arm
     captures, ``(CTR − CTR_random) / (CTR_oracle − CTR_random)``."""
+    regret: list[Comparison] = field(default_factory=list)
+    """With an ``oracle`` arm: each other arm against it on expected clicks per request (the difference is minus
+    the regret per request)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase: market (the stores' warm-up), serving (the live loop, retrains included), retraining,
+    accounting."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.model_dump(mode="json"),
             "arms": [a.as_dict() for a in self.arms],
             "comparisons": [c.as_dict() for c in self.comparisons],
+            "regret": [c.as_dict() for c in self.regret],
             "seconds": self.seconds,
             "requests_per_second": self.requests_per_second,
             "gain_captured": self.gain_captured,
+            "timings": self.timings,
         }
 
 
-_TOTALS = ("requests", "impressions", "clicks", "conversions", "billed", "true_ctr", "revenue")
-
-
-def _train(
-    arm: ArmConfig, store: Store, version: str, keep: Callable[[EventBatch], npt.NDArray[np.bool_]] | None = None
-) -> ServingModel | None:
-    """The arm's model trained on the store's clicks (those ``keep`` selects), ready to serve (None without any)."""
+def _train(arm: ArmConfig, store: Store, version: str) -> ServingModel | None:
+    """The arm's model trained on its store's clicks, ready to serve (None without any)."""
     try:
-        data = from_store(store, (EventType.CLICK,), keep=keep).interactions
+        data = from_store(store, (EventType.CLICK,)).interactions
     except ValidationError:  # no click to learn from yet
         return None
     if data.nnz == 0:
@@ -240,24 +322,41 @@ def _reference_relevance(market: Market, rng: np.random.Generator, n: int = 20_0
     return float(market.true_ctr(users, ads, positions).mean())
 
 
-class _Loop:
-    """The state of one live run: the arms' pipelines, the users' visit rates and exposures, the events waiting
-    to be sent, and what each user did."""
+#: Columns of the loop's per-arm, per-day table.
+_DAILY = ("requests", "impressions", "clicks", "true_ctr", "new_impressions", "new_true_ctr")
 
-    def __init__(self, config: ExperimentConfig, store: Store, market: Market, bars: Bars) -> None:
-        self.config, self.store, self.market = config, store, market
-        mcfg = config.market
-        self.live_start = mcfg.start_ts + mcfg.days * 86_400.0
+
+class _Loop:
+    """The state of one live run: the arms' stores and pipelines, the users' visit rates and exposures, the
+    events waiting to be sent, and what each user did."""
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        stores: list[Store],
+        market: Market,
+        launched: npt.NDArray[np.bool_],
+        budgets: list[ArmBudgets],
+        bars: Bars,
+    ) -> None:
+        self.config, self.stores, self.market, self.budgets = config, stores, market, budgets
+        self.live_start = config.live_start
+        self.hours = max(1, math.ceil(config.days * 24))
         self.rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(7,)))
+        self.arm_rngs = [
+            np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(8, k))) for k in range(len(stores))
+        ]
+        """Each arm's responses come from its own stream: what one arm shows cannot move another's draws."""
         self.user_ids = market.user_ids().tolist()
         self.arm_of_user = assign_arms(self.user_ids, [a.traffic for a in config.arms], config.salt)
         self.ad_index = {a: i for i, a in enumerate(market.ad_ids().tolist())}
+        self.new_ad = launched[market.ad_campaign]
         self.signer = TokenSigner(new_secret())
         self.pipelines: list[Pipeline] = []
         self.retrains: list[list[float]] = [[] for _ in config.arms]
         self.next_retrain = [self.live_start + a.retrain_hours * 3600.0 for a in config.arms]
         with bars.step("initial models"):
-            for arm in config.arms:
+            for arm, store in zip(config.arms, stores, strict=True):
                 if arm.policy == "model":
                     model = _train(arm, store, f"{arm.name}-0")
                 elif arm.policy in ("oracle", "random"):
@@ -271,62 +370,96 @@ class _Loop:
                     outstanding_window_s=max(600.0, 2 * config.feedback_every_s),
                 )
                 self.pipelines.append(Pipeline(store, model, self.signer, pipeline_config))
+        n_arms = len(config.arms)
         self.per_user = np.zeros((len(_TOTALS), market.n_users))
         self.days = max(1, math.ceil(config.days))
-        self.daily = np.zeros((len(config.arms), self.days, 3))
-        self.pending: list[tuple[float, RawFeedback]] = []
-        """Events not sent yet, with their times (every arm's: they go to the ledger together)."""
+        self.daily = np.zeros((n_arms, self.days, len(_DAILY)))
+        self.shown = np.zeros((n_arms, market.n_ads), dtype=bool)
+        self.calibration = np.zeros((n_arms, len(_CALIBRATION_EDGES) + 1, 3))
+        """Per arm and pCTR bin: impressions, Σ served pCTR, Σ true click probability."""
+        self.periods: list[list[list[float]]] = [[[0.0, 0, 0, 0.0, 0]] for _ in config.arms]
+        """Per arm, per model version: [start hour, requests, impressions, Σ true click probability, clicks]."""
+        self.pending: list[list[tuple[float, RawFeedback]]] = [[] for _ in config.arms]
+        """Each arm's events not sent yet, with their times."""
         self.next_flush = self.live_start + config.feedback_every_s
+        self.changes = self._market_changes()
         self.exposures: dict[tuple[int, int], int] = {}
         self.rate0 = market.user_activity / market.user_activity.sum()
         self.rate = self.rate0.copy()
         """Each user's share of visits, moved by the return model."""
         self.reference = _reference_relevance(market, self.rng)
         self.requests = 0
+        self.retrain_seconds = 0.0
+
+    def _market_changes(self) -> list[tuple[float, list[str]]]:
+        """The bid changes due during the window: (when, campaign ids)."""
+        change = self.config.bid_change
+        if change is None:
+            return []
+        rng = np.random.default_rng(np.random.SeedSequence(self.config.seed, spawn_key=(9,)))
+        picked = pick_campaigns(np.ones(self.market.n_campaigns, dtype=bool), change.share, rng)
+        ids = self.market.campaign_ids()[picked].tolist()
+        return [(self.live_start + change.day * 86_400.0, ids)]
+
+    def apply_changes(self, t: float) -> None:
+        while self.changes and t >= self.changes[0][0]:
+            when, ids = self.changes.pop(0)
+            self.flush(when)
+            assert self.config.bid_change is not None
+            for store, pipeline in zip(self.stores, self.pipelines, strict=True):
+                change_bids(store, ids, self.config.bid_change.factor)
+                pipeline.refresh_catalog()  # as the API does after a campaign write
 
     def flush(self, now: float) -> None:
-        """Send every event due by ``now``, every arm's in one batch (the ledger applies it in time order, so no
-        arm gets the last of a shared budget by being listed first), as the clients would."""
-        due = [e for ts, e in self.pending if ts <= now]
-        if not due:
-            return
-        self.pending = [(ts, e) for ts, e in self.pending if ts > now]
-        report = ingest_feedback(self.store, self.signer, due, now=now)
-        if report.rejected:
-            raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
-        for pipeline in self.pipelines:
-            pipeline.refresh_spend()
+        """Send each arm's events due by ``now`` to its ledger, in time order, as the clients would."""
+        for k, pending in enumerate(self.pending):
+            due = [e for ts, e in pending if ts <= now]
+            if not due:
+                continue
+            self.pending[k] = [(ts, e) for ts, e in pending if ts > now]
+            report = ingest_feedback(self.stores[k], self.signer, due, now=now)
+            if report.rejected:
+                raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
+            self.pipelines[k].refresh_spend()
 
-    def charged(self) -> None:
-        """Each user's revenue: what the ledger charged for the live events (their costs in the event log)."""
-        index = {u: i for i, u in enumerate(self.user_ids)}
+    def _live_costs(
+        self, k: int
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[Any]]]:
+        """Arm ``k``'s live events with a cost: (user index, ad index, ts, cost) per batch."""
+        user_index = {u: i for i, u in enumerate(self.user_ids)}
         prefix = f"x{self.config.seed}-"
-        for batch in self.store.iter_events(since=self.live_start):
+        for batch in self.stores[k].iter_events(since=self.live_start):
             live = np.fromiter((e.startswith(prefix) for e in batch.event_id.tolist()), bool, len(batch))
-            users = np.array([index[u] for u in batch.user_id[live].tolist()], dtype=np.int64)
-            self.per_user[6] += np.bincount(users, weights=batch.cost[live], minlength=len(self.user_ids))
+            live &= batch.cost > 0
+            if not live.any():
+                continue
+            users = np.array([user_index[u] for u in batch.user_id[live].tolist()], dtype=np.int64)
+            ads = np.array([self.ad_index[a] for a in batch.ad_id[live].tolist()], dtype=np.int64)
+            yield users, ads, batch.ts[live], batch.cost[live]
 
-    def _own_clicks(self, k: int) -> Callable[[EventBatch], npt.NDArray[np.bool_]]:
-        """A mask of the events arm ``k`` may learn from: the warm-up history, and its own users' live events."""
-        users = {u for u, a in zip(self.user_ids, self.arm_of_user.tolist(), strict=True) if a == k}
-        live_start = self.live_start
-
-        def keep(batch: EventBatch) -> npt.NDArray[np.bool_]:
-            own = np.fromiter((u in users for u in batch.user_id.tolist()), dtype=bool, count=len(batch))
-            out: npt.NDArray[np.bool_] = (batch.ts < live_start) | own
-            return out
-
-        return keep
+    def charged(self) -> npt.NDArray[np.float64]:
+        """Each user's revenue, from what the ledger charged for the live events (their costs in the event log);
+        returns each arm's spend per campaign and simulated hour."""
+        hourly = np.zeros((len(self.stores), self.market.n_campaigns, self.hours))
+        for k in range(len(self.stores)):
+            for users, ads, ts, cost in self._live_costs(k):
+                self.per_user[_ROW["revenue"]] += np.bincount(users, weights=cost, minlength=len(self.user_ids))
+                hour = np.minimum(((ts - self.live_start) // 3600).astype(np.int64), self.hours - 1)
+                np.add.at(hourly[k], (self.market.ad_campaign[ads], hour), cost)
+        return hourly
 
     def retrain_due(self, t: float) -> None:
         for k, arm in enumerate(self.config.arms):
             if arm.policy == "model" and t >= self.next_retrain[k]:
                 self.flush(t)
                 t0 = time.perf_counter()
-                model = _train(arm, self.store, f"{arm.name}-{len(self.retrains[k]) + 1}", self._own_clicks(k))
+                model = _train(arm, self.stores[k], f"{arm.name}-{len(self.retrains[k]) + 1}")
                 if model is not None:
                     self.pipelines[k].swap_model(model, relearn=True)
-                self.retrains[k].append(time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                self.retrains[k].append(seconds)
+                self.retrain_seconds += seconds
+                self.periods[k].append([(self.next_retrain[k] - self.live_start) / 3600.0, 0, 0, 0.0, 0])
                 self.next_retrain[k] += arm.retrain_hours * 3600.0
 
     def visit(self, t: float, u: int) -> None:
@@ -335,19 +468,23 @@ class _Loop:
         while t >= self.next_flush:
             self.flush(self.next_flush)
             self.next_flush += self.config.feedback_every_s
+        self.apply_changes(t)
         self.retrain_due(t)
-        cfg, market, rng = self.config, self.market, self.rng
+        cfg, market = self.config, self.market
         r = self.requests
         self.requests += 1
         j = int(self.arm_of_user[u])
+        rng = self.arm_rngs[j]
         # The request id seeds the pipeline's own draws (exploration): derived from the seed, so runs repeat.
         request_id = f"{(cfg.seed * 2_654_435_761 + r * 40_503) & 0xFFFFFFFF:08x}r{r}"
         response = self.pipelines[j].recommend(
             self.user_ids[u], k=cfg.market.slots, now=t, placement=cfg.market.placement, request_id=request_id
         )
         day = min(int((t - self.live_start) // 86_400), self.days - 1)
-        self.per_user[0, u] += 1
+        row, period = self.per_user[:, u], self.periods[j][-1]
+        row[_ROW["requests"]] += 1
         self.daily[j, day, 0] += 1
+        period[1] += 1
         relevance = 0.0
         if response.ads:
             ads = np.array([self.ad_index[a.ad_id] for a in response.ads], dtype=np.int64)
@@ -355,38 +492,51 @@ class _Loop:
             for a in ads.tolist():
                 self.exposures[(u, a)] = self.exposures.get((u, a), 0) + 1
             p_click = market.true_ctr(u, ads, np.arange(1, len(ads) + 1)) * cfg.fatigue**seen
+            p_conv = market.true_cvr(u, ads)
+            values = market.conversion_value(ads)
             relevance = float(p_click.mean())
             clicked = rng.random(len(ads)) < p_click
-            converted = clicked & (rng.random(len(ads)) < market.true_cvr(u, ads))
-            values = market.conversion_value(ads)
+            converted = clicked & (rng.random(len(ads)) < p_conv)
             click_delay = 1.0 + rng.exponential(_CLICK_DELAY_S, len(ads))
             conv_delay = rng.lognormal(math.log(_CONVERSION_DELAY_MEDIAN_S), 1.2, len(ads))
-            self.per_user[1:4, u] += (len(ads), clicked.sum(), converted.sum())
-            self.per_user[5, u] += p_click.sum()
-            self.daily[j, day, 1:] += (len(ads), clicked.sum())
-            events = self.pending
+            pctr = np.array([a.pctr for a in response.ads])
+            new = self.new_ad[ads]
+            n_clicks = int(clicked.sum())
+            rounded = np.round(values, 2)
+            row[1:4] += (len(ads), n_clicks, converted.sum())
+            row[_ROW["true_ctr"]] += p_click.sum()
+            row[_ROW["value"]] += float(rounded[converted].sum())
+            row[_ROW["welfare"]] += float((p_click * p_conv * values).sum())
+            row[_ROW["pctr"]] += pctr.sum()
+            row[_ROW["new_impressions"]] += new.sum()
+            self.daily[j, day, 1:] += (len(ads), n_clicks, p_click.sum(), new.sum(), p_click[new].sum())
+            period[2:] = [period[2] + len(ads), period[3] + float(p_click.sum()), period[4] + n_clicks]
+            self.shown[j, ads] = True
+            bins = np.digitize(pctr, _CALIBRATION_EDGES)
+            np.add.at(self.calibration[j], bins, np.stack([np.ones(len(ads)), pctr, p_click], axis=1))
+            events = self.pending[j]
             for i, served in enumerate(response.ads):
                 eid = f"x{cfg.seed}-{r}-{i}"
                 billable = {"CPM": True, "CPC": bool(clicked[i]), "CPA": bool(converted[i])}[served.pricing_model]
                 if billable:
-                    self.per_user[4, u] += served.price
+                    row[_ROW["billed"]] += served.price
                 events.append((t, RawFeedback(f"{eid}-i", EventType.IMPRESSION, served.token, t)))
                 if clicked[i]:
                     tc = t + float(click_delay[i])
                     events.append((tc, RawFeedback(f"{eid}-c", EventType.CLICK, served.token, tc)))
                     if converted[i]:
                         tv = tc + float(conv_delay[i])
-                        v = round(float(values[i]), 2)
+                        v = float(rounded[i])
                         events.append((tv, RawFeedback(f"{eid}-v", EventType.CONVERSION, served.token, tv, v)))
         if cfg.return_elasticity:
             factor = ((relevance + self.reference) / (2.0 * self.reference)) ** cfg.return_elasticity
             self.rate[u] = min(max(self.rate[u] * factor, 0.2 * self.rate0[u]), 5.0 * self.rate0[u])
 
-    def run(self, advance: Callable[[int], None]) -> None:
+    def run(self, advance: Any) -> None:
         """Every simulated hour: its visits (the diurnal share of the day's requests, scaled by how far the users'
         visit rates moved in total), from users drawn by their current rates, at uniform times in the hour."""
         cfg = self.config
-        hours = max(1, math.ceil(cfg.days * 24))
+        hours = self.hours
         share = hourly_intensity(self.live_start, hours)
         share[-1] *= cfg.days * 24 - (hours - 1)  # a partial last hour
         expected = cfg.requests_per_day * cfg.days * share / share.sum()
@@ -402,43 +552,164 @@ class _Loop:
             for t, u in zip(times.tolist(), users.tolist(), strict=True):
                 self.visit(t, u)
             advance(n)
-        self.flush(max((ts for ts, _ in self.pending), default=self.live_start) + 1.0)
+        last = max((ts for pending in self.pending for ts, _ in pending), default=self.live_start)
+        self.flush(last + 1.0)
 
 
-def run_experiment(
-    config: ExperimentConfig,
-    store: Store,
-    *,
-    progress: bool = True,
-) -> ExperimentReport:
-    """Run the live loop of ``config`` into ``store`` (which should be empty: the market is written into it) and
-    compare the arms; see the module docs for what happens."""
-    started = time.perf_counter()
-    market = Market.generate(config.market)
-    with Bars(progress) as bars:
-        with bars.step("market and warm-up history"):
-            simulate(config.market, store, progress=False, market=market)
-        loop = _Loop(config, store, market, bars)
-        loop.run(bars.task("requests", round(config.requests_per_day * config.days)))
-        loop.charged()
-    arm_of_user, per_user, daily, retrains = loop.arm_of_user, loop.per_user, loop.daily, loop.retrains
-    n_requests = loop.requests
+def _budget(loop: _Loop, k: int) -> tuple[float, npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """What arm ``k``'s campaigns could spend in the window: each active campaign's daily budget over its
+    scheduled days in the window (its share of the window without one), capped by what is left of its total
+    budget. Also each campaign's daily budget (NaN without one) and whether it was live in the window."""
+    market, budgets, cfg = loop.market, loop.budgets[k], loop.config
+    end = loop.live_start + cfg.days * 86_400.0
+    ids = market.campaign_ids().tolist()
+    overlap = np.clip(
+        np.minimum(market.campaign_end, end) - np.maximum(market.campaign_start, loop.live_start), 0, None
+    )
+    live = np.array([c in budgets.active for c in ids]) & (overlap > 0)
+    daily = np.array([budgets.daily.get(c, math.nan) for c in ids])
+    cap = np.array([budgets.remaining.get(c, math.inf) for c in ids])
+    days = overlap / 86_400.0
+    could = np.where(np.isnan(daily), np.inf, np.nan_to_num(daily) * np.ceil(days - 1e-9))
+    could = np.minimum(could, cap)
+    return float(could[live & np.isfinite(could)].sum()), daily, live
+
+
+def _pacing_error(hourly: npt.NDArray[np.float64], daily: npt.NDArray[np.float64], hours: int) -> float:
+    """Mean over campaign-days that spent (with a daily budget, whole days of the window) of the mean distance,
+    hour by hour, between the cumulative spend and the even-pacing line ``budget × hours gone / 24``, in daily
+    budgets."""
+    errors = []
+    line = np.arange(1, 25) / 24.0
+    for d in range(hours // 24):
+        day = hourly[:, d * 24 : (d + 1) * 24]
+        spent = day.sum(axis=1)
+        ok = ~np.isnan(daily) & (spent > 0)
+        if ok.any():
+            cumulative = np.cumsum(day[ok], axis=1) / daily[ok, None]
+            errors.append(np.abs(cumulative - line).mean(axis=1))
+    return float(np.concatenate(errors).mean()) if errors else math.nan
+
+
+def _arm_results(loop: _Loop, hourly: npt.NDArray[np.float64]) -> list[ArmResult]:
+    config, market = loop.config, loop.market
     arms: list[ArmResult] = []
     for j, arm in enumerate(config.arms):
-        mine = arm_of_user == j  # every user of the arm, those who never came included (visits per user)
-        sums = per_user[:, mine]
+        mine = loop.arm_of_user == j  # every user of the arm, those who never came included (visits per user)
+        sums = loop.per_user[:, mine]
         totals = {name: float(sums[i].sum()) for i, name in enumerate(_TOTALS)}
         totals["spend"] = totals["revenue"]
         totals["unbilled"] = max(totals["billed"] - totals["revenue"], 0.0)
         totals["active_users"] = float((sums[0] > 0).sum())
+        budget, daily_budget, live = _budget(loop, j)
+        totals["budget"] = budget
         col = {name: sums[i] for i, name in enumerate(_TOTALS)}
         col["users"] = np.ones(int(mine.sum()))
         metrics = {name: ratio_estimate(col[num], col[den]) for name, num, den in METRICS}
-        per_day = [
-            {"requests": d[0], "impressions": d[1], "clicks": d[2], "ctr": d[2] / d[1] if d[1] else math.nan}
-            for d in daily[j].tolist()
+        revenue_by_day = hourly[j].sum(axis=0)
+        per_day = []
+        for d, values in enumerate(loop.daily[j].tolist()):
+            row = dict(zip(_DAILY, values, strict=True))
+            row["ctr"] = row["clicks"] / row["impressions"] if row["impressions"] else math.nan
+            row["new_ad_ctr"] = row.pop("new_true_ctr") / row["new_impressions"] if row["new_impressions"] else math.nan
+            row["revenue"] = float(revenue_by_day[d * 24 : (d + 1) * 24].sum())
+            per_day.append(row)
+        ads_live = live[market.ad_campaign]
+        cal = loop.calibration[j]
+        filled = cal[:, 0] > 0
+        n = cal[:, 0].sum()
+        ece = float((np.abs(cal[filled, 1] - cal[filled, 2])).sum() / n) if n else math.nan
+        summary = {
+            "coverage": float((loop.shown[j] & ads_live).sum() / max(ads_live.sum(), 1)),
+            "ece": ece,
+            "budget_utilisation": totals["revenue"] / budget if budget > 0 else math.nan,
+            "pacing_error": _pacing_error(hourly[j], daily_budget, loop.hours),
+        }
+        calibration = [
+            {"impressions": float(c[0]), "pctr": float(c[1] / c[0]), "true_ctr": float(c[2] / c[0])}
+            for c in cal[filled].tolist()
         ]
-        arms.append(ArmResult(arm.name, int(mine.sum()), totals, metrics, per_day, retrains[j]))
+        curve = [
+            {
+                "from_hour": p[0],
+                "requests": p[1],
+                "impressions": p[2],
+                "true_ctr_of_shown": p[3] / p[2] if p[2] else math.nan,
+                "ctr": p[4] / p[2] if p[2] else math.nan,
+            }
+            for p in loop.periods[j]
+        ]
+        arms.append(
+            ArmResult(
+                arm.name, int(mine.sum()), totals, metrics, per_day, summary, calibration, curve, loop.retrains[j]
+            )
+        )
+    return arms
+
+
+def _regret(config: ExperimentConfig, arms: list[ArmResult]) -> list[Comparison]:
+    """Against the first ``oracle`` arm: expected clicks per request, per day and in total (cumulative regret:
+    expected clicks lost over each arm's own requests)."""
+    oracle = next((r for a, r in zip(config.arms, arms, strict=True) if a.policy == "oracle"), None)
+    if oracle is None:
+        for arm in arms:
+            arm.totals["regret"] = math.nan
+        return []
+    best = [d["true_ctr"] / d["requests"] if d["requests"] else math.nan for d in oracle.daily]
+    out = []
+    for arm in arms:
+        cumulative = 0.0
+        for d, b in zip(arm.daily, best, strict=True):
+            if d["requests"] and not math.isnan(b):
+                cumulative += b * d["requests"] - d["true_ctr"]
+            d["cumulative_regret"] = cumulative
+        per_request = (
+            oracle.metrics["expected_clicks_per_request"].mean - arm.metrics["expected_clicks_per_request"].mean
+        )
+        arm.totals["regret"] = per_request * arm.totals["requests"]
+        if arm is not oracle:
+            m = "expected_clicks_per_request"
+            out.append(compare_ratios(arm.name, oracle.name, m, arm.metrics[m], oracle.metrics[m]))
+    return out
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    stores: Mapping[str, Store] | None = None,
+    *,
+    progress: bool = True,
+) -> ExperimentReport:
+    """Run the live loop of ``config`` and compare the arms; see the module docs for what happens.
+
+    ``stores`` maps each arm's name to a new, empty store the arm's market is written into (kept afterwards for
+    inspection); arms left out get an in-memory one, gone afterwards."""
+    started = time.perf_counter()
+    unknown = set(stores or {}) - {a.name for a in config.arms}
+    if unknown:
+        raise ConfigError(f"stores given for arms that are not in the experiment: {', '.join(sorted(unknown))}")
+    market = Market.generate(config.market)
+    launched = np.zeros(market.n_campaigns, dtype=bool)
+    if config.launch is not None:
+        rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(10,)))
+        market, launched = with_launches(market, config.launch, config.live_start, rng)
+    timings: dict[str, float] = {}
+    with ExitStack() as stack, Bars(progress) as bars:
+        arm_stores = [(stores or {}).get(a.name) or stack.enter_context(open_store("sqlite://")) for a in config.arms]
+        budgets = []
+        with bars.step("market and warm-up history, in each arm's store"):
+            for store, share in zip(arm_stores, config.traffic_shares(), strict=True):
+                simulate(config.market, store, progress=False, market=market)
+                budgets.append(split_budgets(store, share, config.live_start))
+        timings["market"] = time.perf_counter() - started
+        loop = _Loop(config, arm_stores, market, launched, budgets, bars)
+        t0 = time.perf_counter()
+        loop.run(bars.task("requests", round(config.requests_per_day * config.days)))
+        timings["serving"] = time.perf_counter() - t0
+        timings["retraining"] = loop.retrain_seconds
+        t0 = time.perf_counter()
+        hourly = loop.charged()
+        arms = _arm_results(loop, hourly)
+        timings["accounting"] = time.perf_counter() - t0
     base = next(a for a in arms if a.name == (config.baseline or config.arms[0].name))
     comparisons = [
         compare_ratios(a.name, base.name, name, a.metrics[name], base.metrics[name])
@@ -446,6 +717,7 @@ def run_experiment(
         if a is not base
         for name, _, _ in METRICS
     ]
+    regret = _regret(config, arms)
     seconds = time.perf_counter() - started
     first: dict[str, ArmResult] = {}  # the first arm of each policy
     for arm, result in zip(config.arms, arms, strict=True):
@@ -455,4 +727,5 @@ def run_experiment(
         low, high = first["random"].metrics["ctr"].mean, first["oracle"].metrics["ctr"].mean
         if high > low:
             captured = {a.name: (a.metrics["ctr"].mean - low) / (high - low) for a in arms}
-    return ExperimentReport(config, arms, comparisons, seconds, n_requests / seconds if seconds else 0.0, captured)
+    rps = loop.requests / seconds if seconds else 0.0
+    return ExperimentReport(config, arms, comparisons, seconds, rps, captured, regret, timings)

@@ -19,7 +19,6 @@ them often.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import scipy.sparse as sp
 
 from adrec.data.datasets import Dataset
 from adrec.data.interactions import IdMap, Interactions, load_lightgcn
-from adrec.data.schema import EventBatch, EventType
+from adrec.data.schema import EventType
 from adrec.data.splits import random_split, temporal_split
 from adrec.exceptions import ValidationError
 from adrec.store.base import Store, open_store
@@ -48,17 +47,11 @@ class StoreInteractions:
     item_titles: list[str]
 
 
-def from_store(
-    store: Store,
-    event_types: tuple[EventType, ...] = (EventType.CLICK,),
-    *,
-    keep: Callable[[EventBatch], npt.NDArray[np.bool_]] | None = None,
-) -> StoreInteractions:
+def from_store(store: Store, event_types: tuple[EventType, ...] = (EventType.CLICK,)) -> StoreInteractions:
     """Users × ads matrix of the store's events of ``event_types`` (repeats merged; latest time kept).
 
     Items are every ad of the catalogue (so never-clicked ads exist in the index space), then any other ad id
-    seen in events. Users are those with at least one such event. ``keep`` (a batch → a mask of the events to
-    use) restricts the events, e.g. to one experiment arm's users.
+    seen in events. Users are those with at least one such event.
     """
     items = IdMap()
     titles: list[str] = []
@@ -72,8 +65,6 @@ def from_store(
     ad_ids: list[npt.NDArray[np.object_]] = []
     times: list[npt.NDArray[np.float64]] = []
     for ev in store.iter_events(types=list(event_types)):
-        if keep is not None:
-            ev = ev.take(np.flatnonzero(keep(ev)))
         user_ids.append(ev.user_id)
         ad_ids.append(ev.ad_id)
         times.append(ev.ts)
