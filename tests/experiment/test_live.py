@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,19 @@ def test_revenue_is_what_the_ledger_charged_within_budgets(tmp_path: Path) -> No
     for a in report.arms:
         assert a.totals["revenue"] <= a.totals["billed"] + 1e-9
         assert a.metrics["revenue_per_request"].mean == pytest.approx(a.totals["revenue"] / a.totals["requests"])
+
+
+def test_each_arm_serves_with_its_own_ranking_settings() -> None:
+    # A reserve price no ad reaches: the arm's pipeline shows nothing, the other arm is untouched.
+    arms = [ArmConfig(name="A", policy="random"), ArmConfig(name="B", policy="random", serving={"reserve_ecpm": 1e6})]
+    report = run_experiment(CONFIG.model_copy(update={"days": 0.25, "arms": arms}), progress=False)
+    a, b = report.arms
+    assert a.totals["impressions"] > 0 and b.totals["requests"] > 0 and b.totals["impressions"] == 0
+    assert ArmConfig(name="x", serving={"max_per_advertiser": 3}).pipeline_config(900).max_per_advertiser == 3
+    for serving, message in (
+        ({"explore": 0.1}, "unknown serving settings ['explore']"),
+        ({"explore_share": 2.0}, "explore_share must be in [0, 1]"),
+        ({"n_candidates": 0}, "serving.n_candidates must be a whole number of at least 1"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ArmConfig(name="x", serving=serving)

@@ -122,6 +122,18 @@ value); ``true_ctr``: the true click probability of each ad shown, at its positi
 ``expected_clicks_per_request`` is the quantity regret is measured in; ``pcoc``: Σ served pCTR / Σ true click
 probability (1 is calibrated); ``new_ad_share``: impressions of ads launched during the run."""
 
+#: The pipeline settings an arm may set (the loop sets the spend refresh and outstanding window itself).
+_SERVING_KEYS = (
+    "n_candidates",
+    "explore_share",
+    "max_per_advertiser",
+    "category_decay",
+    "reserve_ecpm",
+    "pcvr",
+    "pcvr_prior_clicks",
+)
+_INTEGER_KEYS = ("n_candidates", "max_per_advertiser")
+
 #: Log-spaced pCTR bins of the calibration (ECE) table.
 _CALIBRATION_EDGES = np.logspace(-4, 0, 17)
 
@@ -146,13 +158,38 @@ class ArmConfig(BaseModel):
     """Share of users, relative to the other arms; also the arm's share of every campaign's budget."""
     retrain_hours: float = Field(default=24.0, gt=0, le=24 * 3650)
     """Simulated hours between retrains of a ``model`` arm."""
+    serving: dict[str, float] = Field(default_factory=dict)
+    """The arm's ranking, re-ranking and exploration settings: :class:`~adrec.serving.PipelineConfig` fields
+    (``n_candidates``, ``explore_share``, ``max_per_advertiser``, ``category_decay``, ``reserve_ecpm``, ``pcvr``,
+    ``pcvr_prior_clicks``), the serving defaults where left out."""
 
     @model_validator(mode="after")
     def _known_model(self) -> ArmConfig:
         if self.policy == "model" and self.model not in registered_models():
             known = ", ".join(sorted(registered_models()))
             raise ValueError(f"unknown model {self.model!r}; registered: {known}")
+        unknown = set(self.serving) - set(_SERVING_KEYS)
+        if unknown:
+            raise ValueError(f"unknown serving settings {sorted(unknown)}; known: {', '.join(_SERVING_KEYS)}")
+        for key in ("n_candidates", "max_per_advertiser"):
+            if key in self.serving and (self.serving[key] < 1 or self.serving[key] != int(self.serving[key])):
+                raise ValueError(f"serving.{key} must be a whole number of at least 1 (got {self.serving[key]:g})")
+        if self.serving.get("reserve_ecpm", 0.0) < 0:
+            raise ValueError(f"serving.reserve_ecpm must be at least 0 (got {self.serving['reserve_ecpm']:g})")
+        try:
+            self.pipeline_config(900.0)  # the pipeline's own checks of the other values
+        except ConfigError as err:
+            raise ValueError(f"serving: {err}") from None
         return self
+
+    def pipeline_config(self, feedback_every_s: float) -> PipelineConfig:
+        """The arm's pipeline settings. Spend changes only when the loop sends feedback, which refreshes it: no
+        re-read in between; served ads count against budgets until their events come, at least two feedback
+        intervals."""
+        values: dict[str, Any] = {k: int(v) if k in _INTEGER_KEYS else v for k, v in self.serving.items()}
+        return PipelineConfig(
+            **values, spend_refresh_s=feedback_every_s, outstanding_window_s=max(600.0, 2 * feedback_every_s)
+        )
 
 
 class ExperimentConfig(BaseModel):
@@ -363,12 +400,7 @@ class _Loop:
                     model = reference_model(market, arm.policy, config.seed)
                 else:
                     model = None
-                # Spend changes only when this loop sends feedback (flush refreshes it): no re-read in between.
-                # Served ads count against budgets until their events come: at least two feedback intervals.
-                pipeline_config = PipelineConfig(
-                    spend_refresh_s=config.feedback_every_s,
-                    outstanding_window_s=max(600.0, 2 * config.feedback_every_s),
-                )
+                pipeline_config = arm.pipeline_config(config.feedback_every_s)
                 self.pipelines.append(Pipeline(store, model, self.signer, pipeline_config))
         n_arms = len(config.arms)
         self.per_user = np.zeros((len(_TOTALS), market.n_users))
