@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="weight (in clicks) of the prior in each campaign's estimated pCVR"
     )
     spend_refresh_s: float = Field(default=1.0, ge=0, description="how often budgets are re-read from the store")
+    repeat_decay: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="pCTR multiplier per earlier impression of the same ad to the same user within repeat_window_s "
+        "(1: off)",
+    )
+    repeat_window_s: float = Field(
+        default=86_400.0, ge=0, description="how far back a user's impressions of an ad lower its pCTR (seconds)"
+    )
     outstanding_window_s: float = Field(
         default=600.0,
         ge=0,

@@ -79,7 +79,9 @@ def test_an_arm_cannot_drain_the_budgets_of_another() -> None:
     # Budgets a twentieth of the expected spend, so they bind. Arm A is the same random policy in both runs; its
     # neighbour is random in one and the oracle in the other. With a shared budget what the neighbour spends
     # would change what A can buy; with the budget split, A's run is identical to the last event.
-    tight = BASE.model_copy(update={"market": MARKET.model_copy(update={"budget_factor": 0.05})})
+    # Users come back for relevant ads (return model on): arrivals too are each arm's own.
+    market = MARKET.model_copy(update={"budget_factor": 0.05})
+    tight = BASE.model_copy(update={"market": market, "return_elasticity": 1.0})
     results, spent = {}, {}
     for neighbour in ("random", "oracle"):
         config = tight.model_copy(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from serving_helpers import blocks_interactions
 
+from adrec.data.interactions import Interactions
 from adrec.data.schema import Event, EventType
 from adrec.models.artifact import Artifact
 from adrec.models.itemknn import ItemKNN
@@ -47,3 +51,33 @@ def test_fitted_from_the_store_at_the_per_impression_click_rate() -> None:
         model = ServingModel.from_artifact(artifact, store)
     assert abs(model.calibrator.base_rate - 0.02) < 0.002
     assert model.calibrator.n > 0
+
+
+def test_held_out_calibration_learns_from_later_impressions_and_travels_with_the_model(tmp_path: Path) -> None:
+    from adrec.models.bpr import BPR
+    from adrec.serving.calibration import held_out_calibration
+    from adrec.simulate import SimulationConfig, simulate
+    from adrec.store.datasets import from_store
+
+    def train(data: Interactions) -> BPR:
+        return BPR(epochs=5, verbose=False).fit(data)
+
+    market = SimulationConfig(seed=3, n_users=2000, n_advertisers=8, n_campaigns=20, n_ads=120, n_impressions=40_000)
+    with open_store("sqlite://") as store:
+        simulate(market, store, progress=False)
+        seen: list[Interactions] = []
+        fitted = held_out_calibration(lambda d: seen.append(d) or train(d), store, holdout=0.25)
+        everything = from_store(store).interactions
+        with pytest.raises(ValueError, match="holdout"):
+            held_out_calibration(train, store, holdout=1.0)
+        assert held_out_calibration(train, store, holdout=0.001) is None  # too few held-out clicks to fit on
+        assert fitted is not None and fitted["held_out"] and fitted["n"] > 3000  # of the 10,000 held out
+        # The copy learned from the earlier clicks only.
+        (early,) = seen
+        assert 0 < early.nnz < everything.nnz
+        artifact = Artifact.create(train(everything), everything)
+        artifact.calibration = fitted
+        path = artifact.save(tmp_path / "bpr")
+        served = ServingModel.load(path, store)
+    assert served.artifact.calibration == fitted
+    assert served.calibrator == Calibrator(**fitted)  # used as it is, not refitted in-sample at load

@@ -12,6 +12,7 @@ import pytest
 from serving_helpers import GROUPS, PER, SECRET, ad_id, blocks_model, fill, user_id
 
 from adrec.data.schema import Ad, Campaign, Event, EventType, FrequencyCap, Pacing, PricingModel, Targeting, User
+from adrec.exceptions import ConfigError
 from adrec.feedback.tokens import TokenSigner
 from adrec.serving.pipeline import Pipeline, PipelineConfig
 from adrec.store import Feedback, Store, open_store
@@ -159,6 +160,33 @@ def test_tokens_not_yet_reported_count_against_frequency_caps(store: Store) -> N
     d = TokenSigner(SECRET).verify(first.token, now=NOW)
     store.apply_feedback([Feedback("i-q", EventType.IMPRESSION, NOW + 1, d)])
     assert q.recommend(user_id(3, 3), 1, now=NOW + 2).ads[0].campaign_id == "cmp-3"  # 1 of 2, not 2 of 2
+
+
+def test_repeat_decay_lowers_the_pctr_of_ads_the_user_has_just_seen(store: Store) -> None:
+    user = user_id(2, 1)
+    off = pipeline(store)
+    first = off.recommend(user, 1, now=NOW).ads[0]
+    assert off.recommend(user, 1, now=NOW + 2).ads[0].pctr == first.pctr  # off by default: no change
+    tired = dataclasses.replace(NEUTRAL, repeat_decay=0.5, repeat_window_s=3_600.0)
+    p = pipeline(store, tired)
+    served = p.recommend(user, 1, now=NOW).ads[0]
+    assert (served.ad_id, served.pctr) == (first.ad_id, first.pctr)
+    # Served once (not reported yet): its pCTR halves, so the next request ranks the rest against half of it.
+    again = {a.ad_id: a for a in p.recommend(user, 3, now=NOW + 10).ads}
+    if first.ad_id in again:
+        assert again[first.ad_id].pctr == pytest.approx(first.pctr * 0.5**1, rel=1e-6)
+    # Reported and served again: recorded and pending impressions are the same ones, counted once each.
+    d = TokenSigner(SECRET).verify(served.token, now=NOW)
+    store.apply_feedback([Feedback("i-rep", EventType.IMPRESSION, NOW + 1, d)])
+    q = pipeline(store, tired)  # a new process: only the recorded impression
+    assert {a.ad_id: a.pctr for a in q.recommend(user, 5, now=NOW + 20).ads}.get(first.ad_id, 0.0) == pytest.approx(
+        first.pctr * 0.5, rel=1e-6
+    )
+    # Outside the window the user has recovered.
+    late = q.recommend(user, 1, now=NOW + 3_700).ads[0]
+    assert (late.ad_id, late.pctr) == (first.ad_id, pytest.approx(first.pctr, rel=1e-6))
+    with pytest.raises(ConfigError, match="repeat_decay"):
+        PipelineConfig(repeat_decay=0.0)
 
 
 def test_the_expected_cost_of_outstanding_tokens_throttles_a_budget(store: Store) -> None:

@@ -21,12 +21,13 @@
 6. The market changes: campaigns launch (``launch``, ads with no history), advertisers change bids
    (``bid_change``), campaigns end on their schedules and budgets run out.
 
-Users react. **Fatigue**: each earlier impression of the same ad to the same user multiplies its click
-probability by ``fatigue``. **Return**: visits are drawn hour by hour from each user's visit rate (initially the
-market's activity), and after each visit the user's rate is multiplied by ``((r + r̄) / (2 r̄)) ** return_elasticity``,
-where ``r`` is the mean click probability of what was shown (0 when nothing was) and ``r̄`` that of random ads at
-random slots, bounded to [0.2, 5] times the initial rate; an hour's number of visits follows the diurnal curve
-scaled by how far the rates moved in total. A policy that shows irrelevant ads loses visits (``visits_per_user``).
+Users react. **Fatigue**: each impression of the same ad to the same user in the last ``fatigue_window_s`` (the
+warm-up's included) multiplies its click probability by ``fatigue``. **Return**: visits are drawn hour by hour
+from each user's visit rate (initially the market's activity), and after each visit the user's rate is multiplied
+by ``((r + r̄) / (2 r̄)) ** return_elasticity``, where ``r`` is the mean click probability of what was shown (0 when
+nothing was) and ``r̄`` that of random ads at random slots, bounded to [0.2, 5] times the initial rate; an hour's
+number of visits follows the diurnal curve scaled by how far the rates moved in total. A policy that shows
+irrelevant ads loses visits (``visits_per_user``).
 
 Revenue is what the ledger charged (the event log's costs), so an arm is never credited with money a spent budget
 did not pay. What is measured is listed in :data:`METRICS` (ratios with user-clustered CIs) and
@@ -51,6 +52,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from adrec.data.interactions import Interactions
 from adrec.data.schema import EventType
 from adrec.exceptions import ConfigError, ValidationError
 from adrec.experiment.assign import assign_arms
@@ -68,8 +70,9 @@ from adrec.experiment.stats import Comparison, RatioEstimate, compare_ratios, ra
 from adrec.feedback.ingest import RawFeedback, ingest_feedback
 from adrec.feedback.tokens import TokenSigner, new_secret
 from adrec.models.artifact import Artifact
-from adrec.models.base import get_model, registered_models
+from adrec.models.base import Recommender, get_model, registered_models
 from adrec.progress import Bars
+from adrec.serving.calibration import held_out_calibration
 from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
 from adrec.simulate.config import SimulationConfig
 from adrec.simulate.history import hourly_intensity
@@ -131,6 +134,8 @@ _SERVING_KEYS = (
     "reserve_ecpm",
     "pcvr",
     "pcvr_prior_clicks",
+    "repeat_decay",
+    "repeat_window_s",
 )
 _INTEGER_KEYS = ("n_candidates", "max_per_advertiser")
 
@@ -161,7 +166,8 @@ class ArmConfig(BaseModel):
     serving: dict[str, float] = Field(default_factory=dict)
     """The arm's ranking, re-ranking and exploration settings: :class:`~adrec.serving.PipelineConfig` fields
     (``n_candidates``, ``explore_share``, ``max_per_advertiser``, ``category_decay``, ``reserve_ecpm``, ``pcvr``,
-    ``pcvr_prior_clicks``), the serving defaults where left out."""
+    ``pcvr_prior_clicks``, ``repeat_decay``, ``repeat_window_s``), the serving defaults where left out; the
+    ``oracle`` knows the truth, so its ``repeat_decay`` is the market's ``fatigue`` unless set."""
 
     @model_validator(mode="after")
     def _known_model(self) -> ArmConfig:
@@ -182,11 +188,12 @@ class ArmConfig(BaseModel):
             raise ValueError(f"serving: {err}") from None
         return self
 
-    def pipeline_config(self, feedback_every_s: float) -> PipelineConfig:
-        """The arm's pipeline settings. Spend changes only when the loop sends feedback, which refreshes it: no
-        re-read in between; served ads count against budgets until their events come, at least two feedback
-        intervals."""
-        values: dict[str, Any] = {k: int(v) if k in _INTEGER_KEYS else v for k, v in self.serving.items()}
+    def pipeline_config(self, feedback_every_s: float, defaults: dict[str, float] | None = None) -> PipelineConfig:
+        """The arm's pipeline settings (``defaults`` under its own). Spend changes only when the loop sends
+        feedback, which refreshes it: no re-read in between; served ads count against budgets until their events
+        come, at least two feedback intervals."""
+        merged = {**(defaults or {}), **self.serving}
+        values: dict[str, Any] = {k: int(v) if k in _INTEGER_KEYS else v for k, v in merged.items()}
         return PipelineConfig(
             **values, spend_refresh_s=feedback_every_s, outstanding_window_s=max(600.0, 2 * feedback_every_s)
         )
@@ -212,8 +219,10 @@ class ExperimentConfig(BaseModel):
     feedback_every_s: float = Field(default=900.0, gt=0, le=86_400)
     """How often, in simulated seconds, the clients send the events they have (conversions arrive later)."""
     fatigue: float = Field(default=0.8, gt=0, le=1)
-    """Each earlier impression of the same ad to the same user (in the live window) multiplies its click
+    """Each earlier impression of the same ad to the same user within ``fatigue_window_s`` multiplies its click
     probability by this; 1 switches fatigue off."""
+    fatigue_window_s: float = Field(default=86_400.0, gt=0, le=365 * 86_400)
+    """How long an impression tires the user of that ad, in simulated seconds."""
     return_elasticity: float = Field(default=1.0, ge=0, le=10)
     """How much what a user was shown decides whether they come back (see the module docs); 0 switches the return
     model off."""
@@ -335,19 +344,26 @@ class ExperimentReport:
         }
 
 
+def _fit(arm: ArmConfig, data: Interactions) -> Recommender:
+    params = dict(arm.params)
+    if "verbose" in inspect.signature(registered_models()[arm.model]).parameters:
+        params.setdefault("verbose", False)  # the experiment's own progress bar is the one to watch
+    return get_model(arm.model, **params).fit(data)
+
+
 def _train(arm: ArmConfig, store: Store, version: str) -> ServingModel | None:
-    """The arm's model trained on its store's clicks, ready to serve (None without any)."""
+    """The arm's model trained on its store's clicks, ready to serve (None without any), its pCTR calibrated on
+    impressions a copy trained on earlier clicks never saw (:func:`~adrec.serving.calibration.held_out_calibration`;
+    fitted in-sample at load when too few clicks are held out)."""
     try:
         data = from_store(store, (EventType.CLICK,)).interactions
     except ValidationError:  # no click to learn from yet
         return None
     if data.nnz == 0:
         return None
-    params = dict(arm.params)
-    if "verbose" in inspect.signature(registered_models()[arm.model]).parameters:
-        params.setdefault("verbose", False)  # the experiment's own progress bar is the one to watch
-    model = get_model(arm.model, **params).fit(data)
-    return ServingModel.from_artifact(Artifact.create(model, data), store, version=version)
+    artifact = Artifact.create(_fit(arm, data), data)
+    artifact.calibration = held_out_calibration(lambda early: _fit(arm, early), store)
+    return ServingModel.from_artifact(artifact, store, version=version)
 
 
 def _reference_relevance(market: Market, rng: np.random.Generator, n: int = 20_000) -> float:
@@ -380,10 +396,14 @@ class _Loop:
         self.live_start = config.live_start
         self.hours = max(1, math.ceil(config.days * 24))
         self.rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(7,)))
+        self.arrival_rngs = [
+            np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(11, k))) for k in range(len(stores))
+        ]
         self.arm_rngs = [
             np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(8, k))) for k in range(len(stores))
         ]
-        """Each arm's responses come from its own stream: what one arm shows cannot move another's draws."""
+        """Each arm's arrivals and responses come from streams of its own: what one arm shows (and so how often its
+        users come back) cannot move another's draws."""
         self.user_ids = market.user_ids().tolist()
         self.arm_of_user = assign_arms(self.user_ids, [a.traffic for a in config.arms], config.salt)
         self.ad_index = {a: i for i, a in enumerate(market.ad_ids().tolist())}
@@ -400,7 +420,10 @@ class _Loop:
                     model = reference_model(market, arm.policy, config.seed)
                 else:
                     model = None
-                pipeline_config = arm.pipeline_config(config.feedback_every_s)
+                truth = {"repeat_decay": config.fatigue, "repeat_window_s": config.fatigue_window_s}
+                pipeline_config = arm.pipeline_config(
+                    config.feedback_every_s, truth if arm.policy == "oracle" else None
+                )
                 self.pipelines.append(Pipeline(store, model, self.signer, pipeline_config))
         n_arms = len(config.arms)
         self.per_user = np.zeros((len(_TOTALS), market.n_users))
@@ -415,13 +438,27 @@ class _Loop:
         """Each arm's events not sent yet, with their times."""
         self.next_flush = self.live_start + config.feedback_every_s
         self.changes = self._market_changes()
-        self.exposures: dict[tuple[int, int], int] = {}
+        self.exposures = self._recent_impressions(stores[0])
+        """Per (user, ad): the times the user was shown the ad within the fatigue window (warm-up included)."""
         self.rate0 = market.user_activity / market.user_activity.sum()
         self.rate = self.rate0.copy()
         """Each user's share of visits, moved by the return model."""
         self.reference = _reference_relevance(market, self.rng)
         self.requests = 0
+        self.arm_requests = [0] * n_arms
         self.retrain_seconds = 0.0
+
+    def _recent_impressions(self, store: Store) -> dict[tuple[int, int], list[float]]:
+        """The warm-up's impressions within the fatigue window before the live start (the same in every arm's
+        store), per (user, ad)."""
+        user_index = {u: i for i, u in enumerate(self.user_ids)}
+        out: dict[tuple[int, int], list[float]] = {}
+        since = self.live_start - self.config.fatigue_window_s
+        for batch in store.iter_events(types=[EventType.IMPRESSION], since=since):
+            for u, a, ts in zip(batch.user_id.tolist(), batch.ad_id.tolist(), batch.ts.tolist(), strict=True):
+                if ts < self.live_start:
+                    out.setdefault((user_index[u], self.ad_index[a]), []).append(ts)
+        return out
 
     def _market_changes(self) -> list[tuple[float, list[str]]]:
         """The bid changes due during the window: (when, campaign ids)."""
@@ -503,12 +540,14 @@ class _Loop:
         self.apply_changes(t)
         self.retrain_due(t)
         cfg, market = self.config, self.market
-        r = self.requests
-        self.requests += 1
         j = int(self.arm_of_user[u])
+        r = self.arm_requests[j]
+        self.arm_requests[j] += 1
+        self.requests += 1
         rng = self.arm_rngs[j]
-        # The request id seeds the pipeline's own draws (exploration): derived from the seed, so runs repeat.
-        request_id = f"{(cfg.seed * 2_654_435_761 + r * 40_503) & 0xFFFFFFFF:08x}r{r}"
+        # The request id seeds the pipeline's own draws (exploration): derived from the seed and the arm's own
+        # count, so runs repeat and no arm's draws depend on another's traffic.
+        request_id = f"{(cfg.seed * 2_654_435_761 + r * 40_503) & 0xFFFFFFFF:08x}a{j}r{r}"
         response = self.pipelines[j].recommend(
             self.user_ids[u], k=cfg.market.slots, now=t, placement=cfg.market.placement, request_id=request_id
         )
@@ -520,9 +559,13 @@ class _Loop:
         relevance = 0.0
         if response.ads:
             ads = np.array([self.ad_index[a.ad_id] for a in response.ads], dtype=np.int64)
-            seen = np.array([self.exposures.get((u, a), 0) for a in ads.tolist()])
-            for a in ads.tolist():
-                self.exposures[(u, a)] = self.exposures.get((u, a), 0) + 1
+            seen = np.zeros(len(ads))
+            since = t - cfg.fatigue_window_s
+            for n, a in enumerate(ads.tolist()):
+                times = [x for x in self.exposures.get((u, a), ()) if x > since]
+                seen[n] = len(times)
+                times.append(t)
+                self.exposures[(u, a)] = times
             p_click = market.true_ctr(u, ads, np.arange(1, len(ads) + 1)) * cfg.fatigue**seen
             p_conv = market.true_cvr(u, ads)
             values = market.conversion_value(ads)
@@ -548,7 +591,7 @@ class _Loop:
             np.add.at(self.calibration[j], bins, np.stack([np.ones(len(ads)), pctr, p_click], axis=1))
             events = self.pending[j]
             for i, served in enumerate(response.ads):
-                eid = f"x{cfg.seed}-{r}-{i}"
+                eid = f"x{cfg.seed}-{j}-{r}-{i}"
                 billable = {"CPM": True, "CPC": bool(clicked[i]), "CPA": bool(converted[i])}[served.pricing_model]
                 if billable:
                     row[_ROW["billed"]] += served.price
@@ -565,25 +608,37 @@ class _Loop:
             self.rate[u] = min(max(self.rate[u] * factor, 0.2 * self.rate0[u]), 5.0 * self.rate0[u])
 
     def run(self, advance: Any) -> None:
-        """Every simulated hour: its visits (the diurnal share of the day's requests, scaled by how far the users'
-        visit rates moved in total), from users drawn by their current rates, at uniform times in the hour."""
+        """Every simulated hour: its visits (the diurnal share of the day's requests, scaled by how far the visit
+        rates of each arm's users moved), from each arm's users drawn by their current rates with the arm's own
+        random stream, at uniform times in the hour, served in time order."""
         cfg = self.config
         hours = self.hours
         share = hourly_intensity(self.live_start, hours)
         share[-1] *= cfg.days * 24 - (hours - 1)  # a partial last hour
         expected = cfg.requests_per_day * cfg.days * share / share.sum()
-        carry = 0.0
+        members = [np.flatnonzero(self.arm_of_user == j) for j in range(len(self.config.arms))]
+        carry = np.zeros(len(members))
         for hour in range(hours):
-            carry += float(expected[hour]) * float(self.rate.sum())
-            n = int(carry + 1e-9)
-            carry -= n
-            cdf = np.cumsum(self.rate)
-            users = np.minimum(np.searchsorted(cdf / cdf[-1], self.rng.random(n), side="right"), len(cdf) - 1)
             length = 3600.0 * min(1.0, cfg.days * 24 - hour)
-            times = self.live_start + hour * 3600.0 + np.sort(self.rng.random(n)) * length
-            for t, u in zip(times.tolist(), users.tolist(), strict=True):
+            times, users = [], []
+            for j, mine in enumerate(members):
+                carry[j] += float(expected[hour]) * float(self.rate[mine].sum())
+                n = int(carry[j] + (0.5 if hour == hours - 1 else 1e-9))  # the last hour rounds what is left
+                carry[j] -= n
+                if n == 0 or len(mine) == 0:
+                    continue
+                rng = self.arrival_rngs[j]
+                cdf = np.cumsum(self.rate[mine])
+                picked = np.minimum(np.searchsorted(cdf / cdf[-1], rng.random(n), side="right"), len(cdf) - 1)
+                users.append(mine[picked])
+                times.append(self.live_start + hour * 3600.0 + rng.random(n) * length)
+            if not times:
+                continue
+            t_all, u_all = np.concatenate(times), np.concatenate(users)
+            order = np.argsort(t_all, kind="stable")
+            for t, u in zip(t_all[order].tolist(), u_all[order].tolist(), strict=True):
                 self.visit(t, u)
-            advance(n)
+            advance(len(order))
         last = max((ts for pending in self.pending for ts, _ in pending), default=self.live_start)
         self.flush(last + 1.0)
 

@@ -14,6 +14,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +41,9 @@ class Artifact:
     seen: sp.csr_matrix
     titles: list[str]
     dataset: str
+    calibration: dict[str, Any] | None = None
+    """pCTR calibration fitted on impressions the model's training never saw (the fields of
+    :class:`adrec.serving.calibration.Calibrator`), saved with it; None: the server fits one when it loads."""
 
     @classmethod
     def create(
@@ -59,6 +63,8 @@ class Artifact:
             self.model.save(partial)
             meta = {"dataset": self.dataset, "users": self.users.ids, "items": self.items.ids, "titles": self.titles}
             (partial / "ids.json").write_text(json.dumps(meta))
+            if self.calibration is not None:
+                (partial / "calibration.json").write_text(json.dumps(self.calibration))
             m = self.seen.tocsr()
             np.savez(partial / "seen.npz", data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape))
             if root.exists():
@@ -82,8 +88,15 @@ class Artifact:
         meta = json.loads((root / "ids.json").read_text())
         with np.load(root / "seen.npz", allow_pickle=False) as z:
             seen = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+        calibration = root / "calibration.json"
         return cls(
-            model, IdMap.from_ids(meta["users"]), IdMap.from_ids(meta["items"]), seen, meta["titles"], meta["dataset"]
+            model,
+            IdMap.from_ids(meta["users"]),
+            IdMap.from_ids(meta["items"]),
+            seen,
+            meta["titles"],
+            meta["dataset"],
+            json.loads(calibration.read_text()) if calibration.is_file() else None,
         )
 
     def recommend(self, user_id: str, k: int = 10, *, include_seen: bool = False) -> list[Recommendation]:

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import expit
 
 from adrec.config import Settings
 from adrec.data.schema import Device, EventType, User, utc_day
@@ -33,6 +32,7 @@ from adrec.models.artifact import Artifact
 from adrec.retrieval.index import ExactIndex, VectorIndex, build_index
 from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
+from adrec.serving.calibration import Calibrator, fit_calibrator
 from adrec.serving.catalog import CatalogSnapshot, Eligibility, RequestContext
 from adrec.serving.outstanding import Outstanding
 from adrec.store.base import Delivery, Store, demographic_segment
@@ -48,60 +48,6 @@ __all__ = [
     "ServingModel",
     "find_model_dir",
 ]
-
-
-# -- calibration ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Calibrator:
-    """Platt scaling: ``pCTR = sigmoid(a * (score - mean) / std + b)``, fitted on logged impressions and clicks.
-
-    ``n`` is the number of impressions it was fitted on (0: not fitted; then ``base_rate`` is used for every ad
-    and ranking falls back to bid order within the candidates).
-    """
-
-    a: float = 0.0
-    b: float = -4.6
-    mean: float = 0.0
-    std: float = 1.0
-    base_rate: float = 0.01
-    n: int = 0
-    z_max: float = math.inf
-    """Standardised scores are clipped here (the 99.9th percentile of the fitting data): no extrapolation."""
-    held_out: bool = False
-    """True when fitted on impressions of pairs outside the model's training data (else in-sample: optimistic)."""
-
-    def __call__(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        z = np.minimum((np.asarray(scores, dtype=np.float64) - self.mean) / self.std, self.z_max)
-        out: npt.NDArray[np.float64] = expit(self.a * z + self.b)  # no overflow far from the fitted range
-        return out
-
-    @classmethod
-    def fit(
-        cls, scores: npt.ArrayLike, clicked: npt.ArrayLike, *, base_rate: float | None = None, iterations: int = 50
-    ) -> Calibrator:
-        """Logistic regression of the click on the standardised score (Newton's method, tiny L2 for stability).
-
-        ``base_rate`` is the pCTR of ads without a model score (default: the smoothed click rate of ``clicked``).
-        """
-        s = np.asarray(scores, dtype=np.float64)
-        y = np.asarray(clicked, dtype=np.float64)
-        base = float((y.sum() + 1.0) / (len(y) + 2.0))
-        prior = base if base_rate is None else base_rate
-        if len(s) < 50 or y.sum() == 0 or y.sum() == len(y):
-            return cls(b=math.log(base / (1 - base)), base_rate=prior, n=len(s))
-        mean, std = float(s.mean()), float(s.std()) or 1.0
-        x = np.stack([(s - mean) / std, np.ones_like(s)], axis=1)
-        w = np.array([0.0, math.log(base / (1 - base))])
-        for _ in range(iterations):
-            p = expit(x @ w)
-            grad = x.T @ (p - y) + 1e-6 * w
-            hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
-            step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-8:
-                break
-        z_max = float(np.percentile(x[:, 0], 99.9))
-        return cls(a=float(w[0]), b=float(w[1]), mean=mean, std=std, base_rate=prior, n=len(s), z_max=z_max)
 
 
 # -- the model being served -------------------------------------------------------------------------------------
@@ -178,51 +124,13 @@ class ServingModel:
         if items is not None:
             index = build_index(items, index_kind, cache_dir=index_cache, **(index_params or {}))
         popularity = np.asarray(artifact.seen.sum(axis=0)).ravel().astype(np.float64)
-        calibrator = _fit_calibrator(artifact, store, max_impressions) if store is not None else Calibrator()
+        if artifact.calibration is not None:  # fitted on impressions its training never saw (see held_out_calibration)
+            calibrator = Calibrator(**artifact.calibration)
+        elif store is not None:
+            calibrator = fit_calibrator(artifact, store, max_impressions)
+        else:
+            calibrator = Calibrator()
         return cls(artifact, version, calibrator, index, popularity)
-
-
-def _fit_calibrator(artifact: Artifact, store: Store, max_impressions: int) -> Calibrator:
-    """Fit pCTR on the store's logged impressions (the first ``max_impressions``) of users and ads the model knows.
-
-    Each click of a user on an ad labels one of that pair's impressions as clicked (clicks beyond the pair's
-    impressions are ignored), so the fitted rate is the per-impression click rate.
-    """
-    users: list[str] = []
-    ads: list[str] = []
-    clicks: Counter[tuple[str, str]] = Counter()
-    n = 0
-    for batch in store.iter_events(types=[EventType.IMPRESSION, EventType.CLICK], batch_size=100_000):
-        imp = batch.type == int(EventType.IMPRESSION)
-        users += batch.user_id[imp].tolist()
-        ads += batch.ad_id[imp].tolist()
-        clk = ~imp
-        clicks.update(zip(batch.user_id[clk].tolist(), batch.ad_id[clk].tolist(), strict=True))
-        n += int(imp.sum())
-        if n >= max_impressions:
-            break
-    if not users:
-        return Calibrator()
-    u = artifact.users.transform(users, missing=-1)
-    i = artifact.items.transform(ads, missing=-1)
-    known = (u >= 0) & (i >= 0)
-    labels = np.zeros(len(users), dtype=np.float64)
-    for j, pair in enumerate(zip(users, ads, strict=True)):
-        if clicks[pair] > 0:
-            labels[j] = 1.0
-            clicks[pair] -= 1
-    overall = float((labels.sum() + 1.0) / (len(labels) + 2.0))  # for ads and users the model does not know
-    if known.sum() == 0:
-        return Calibrator.fit([], labels, base_rate=overall)
-    # Pairs the model was trained on score high because it saw their clicks: fitted on them, pCTR comes out far
-    # too confident. Prefer impressions of pairs outside the training matrix (later clicks are their positives).
-    in_train = np.zeros(len(u), dtype=bool)
-    in_train[known] = np.asarray(artifact.seen[u[known], i[known]]).ravel() != 0
-    held_out = known & ~in_train
-    chosen = held_out if labels[held_out].sum() >= 50 else known
-    scores = artifact.model.score(u[chosen], i[chosen])
-    fitted = Calibrator.fit(scores, labels[chosen], base_rate=overall)
-    return dataclasses.replace(fitted, held_out=bool(chosen is held_out))
 
 
 # -- responses --------------------------------------------------------------------------------------------------
@@ -336,6 +244,10 @@ class PipelineConfig:
     outstanding_window_s: how long the expected cost of a token this process handed out counts against its
         campaign's budget before its events reach the ledger (see :class:`~adrec.serving.outstanding.Outstanding`;
         0 turns it off).
+    repeat_decay: pCTR multiplier per earlier impression of the same ad to the same user within
+        ``repeat_window_s`` (users tire of seeing an ad again; 1 turns it off). It enters pCTR itself, so eCPM,
+        prices and the served pCTR all see it; recorded impressions and the ones this process just served count.
+    repeat_window_s: how far back those impressions count, in seconds.
     """
 
     n_candidates: int = 200
@@ -347,6 +259,8 @@ class PipelineConfig:
     pcvr_prior_clicks: float = 50.0
     spend_refresh_s: float = 1.0
     outstanding_window_s: float = 600.0
+    repeat_decay: float = 1.0
+    repeat_window_s: float = 86_400.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -356,6 +270,11 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.category_decay <= 1.0:
             raise ConfigError(f"category_decay must be in (0, 1] (got {self.category_decay})")
+        if not 0.0 < self.repeat_decay <= 1.0 or self.repeat_window_s < 0:
+            raise ConfigError(
+                f"repeat_decay must be in (0, 1] and repeat_window_s >= 0 (got {self.repeat_decay}, "
+                f"{self.repeat_window_s})"
+            )
         if not 0.0 <= self.explore_share <= 1.0:
             raise ConfigError(f"explore_share must be in [0, 1] (got {self.explore_share})")
         if not 0.0 < self.pcvr <= 1.0 or self.pcvr_prior_clicks <= 0:
@@ -513,6 +432,8 @@ class Pipeline:
         self._spend: _Timed | None = None
         self._stored: _Stored | None = None
         self.outstanding = Outstanding(self.config.outstanding_window_s)
+        self._repeat_window = self.config.repeat_window_s if self.config.repeat_decay < 1.0 else 0.0
+        """How far back a user's impressions lower pCTR (0: repeat decay off)."""
 
     # -- swapping ---------------------------------------------------------------------------------------------
     @property
@@ -633,9 +554,11 @@ class Pipeline:
         user, interests = self._user(user_id)
         deliveries: list[tuple[str, str, float]] = []
         pending: list[tuple[str, str, float]] = []
-        if catalog.max_window:
-            deliveries = self.store.delivery_times(user_id, now - catalog.max_window)
+        window = max(catalog.max_window, self._repeat_window)
+        if window:
+            deliveries = self.store.delivery_times(user_id, now - window)
             pending = self.outstanding.served(user_id)
+        repeats = _repeats(deliveries, pending, now - self._repeat_window) if self._repeat_window else {}
         t1 = time.perf_counter()
         eligible = catalog.eligibility(user, interests, ctx, self._timed(binding, now), deliveries, pending)
         n_eligible = eligible.count()
@@ -650,7 +573,7 @@ class Pipeline:
         else:
             cand, scores, source = np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int8)
         t3 = time.perf_counter()
-        ads = self._rank(binding, cand, scores, source, k, user, user_id, interests, ctx, request_id)
+        ads = self._rank(binding, cand, scores, source, k, user, user_id, interests, ctx, request_id, repeats)
         t4 = time.perf_counter()
         timings = {
             "lookup": (t1 - t0) * 1e3,
@@ -743,6 +666,7 @@ class Pipeline:
         interests: list[str],
         ctx: RequestContext,
         request_id: str,
+        repeats: dict[str, int],
     ) -> list[ServedAd]:
         cfg = self.config
         if len(cand) == 0:
@@ -753,6 +677,9 @@ class Pipeline:
         scored = ~np.isnan(scores)
         if scored.any():
             pctr[scored] = calibrator(scores[scored])
+        if repeats:  # the user has seen some of these ads lately: each earlier impression lowers the click chance
+            seen = np.array([repeats.get(a, 0) for a in cat.ad_ids[cand].tolist()], dtype=np.float64)
+            pctr = pctr * cfg.repeat_decay**seen
         camp = cat.ad_campaign[cand]
         pricing = cat.c_pricing[camp]
         bid = cat.c_bid[camp]
@@ -846,10 +773,27 @@ class Pipeline:
         served_camp = camp[sel]
         chance = np.where(pricing[sel] == "CPM", 1.0, np.where(pricing[sel] == "CPA", pctr[sel] * pcvr[sel], pctr[sel]))
         ids = cat.c_ids[served_camp].tolist()
-        capped = [(ids[j], a.ad_id) for j, a in enumerate(out) if cat.c_capped[served_camp[j]]]
+        remember = self._repeat_window > 0  # every served ad counts as a repeat; otherwise only capped campaigns'
+        capped = [(ids[j], a.ad_id) for j, a in enumerate(out) if remember or cat.c_capped[served_camp[j]]]
         costs = list(zip(ids, (prices * chance).tolist(), strict=True))
-        self.outstanding.add(ctx.now, user_id, costs, capped, cat.max_window)
+        self.outstanding.add(ctx.now, user_id, costs, capped, max(cat.max_window, self._repeat_window))
         return out
+
+
+def _repeats(
+    deliveries: Sequence[tuple[str, str, float]], pending: Sequence[tuple[str, str, float]], since: float
+) -> dict[str, int]:
+    """Per ad, the user's impressions since ``since``: the larger of the recorded count and the count this process
+    served (the recorded impressions of its own tokens are in both)."""
+    counts: dict[str, int] = {}
+    for source in (deliveries, pending):
+        mine: dict[str, int] = {}
+        for _, ad, ts in source:
+            if ts >= since:
+                mine[ad] = mine.get(ad, 0) + 1
+        for ad, n in mine.items():
+            counts[ad] = max(counts.get(ad, 0), n)
+    return counts
 
 
 def rerank(

@@ -47,8 +47,11 @@ class StoreInteractions:
     item_titles: list[str]
 
 
-def from_store(store: Store, event_types: tuple[EventType, ...] = (EventType.CLICK,)) -> StoreInteractions:
-    """Users × ads matrix of the store's events of ``event_types`` (repeats merged; latest time kept).
+def from_store(
+    store: Store, event_types: tuple[EventType, ...] = (EventType.CLICK,), *, before: float | None = None
+) -> StoreInteractions:
+    """Users × ads matrix of the store's events of ``event_types`` (those before ``before``, if given; repeats
+    merged; latest time kept).
 
     Items are every ad of the catalogue (so never-clicked ads exist in the index space), then any other ad id
     seen in events. Users are those with at least one such event.
@@ -65,6 +68,8 @@ def from_store(store: Store, event_types: tuple[EventType, ...] = (EventType.CLI
     ad_ids: list[npt.NDArray[np.object_]] = []
     times: list[npt.NDArray[np.float64]] = []
     for ev in store.iter_events(types=list(event_types)):
+        if before is not None:
+            ev = ev.take(np.flatnonzero(ev.ts < before))
         user_ids.append(ev.user_id)
         ad_ids.append(ev.ad_id)
         times.append(ev.ts)
