@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         default=10_000, ge=1, description="requests one API key may make at once before rate_limit_rps applies"
     )
+    simulated_clock: bool = Field(
+        default=False,
+        description="test harnesses only (`adrec experiment` over HTTP): each ad request and event batch carries its "
+        "time in the X-Adrec-Clock header (Unix seconds) and the server uses it instead of the wall clock",
+    )
     # -- serving (adrec serve: each worker builds its pipeline from these) ------------------------------------------
     models_dir: Path | None = Field(
         default=None,

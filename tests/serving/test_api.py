@@ -386,3 +386,35 @@ def test_a_second_process_catches_up_with_library_writes_and_model_reloads(tmp_p
         a.sync()  # a made both changes itself: it does not redo them
         assert b.pipeline.model is model and b.pipeline.catalog is catalog
         assert a.seen == b.seen == a_store.versions()
+
+
+def test_a_server_on_the_simulated_clock_serves_at_the_time_each_request_names() -> None:
+    with open_store("sqlite://") as store:
+        fill(store)
+        key = {"X-API-Key": create_api_key(store, "serving")[1]}
+        wall = ServerState(store, None, TokenSigner(SECRET))
+        simulated = ServerState(store, None, TokenSigner(SECRET), simulated_clock=True)
+        with TestClient(create_app(simulated)) as client, TestClient(create_app(wall)) as other:
+            then = 1_600_000_000.5  # 2020: far from the wall clock
+            params = {"user_id": user_id(1, 1), "k": 1}
+            r = client.get("/v1/recommendations", params=params, headers={**key, "X-Adrec-Clock": str(then)})
+            assert r.status_code == 200
+            token = r.json()["ads"][0]["token"]
+            assert TokenSigner(SECRET).verify(token, now=then).served_ts == then
+            # Its events are checked against the time they name too (a token from 2020 is long expired by now).
+            event = {"event_id": "e1", "type": "impression", "token": token, "ts": then + 1}
+            ok = client.post("/v1/events", json={"events": [event]}, headers={**key, "X-Adrec-Clock": str(then + 2)})
+            assert ok.status_code == 200 and ok.json()["accepted"] == 1
+            for headers, message in (
+                (key, "required"),
+                ({**key, "X-Adrec-Clock": "soon"}, "must be Unix seconds"),
+                ({**key, "X-Adrec-Clock": "nan"}, "must be Unix seconds"),
+            ):
+                bad = client.get("/v1/recommendations", params=params, headers=headers)
+                assert bad.status_code == 422 and message in bad.text and "X-Adrec-Clock" in bad.text
+            # A server on the wall clock refuses the header rather than ignore it.
+            refused = other.get("/v1/recommendations", params=params, headers={**key, "X-Adrec-Clock": str(then)})
+            assert refused.status_code == 422 and "--simulated-clock" in refused.text
+            spec = client.get("/openapi.json").json()["paths"]
+            for path, method in (("/v1/recommendations", "get"), ("/v1/events", "post")):
+                assert "X-Adrec-Clock" in [p["name"] for p in spec[path][method]["parameters"]]

@@ -112,7 +112,8 @@ def show(report: dict[str, object]) -> None:
     "run",
     epilog=(
         "Examples:  \n`adrec experiment run --config config/experiment.example.toml --json out.json`  \n"
-        "`adrec experiment run --config exp.toml --db 'sqlite:///exp/{arm}.db' --plot arms.png`"
+        "`adrec experiment run --config exp.toml --db 'sqlite:///exp/{arm}.db' --plot arms.png`  \n"
+        "`adrec experiment run --config exp.toml --http` (the arms served by real `adrec serve` processes)"
     ),
 )
 @friendly
@@ -126,6 +127,14 @@ def run(
             "memory, gone afterwards). Each arm serves from a store of its own (budget split).",
         ),
     ] = None,
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http",
+            help="Serve the model and no-model arms through real `adrec serve` processes (one per arm, on its store, "
+            "simulated clock) over HTTP instead of in this process: slower; checks the API decides as the pipeline.",
+        ),
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the full report to this file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the report into this PNG.")] = None,
     progress: ProgressOption = True,
@@ -136,6 +145,8 @@ def run(
     from adrec.store import open_store
 
     cfg = ExperimentConfig.from_toml(config)
+    if http:
+        cfg = cfg.model_copy(update={"http": True})
     if db is not None and "{arm}" not in db:
         raise ConfigError(
             f"--db {db}: put {{arm}} in it (each arm has a store of its own), e.g. sqlite:///exp/{{arm}}.db"

@@ -92,6 +92,14 @@ def serve(
     create: Annotated[
         bool, typer.Option("--create", help="Create the store when --db names none (default: refuse to start).")
     ] = False,
+    simulated_clock: Annotated[
+        bool,
+        typer.Option(
+            "--simulated-clock",
+            help="Test harnesses only (`adrec experiment`): every ad request and event batch must carry its time in "
+            "the X-Adrec-Clock header, used instead of the wall clock [setting: off].",
+        ),
+    ] = False,
     create_token_secret: Annotated[
         bool,
         typer.Option(
@@ -122,6 +130,7 @@ def serve(
         index=index,
         nprobe=nprobe,
         ef_search=ef_search,
+        simulated_clock=simulated_clock or None,
     )
     models = cfg.models_dir
     limits = Limits.from_settings(cfg)

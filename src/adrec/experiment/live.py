@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -66,14 +67,15 @@ from adrec.experiment.markets import (
     with_launches,
 )
 from adrec.experiment.reference import reference_model
+from adrec.experiment.servers import ArmServer, InProcess, OverHttp
 from adrec.experiment.stats import Comparison, RatioEstimate, compare_ratios, ratio_estimate
-from adrec.feedback.ingest import RawFeedback, ingest_feedback
+from adrec.feedback.ingest import RawFeedback
 from adrec.feedback.tokens import TokenSigner, new_secret
 from adrec.models.artifact import Artifact
 from adrec.models.base import Recommender, get_model, registered_models
 from adrec.progress import Bars
 from adrec.serving.calibration import held_out_calibration
-from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
+from adrec.serving.pipeline import PipelineConfig, ServingModel
 from adrec.simulate.config import SimulationConfig
 from adrec.simulate.history import hourly_intensity
 from adrec.simulate.market import Market
@@ -226,6 +228,11 @@ class ExperimentConfig(BaseModel):
     return_elasticity: float = Field(default=1.0, ge=0, le=10)
     """How much what a user was shown decides whether they come back (see the module docs); 0 switches the return
     model off."""
+    http: bool = False
+    """Serve the ``model`` and ``no-model`` arms through real ``adrec serve`` processes over HTTP, one per arm on
+    its store (a file: ``--db`` with ``{arm}``, or a temporary one), instead of in this process: slower, and a
+    check that the API decides as the pipeline does. The ``oracle`` and ``random`` arms, whose models are the
+    simulator's truth, stay in process."""
     launch: Launch | None = None
     """Campaigns held back from the warm-up and launched during the live window (none by default)."""
     bid_change: BidChange | None = None
@@ -351,10 +358,10 @@ def _fit(arm: ArmConfig, data: Interactions) -> Recommender:
     return get_model(arm.model, **params).fit(data)
 
 
-def _train(arm: ArmConfig, store: Store, version: str) -> ServingModel | None:
-    """The arm's model trained on its store's clicks, ready to serve (None without any), its pCTR calibrated on
-    impressions a copy trained on earlier clicks never saw (:func:`~adrec.serving.calibration.held_out_calibration`;
-    fitted in-sample at load when too few clicks are held out)."""
+def _train(arm: ArmConfig, store: Store) -> Artifact | None:
+    """The arm's model trained on its store's clicks (None without any), its pCTR calibrated on impressions a copy
+    trained on earlier clicks never saw (:func:`~adrec.serving.calibration.held_out_calibration`; fitted in-sample
+    when the model is loaded if too few clicks are held out)."""
     try:
         data = from_store(store, (EventType.CLICK,)).interactions
     except ValidationError:  # no click to learn from yet
@@ -363,7 +370,7 @@ def _train(arm: ArmConfig, store: Store, version: str) -> ServingModel | None:
         return None
     artifact = Artifact.create(_fit(arm, data), data)
     artifact.calibration = held_out_calibration(lambda early: _fit(arm, early), store)
-    return ServingModel.from_artifact(artifact, store, version=version)
+    return artifact
 
 
 def _reference_relevance(market: Market, rng: np.random.Generator, n: int = 20_000) -> float:
@@ -408,23 +415,28 @@ class _Loop:
         self.arm_of_user = assign_arms(self.user_ids, [a.traffic for a in config.arms], config.salt)
         self.ad_index = {a: i for i, a in enumerate(market.ad_ids().tolist())}
         self.new_ad = launched[market.ad_campaign]
-        self.signer = TokenSigner(new_secret())
-        self.pipelines: list[Pipeline] = []
+        secret = new_secret()
+        self.signer = TokenSigner(secret)
+        self.servers: list[ArmServer] = []
         self.retrains: list[list[float]] = [[] for _ in config.arms]
         self.next_retrain = [self.live_start + a.retrain_hours * 3600.0 for a in config.arms]
-        with bars.step("initial models"):
+        with bars.step("initial models" + (" and servers" if config.http else "")):
             for arm, store in zip(config.arms, stores, strict=True):
-                if arm.policy == "model":
-                    model = _train(arm, store, f"{arm.name}-0")
-                elif arm.policy in ("oracle", "random"):
-                    model = reference_model(market, arm.policy, config.seed)
-                else:
-                    model = None
+                artifact = _train(arm, store) if arm.policy == "model" else None
                 truth = {"repeat_decay": config.fatigue, "repeat_window_s": config.fatigue_window_s}
-                pipeline_config = arm.pipeline_config(
-                    config.feedback_every_s, truth if arm.policy == "oracle" else None
-                )
-                self.pipelines.append(Pipeline(store, model, self.signer, pipeline_config))
+                defaults = truth if arm.policy == "oracle" else None  # the oracle knows how users tire
+                pipeline_config = arm.pipeline_config(config.feedback_every_s, defaults)
+                if config.http and arm.policy in ("model", "no-model"):
+                    url = str(getattr(store, "url", ""))
+                    server: ArmServer = OverHttp(store, url, arm.name, secret, pipeline_config, artifact)
+                else:
+                    model: ServingModel | None = None
+                    if arm.policy in ("oracle", "random"):
+                        model = reference_model(market, arm.policy, config.seed)
+                    elif artifact is not None:
+                        model = ServingModel.from_artifact(artifact, store, version=f"{arm.name}-0")
+                    server = InProcess(store, model, self.signer, pipeline_config)
+                self.servers.append(server)
         n_arms = len(config.arms)
         self.per_user = np.zeros((len(_TOTALS), market.n_users))
         self.days = max(1, math.ceil(config.days))
@@ -475,9 +487,9 @@ class _Loop:
             when, ids = self.changes.pop(0)
             self.flush(when)
             assert self.config.bid_change is not None
-            for store, pipeline in zip(self.stores, self.pipelines, strict=True):
+            for store, server in zip(self.stores, self.servers, strict=True):
                 change_bids(store, ids, self.config.bid_change.factor)
-                pipeline.refresh_catalog()  # as the API does after a campaign write
+                server.refresh_catalog()
 
     def flush(self, now: float) -> None:
         """Send each arm's events due by ``now`` to its ledger, in time order, as the clients would."""
@@ -486,10 +498,9 @@ class _Loop:
             if not due:
                 continue
             self.pending[k] = [(ts, e) for ts, e in pending if ts > now]
-            report = ingest_feedback(self.stores[k], self.signer, due, now=now)
-            if report.rejected:
-                raise RuntimeError(f"the ledger rejected simulated events: {report.rejected[:3]}")
-            self.pipelines[k].refresh_spend()
+            rejected = self.servers[k].send(due, now)
+            if rejected:
+                raise RuntimeError(f"the ledger rejected simulated events: {rejected[:3]}")
 
     def _live_costs(
         self, k: int
@@ -522,9 +533,9 @@ class _Loop:
             if arm.policy == "model" and t >= self.next_retrain[k]:
                 self.flush(t)
                 t0 = time.perf_counter()
-                model = _train(arm, self.stores[k], f"{arm.name}-{len(self.retrains[k]) + 1}")
-                if model is not None:
-                    self.pipelines[k].swap_model(model, relearn=True)
+                artifact = _train(arm, self.stores[k])
+                if artifact is not None:
+                    self.servers[k].swap(artifact, f"{arm.name}-{len(self.retrains[k]) + 1}")
                 seconds = time.perf_counter() - t0
                 self.retrains[k].append(seconds)
                 self.retrain_seconds += seconds
@@ -548,17 +559,15 @@ class _Loop:
         # The request id seeds the pipeline's own draws (exploration): derived from the seed and the arm's own
         # count, so runs repeat and no arm's draws depend on another's traffic.
         request_id = f"{(cfg.seed * 2_654_435_761 + r * 40_503) & 0xFFFFFFFF:08x}a{j}r{r}"
-        response = self.pipelines[j].recommend(
-            self.user_ids[u], k=cfg.market.slots, now=t, placement=cfg.market.placement, request_id=request_id
-        )
+        served_ads = self.servers[j].recommend(self.user_ids[u], cfg.market.slots, t, cfg.market.placement, request_id)
         day = min(int((t - self.live_start) // 86_400), self.days - 1)
         row, period = self.per_user[:, u], self.periods[j][-1]
         row[_ROW["requests"]] += 1
         self.daily[j, day, 0] += 1
         period[1] += 1
         relevance = 0.0
-        if response.ads:
-            ads = np.array([self.ad_index[a.ad_id] for a in response.ads], dtype=np.int64)
+        if served_ads:
+            ads = np.array([self.ad_index[a.ad_id] for a in served_ads], dtype=np.int64)
             seen = np.zeros(len(ads))
             since = t - cfg.fatigue_window_s
             for n, a in enumerate(ads.tolist()):
@@ -574,7 +583,7 @@ class _Loop:
             converted = clicked & (rng.random(len(ads)) < p_conv)
             click_delay = 1.0 + rng.exponential(_CLICK_DELAY_S, len(ads))
             conv_delay = rng.lognormal(math.log(_CONVERSION_DELAY_MEDIAN_S), 1.2, len(ads))
-            pctr = np.array([a.pctr for a in response.ads])
+            pctr = np.array([a.pctr for a in served_ads])
             new = self.new_ad[ads]
             n_clicks = int(clicked.sum())
             rounded = np.round(values, 2)
@@ -590,7 +599,7 @@ class _Loop:
             bins = np.digitize(pctr, _CALIBRATION_EDGES)
             np.add.at(self.calibration[j], bins, np.stack([np.ones(len(ads)), pctr, p_click], axis=1))
             events = self.pending[j]
-            for i, served in enumerate(response.ads):
+            for i, served in enumerate(served_ads):
                 eid = f"x{cfg.seed}-{j}-{r}-{i}"
                 billable = {"CPM": True, "CPC": bool(clicked[i]), "CPA": bool(converted[i])}[served.pricing_model]
                 if billable:
@@ -781,7 +790,17 @@ def run_experiment(
         market, launched = with_launches(market, config.launch, config.live_start, rng)
     timings: dict[str, float] = {}
     with ExitStack() as stack, Bars(progress) as bars:
-        arm_stores = [(stores or {}).get(a.name) or stack.enter_context(open_store("sqlite://")) for a in config.arms]
+        scratch: Path | None = None  # the files of HTTP arms' stores nobody asked to keep
+        arm_stores = []
+        for arm in config.arms:
+            store = (stores or {}).get(arm.name)
+            if store is None:
+                url = "sqlite://"
+                if config.http and arm.policy in ("model", "no-model"):  # a server process must open it
+                    scratch = scratch or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adrec-exp-")))
+                    url = f"sqlite:///{scratch / arm.name}.db"
+                store = stack.enter_context(open_store(url))
+            arm_stores.append(store)
         budgets = []
         with bars.step("market and warm-up history, in each arm's store"):
             for store, share in zip(arm_stores, config.traffic_shares(), strict=True):
@@ -789,6 +808,8 @@ def run_experiment(
                 budgets.append(split_budgets(store, share, config.live_start))
         timings["market"] = time.perf_counter() - started
         loop = _Loop(config, arm_stores, market, launched, budgets, bars)
+        for server in loop.servers:
+            stack.callback(server.close)  # servers stop before their stores close
         t0 = time.perf_counter()
         loop.run(bars.task("requests", round(config.requests_per_day * config.days)))
         timings["serving"] = time.perf_counter() - t0

@@ -88,6 +88,17 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
+#: The simulated clock's header, as the OpenAPI document declares it on the endpoints that take it.
+CLOCK_PARAMETER: dict[str, Any] = {
+    "name": "X-Adrec-Clock",
+    "in": "header",
+    "required": False,
+    "description": "Only for a server started with --simulated-clock (test harnesses), where it is required: the "
+    "request's time in Unix seconds, used instead of the wall clock. Any other server refuses it (422).",
+    "schema": {"type": "number", "minimum": 0},
+}
+
+
 def takes_several(annotation: Any) -> bool:
     """Whether a query parameter of this type takes several values (``list[...]``, also inside ``| None``)."""
     if get_origin(annotation) is list:

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from adrec.config import Settings
-from adrec.exceptions import ConfigError, NotFoundError
+from adrec.exceptions import ConfigError, NotFoundError, ValidationError
 from adrec.feedback.tokens import TokenSigner
 from adrec.serving.auth import KeyCache
 from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
 from adrec.store.base import Store, open_store
 
-__all__ = ["ServerState"]
+__all__ = ["CLOCK_HEADER", "ServerState"]
+
+#: The header that carries a request's time to a server on the simulated clock.
+CLOCK_HEADER = "X-Adrec-Clock"
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,11 @@ class ServerState:
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         sync_interval_s: float = 1.0,
+        simulated_clock: bool = False,
     ) -> None:
         self.store = store
+        self.simulated_clock = simulated_clock
+        """Requests carry their time (:meth:`request_time`) instead of the server reading the wall clock."""
         self.models_dir = models_dir
         self.signer = signer
         self.index_kind = index_kind
@@ -71,10 +78,30 @@ class ServerState:
                 index_kind=settings.index,
                 index_params=params,
                 sync_interval_s=settings.sync_interval_s,
+                simulated_clock=settings.simulated_clock,
             )
         except BaseException:
             store.close()
             raise
+
+    def request_time(self, header: str | None) -> float | None:
+        """The time a request is served at: with the simulated clock, its ``X-Adrec-Clock`` header (required);
+        else None (the wall clock), and the header is refused."""
+        if not self.simulated_clock:
+            if header is not None:
+                raise ValidationError(
+                    CLOCK_HEADER, "only a server started with --simulated-clock takes its time from requests"
+                )
+            return None
+        if header is None:
+            raise ValidationError(CLOCK_HEADER, "required: this server runs on a simulated clock (--simulated-clock)")
+        try:
+            now = float(header)
+        except ValueError:
+            now = math.nan
+        if not math.isfinite(now) or now < 0:
+            raise ValidationError(CLOCK_HEADER, f"must be Unix seconds (a finite number >= 0), got {header[:40]!r}")
+        return now
 
     def _load(self, models_dir: Path) -> ServingModel:
         return ServingModel.load(models_dir, self.store, index_kind=self.index_kind, index_params=self.index_params)

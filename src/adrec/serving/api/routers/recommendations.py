@@ -8,15 +8,15 @@ from fastapi.responses import Response
 
 from adrec.serving.api.deps import Serving
 from adrec.serving.api.errors import KEYED
-from adrec.serving.api.schemas import AdRequest, RecommendationsOut, parse_query, query_parameters
-from adrec.serving.api.state import ServerState
+from adrec.serving.api.schemas import CLOCK_PARAMETER, AdRequest, RecommendationsOut, parse_query, query_parameters
+from adrec.serving.api.state import CLOCK_HEADER, ServerState
 
 router = APIRouter(tags=["serving"], responses=KEYED)
 
 
 @router.get(
     "/v1/recommendations",
-    openapi_extra={"parameters": query_parameters(AdRequest)},
+    openapi_extra={"parameters": [*query_parameters(AdRequest), CLOCK_PARAMETER]},
     responses={200: {"model": RecommendationsOut, "description": "Ranked, priced and explained ads"}},
 )
 async def recommendations(key: Serving, request: Request) -> Response:
@@ -26,9 +26,11 @@ async def recommendations(key: Serving, request: Request) -> Response:
     eCPMs are confidential and only admin keys see them."""
     q = parse_query(AdRequest, request)
     state: ServerState = request.app.state.adrec  # not the State dependency: each level costs time per request
+    now = state.request_time(request.headers.get(CLOCK_HEADER))
     response = state.pipeline.recommend(
         q.user_id,
         q.k,
+        now=now,
         placement=q.placement,
         device=q.device,
         region=q.region,
