@@ -213,3 +213,14 @@ def test_a_retrained_model_serves_calibrated_pctr() -> None:
     config = ExperimentConfig(market=market, days=0.5, requests_per_day=4000, arms=[arm], seed=1)
     (bpr,) = run_experiment(config, progress=False).arms
     assert bpr.metrics["pcoc"].ci_high < 2.0 and bpr.summary["ece"] < 0.02
+
+
+def test_models_trained_by_the_loop_and_the_models_they_wrap_keep_quiet() -> None:
+    from adrec.experiment.live import _quiet
+
+    assert _quiet("bpr", {"epochs": 3}) == {"epochs": 3, "verbose": False}
+    fused = _quiet("fusion", {"base": "bpr", "base_params": {"epochs": 2}})
+    assert fused["base_params"] == {"epochs": 2, "verbose": False}
+    assert fused["generator_params"] == {"verbose": False}  # the default generator, cfgan, takes verbose
+    assert _quiet("mmr", {})["base_params"] == {"verbose": False}  # its default base, lightgcn, takes it too
+    assert "verbose" not in _quiet("popularity", {})

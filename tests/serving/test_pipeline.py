@@ -217,6 +217,23 @@ def test_fresh_ads_get_an_exploration_share(store: Store) -> None:
     assert [a.ad_id for a in r.ads if a.source == "explore"] == ["fresh-1"]
 
 
+def test_an_ad_the_model_indexes_but_never_saw_a_click_of_is_explored_not_scored(store: Store) -> None:
+    # A model trained from a store lists every ad of its catalogue, new ones included, with an untrained embedding;
+    # such an ad used to count as known: never explored, and ranked by its meaningless score.
+    new_ad = ad_id(1, 3)
+    assert pipeline(store).recommend(user_id(1, 3), 1, now=NOW).ads[0].ad_id == new_ad  # its user's top ad ...
+    model = blocks_model()
+    model.popularity = model.popularity.copy()
+    model.popularity[model.artifact.items.index(new_ad)] = 0.0  # ... until the model never saw a click of it
+    exploring = dataclasses.replace(NEUTRAL, explore_share=0.5)
+    p = Pipeline(store, model, TokenSigner(SECRET), exploring)
+    served = [a for j in range(PER) for a in p.recommend(user_id(1, j), 2, now=NOW).ads]
+    assert {a.source for a in served if a.ad_id == new_ad} == {"explore"}
+    assert {a.source for a in served if a.ad_id != new_ad} == {"model"}
+    q = Pipeline(store, model, TokenSigner(SECRET), NEUTRAL)  # no exploration slots: it is not shown at all
+    assert all(a.ad_id != new_ad for j in range(PER) for a in q.recommend(user_id(1, j), 2, now=NOW).ads)
+
+
 def test_per_advertiser_cap_and_category_diversity(store: Store) -> None:
     p = pipeline(store, PipelineConfig(max_per_advertiser=2, category_decay=1.0, explore_share=0.0))
     r = p.recommend(user_id(0, 0), 6, now=NOW)

@@ -351,11 +351,23 @@ class ExperimentReport:
         }
 
 
+def _quiet(model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``verbose`` off for ``model`` and the models it wraps (``base``, ``generator``) where they
+    take it: the experiment's own progress bar is the one to watch."""
+    out = dict(params)
+    signature = inspect.signature(registered_models()[model]).parameters
+    if "verbose" in signature:
+        out.setdefault("verbose", False)
+    for role in ("base", "generator"):
+        if f"{role}_params" in signature:
+            wrapped = out.get(role, signature[role].default)
+            if isinstance(wrapped, str) and wrapped in registered_models():
+                out[f"{role}_params"] = _quiet(wrapped, dict(out.get(f"{role}_params") or {}))
+    return out
+
+
 def _fit(arm: ArmConfig, data: Interactions) -> Recommender:
-    params = dict(arm.params)
-    if "verbose" in inspect.signature(registered_models()[arm.model]).parameters:
-        params.setdefault("verbose", False)  # the experiment's own progress bar is the one to watch
-    return get_model(arm.model, **params).fit(data)
+    return get_model(arm.model, **_quiet(arm.model, arm.params)).fit(data)
 
 
 def _train(arm: ArmConfig, store: Store) -> Artifact | None:

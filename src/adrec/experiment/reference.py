@@ -63,4 +63,5 @@ def reference_model(market: Market, kind: Literal["oracle", "random"], seed: int
     identity = Calibrator(
         a=1.0, b=0.0, mean=0.0, std=1.0, base_rate=float(1 / (1 + np.exp(-market.config.base_logit))), n=1
     )
-    return ServingModel(artifact, kind, identity, None, np.zeros(market.n_ads))
+    # Every ad counts as known (popularity 1): the truth needs no clicks to score an ad, so none is "fresh".
+    return ServingModel(artifact, kind, identity, None, np.ones(market.n_ads))

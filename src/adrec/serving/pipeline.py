@@ -233,7 +233,7 @@ class PipelineConfig:
     """Knobs of the decision pipeline, with their defaults.
 
     n_candidates: how many nearest neighbours (or top model scores) enter ranking.
-    explore_share: share of slots kept for fresh ads (ads the model has not seen), when any are eligible.
+    explore_share: share of slots kept for fresh ads (ads the model learned nothing about), when any are eligible.
     max_per_advertiser: most ads of one advertiser in one response.
     category_decay: eCPM multiplier per ad of the same category already placed (1 = no diversity pressure).
     reserve_ecpm: floor price in eCPM; ads below it are not shown.
@@ -320,10 +320,17 @@ class _Binding:
     """Warm ads (known to the model), most popular first: the cold-start fallback walks it."""
     segment_order: dict[str, npt.NDArray[np.int64]]
     """Per demographic segment, the catalogue's ads its users clicked most, first: walked before ``popular_order``."""
-    fresh_ads: npt.NDArray[np.int64]
-    """Catalogue indices of the ads the model does not know (exploration candidates)."""
+    fresh_mask: npt.NDArray[np.bool_]
+    """Per catalogue ad, whether the model learned nothing about it (an exploration candidate, never a model
+    candidate): not in its item index, or in it without one interaction in its training data (a new ad the store
+    already listed when the model was trained: its embedding or score is untrained)."""
     campaign_pcvr: npt.NDArray[np.float64]
     """Per campaign, the estimated conversion probability per click (see :class:`PipelineConfig`)."""
+    fresh_ads: npt.NDArray[np.int64] = field(init=False)
+    """Catalogue indices of the fresh ads."""
+
+    def __post_init__(self) -> None:
+        self.fresh_ads = np.flatnonzero(self.fresh_mask)
 
     @classmethod
     def make(
@@ -344,7 +351,7 @@ class _Binding:
         popularity = np.zeros(catalog.n_ads, dtype=np.float64)
         if model is not None:
             popularity[known] = model.popularity[item_of_ad[known]]
-        warm = np.flatnonzero(known)
+        warm = np.flatnonzero(known & (popularity > 0))
         order = warm[np.argsort(-popularity[warm], kind="stable")]
         segment_order = {
             seg: np.array([catalog.ad_index[a] for a, _ in ads if a in catalog.ad_index], dtype=np.int64)
@@ -357,7 +364,7 @@ class _Binding:
             ad_of_item,
             order,
             segment_order,
-            np.flatnonzero(~known),
+            ~known | (popularity <= 0),
             _campaign_pcvr(catalog, logged.conversions, config.pcvr, config.pcvr_prior_clicks),
         )
 
@@ -612,10 +619,10 @@ class Pipeline:
                 ads, ads_scores = b.ad_of_item[items[0][found]], sims[0][found]
                 known = ads >= 0
                 ads, ads_scores = ads[known], ads_scores[known]
-                keep = eligible[ads]
+                keep = eligible[ads] & ~b.fresh_mask[ads]  # a score learned from nothing is no evidence
                 got, got_scores = ads[keep], ads_scores[keep].astype(np.float64)
                 if len(got) < k:
-                    warm = np.flatnonzero(eligible.mask & (b.item_of_ad >= 0))
+                    warm = np.flatnonzero(eligible.mask & ~b.fresh_mask)
                     if len(got) < min(k, len(warm)):
                         # Targeting removed most neighbours: exact search over the eligible ads (the reference).
                         vectors = model.artifact.model.item_embeddings[b.item_of_ad[warm]]  # type: ignore[index]
@@ -623,7 +630,7 @@ class Pipeline:
                         valid = ids[0] >= 0
                         got, got_scores = warm[ids[0][valid]], sims2[0][valid].astype(np.float64)
             else:
-                warm = np.flatnonzero(eligible.mask & (b.item_of_ad >= 0))
+                warm = np.flatnonzero(eligible.mask & ~b.fresh_mask)
                 if len(warm):
                     s = model.artifact.model.score(np.full(len(warm), u), b.item_of_ad[warm]).astype(np.float64)
                     top = np.argsort(-s, kind="stable")[: cfg.n_candidates]
@@ -645,6 +652,8 @@ class Pipeline:
                 parts.append((ranked, np.full(len(ranked), np.nan), POPULAR))
         if len(b.fresh_ads):  # the exploration share reserves slots for them; they also fill what nothing else can
             fresh = b.fresh_ads[eligible[b.fresh_ads]]
+            if len(fresh) and parts:  # clicked since the model was trained: a segment's or popular candidate
+                fresh = fresh[~np.isin(fresh, np.concatenate([p[0] for p in parts]))]
             if len(fresh):
                 parts.append((fresh, np.full(len(fresh), np.nan), EXPLORE))
         if not parts:
