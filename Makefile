@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_simulate --scale 0.1 --name simulate-0.1x
 	$(BIN)/python -m benchmarks.bench_experiment
 	$(BIN)/python -m benchmarks.bench_experiment --config config/experiment.default.toml --name experiment-default
+	$(BIN)/python -m benchmarks.bench_experiment --config config/experiment.gan.toml --name experiment-gan
 	$(BIN)/python -m benchmarks.bench_experiment_http
 	$(BIN)/python -m benchmarks.bench_aa --seeds 60
 	$(BIN)/python -m benchmarks.bench_baselines

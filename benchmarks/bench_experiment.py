@@ -15,7 +15,16 @@ from benchmarks.common import RESULTS, peak_rss_mib, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The comparisons in the Markdown table (the JSON has every metric).
-_SHOWN = ("ctr", "revenue_per_request", "welfare_per_request", "true_ctr_of_shown", "new_ad_share", "visits_per_user")
+_SHOWN = (
+    "ctr",
+    "clicks_per_user",
+    "revenue_per_user",
+    "revenue_per_request",
+    "welfare_per_user",
+    "true_ctr_of_shown",
+    "new_ad_share",
+    "visits_per_user",
+)
 
 
 def _ci(v: dict[str, float]) -> str:
@@ -30,14 +39,16 @@ def main() -> None:
     config = ExperimentConfig.from_toml(args.config)
     report = run_experiment(config, progress=False).as_dict()
     rows = [
-        "| arm | users | requests | CTR | revenue / request | true CTR of ads shown | ledger spend | retrains (s) |",
-        "|---|---:|---:|---|---|---|---:|---|",
+        "| arm | users | requests | CTR | clicks / user | revenue / user | revenue / request | true CTR of ads shown "
+        "| ledger spend | retrains (s) |",
+        "|---|---:|---:|---|---|---|---|---|---:|---|",
     ]
     for a in report["arms"]:
         m, t = a["metrics"], a["totals"]
         retrains = ", ".join(f"{s:.1f}" for s in a["retrain_seconds"]) or "—"
         cells = [a["name"], f"{a['users']:,}", f"{int(t['requests']):,}", _ci(m["ctr"])]
-        cells += [_ci(m["revenue_per_request"]), _ci(m["true_ctr_of_shown"]), f"{t['spend']:,.2f}", retrains]
+        cells += [_ci(m["clicks_per_user"]), _ci(m["revenue_per_user"]), _ci(m["revenue_per_request"])]
+        cells += [_ci(m["true_ctr_of_shown"]), f"{t['spend']:,.2f}", retrains]
         rows.append("| " + " | ".join(cells) + " |")
     rows += [
         "",

@@ -183,6 +183,9 @@ def test_revenue_is_what_the_ledger_charged_within_budgets(tmp_path: Path) -> No
     for a in report.arms:
         assert a.totals["revenue"] <= a.totals["billed"] + 1e-9
         assert a.metrics["revenue_per_request"].mean == pytest.approx(a.totals["revenue"] / a.totals["requests"])
+        # per user: every user assigned to the arm counts, those who never came included
+        assert a.metrics["revenue_per_user"].mean == pytest.approx(a.totals["revenue"] / a.users)
+        assert a.users > a.totals["active_users"]
 
 
 def test_each_arm_serves_with_its_own_ranking_settings() -> None:

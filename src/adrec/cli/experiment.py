@@ -17,7 +17,9 @@ experiment_app = typer.Typer(help="Run live experiments on a simulated market an
 app.add_typer(experiment_app, name="experiment")
 
 
-def _ci(v: dict[str, float], scale: float = 1.0, fmt: str = ".3f") -> str:
+def _ci(v: dict[str, float] | None, scale: float = 1.0, fmt: str = ".3f") -> str:
+    if v is None:  # a report written before the metric existed
+        return "—"
     return f"{v['mean'] * scale:{fmt}} [{v['ci_low'] * scale:{fmt}}, {v['ci_high'] * scale:{fmt}}]"
 
 
@@ -25,7 +27,8 @@ def _table(report: dict[str, object]) -> Table:
     arms = report["arms"]
     assert isinstance(arms, list)
     table = Table(title="Arms (95 % CI, clustered by user)")
-    for column in ("arm", "users", "requests", "CTR", "clicks / request", "revenue / request", "ledger spend"):
+    columns = ("arm", "users", "requests", "CTR", "clicks / user", "revenue / user", "revenue / request", "spend")
+    for column in columns:
         table.add_column(column, justify="left" if column == "arm" else "right")
     for a in arms:
         m, t = a["metrics"], a["totals"]
@@ -34,7 +37,8 @@ def _table(report: dict[str, object]) -> Table:
             f"{a['users']:,}",
             f"{int(t['requests']):,}",
             _ci(m["ctr"], 100, ".2f") + " %",
-            _ci(m["clicks_per_request"]),
+            _ci(m.get("clicks_per_user")),
+            _ci(m.get("revenue_per_user")),
             _ci(m["revenue_per_request"]),
             f"{t['spend']:,.2f}",
         )
@@ -42,7 +46,7 @@ def _table(report: dict[str, object]) -> Table:
 
 
 #: The comparisons printed (the JSON report has every metric of :data:`adrec.experiment.live.METRICS`).
-_SHOWN = ("ctr", "clicks_per_request", "revenue_per_request", "welfare_per_request", "visits_per_user")
+_SHOWN = ("ctr", "clicks_per_user", "revenue_per_user", "revenue_per_request", "welfare_per_user", "visits_per_user")
 
 
 def _comparisons(report: dict[str, object]) -> Table:

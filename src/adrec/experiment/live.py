@@ -120,12 +120,22 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("pcoc", "pctr", "true_ctr"),
     ("new_ad_share", "new_impressions", "impressions"),
     ("visits_per_user", "requests", "users"),
+    ("clicks_per_user", "clicks", "users"),
+    ("conversions_per_user", "conversions", "users"),
+    ("revenue_per_user", "revenue", "users"),
+    ("welfare_per_user", "welfare", "users"),
 )
 """``value``: the advertisers' conversion value; ``roi``: conversion value per unit the ledger charged;
 ``welfare``: the true expected conversion value of what was shown (click × conversion probability × order
 value); ``true_ctr``: the true click probability of each ad shown, at its position, fatigue included;
 ``expected_clicks_per_request`` is the quantity regret is measured in; ``pcoc``: Σ served pCTR / Σ true click
-probability (1 is calibrated); ``new_ad_share``: impressions of ads launched during the run."""
+probability (1 is calibrated); ``new_ad_share``: impressions of ads launched during the run.
+
+``*_per_user`` divide by every user assigned to the arm, those who never came included: the arm's share of the
+users is its share of every budget (the budget split), so these are the totals "for the same budget". They are
+the headline for revenue and clicks: with users who come back (the return model) the number of requests is itself
+an outcome of the policy, and a per-request ratio penalises the arm whose users return — the oracle earns less
+per request than popularity on the default market once its budgets run out, and far more per user."""
 
 #: The pipeline settings an arm may set (the loop sets the spend refresh and outstanding window itself).
 _SERVING_KEYS = (

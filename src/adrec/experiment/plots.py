@@ -12,7 +12,7 @@ __all__ = ["plot_report"]
 
 _INTERVALS = (
     ("ctr", "CTR"),
-    ("revenue_per_request", "revenue per request"),
+    ("revenue_per_user", "revenue per user"),
     ("visits_per_user", "visits per user"),
 )
 
@@ -62,6 +62,8 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     calibration.set_xlabel("served pCTR (bin mean)")
     names = [a["name"] for a in arms]
     for ax, (metric, title) in zip([flat[3], flat[6], flat[7]], _INTERVALS, strict=True):
+        if any(metric not in a["metrics"] for a in arms):
+            continue
         means = [a["metrics"][metric]["mean"] for a in arms]
         low = [m - a["metrics"][metric]["ci_low"] for a, m in zip(arms, means, strict=True)]
         high = [a["metrics"][metric]["ci_high"] - m for a, m in zip(arms, means, strict=True)]
