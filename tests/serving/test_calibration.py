@@ -81,3 +81,19 @@ def test_held_out_calibration_learns_from_later_impressions_and_travels_with_the
         served = ServingModel.load(path, store)
     assert served.artifact.calibration == fitted
     assert served.calibrator == Calibrator(**fitted)  # used as it is, not refitted in-sample at load
+
+
+def test_held_out_impressions_are_the_latest_of_the_log() -> None:
+    # The held-out share is cut from the end of what is read: with a cap, the cap must keep the newest
+    # impressions (the live ones in an experiment), not the oldest.
+    from adrec.serving.calibration import _impressions
+    from adrec.simulate import SimulationConfig, simulate
+
+    market = SimulationConfig(seed=4, n_users=500, n_advertisers=5, n_campaigns=10, n_ads=60, n_impressions=25_000)
+    with open_store("sqlite://") as store:
+        simulate(market, store, progress=False)
+        every = np.concatenate([b.ts for b in store.iter_events(types=[EventType.IMPRESSION], batch_size=7_000)])
+        users, ads, ts, clicks = _impressions(store, max_impressions=10_000)
+    assert len(ts) == len(users) == len(ads) == 10_000
+    np.testing.assert_array_equal(ts, every[-10_000:])
+    assert len(clicks) > 0

@@ -142,3 +142,25 @@ def test_simulated_events_take_the_served_path_so_budgets_reports_and_stats_agre
     # Served ads are in the ledger (frequency caps count them), with the logging policy's propensity.
     assert (str(first.ad_id[0]), float(first.ts[0])) in [(ad, ts) for _, ad, ts in served]
     assert all(np.isfinite(b.propensity).all() for b in impressions)
+
+
+def test_several_stores_each_get_the_whole_market() -> None:
+    # The experiment writes one market into a store per arm: generated once, every store holds what one
+    # simulate() into a store of its own holds (events, spend, the campaigns that ran out).
+    config = CONFIG.model_copy(update={"budget_factor": 0.05})  # some campaigns run out of budget
+    with open_store("sqlite://") as alone, open_store("sqlite://") as a, open_store("sqlite://") as b:
+        single = simulate(config, alone, progress=False)
+        both = simulate(config, [a, b], progress=False)
+        assert (both.events, both.spend, both.campaigns_exhausted) == (
+            single.events,
+            single.spend,
+            single.campaigns_exhausted,
+        )
+        assert single.campaigns_exhausted > 0
+        for s in (a, b):
+            assert s.stats() == alone.stats()
+            assert [c.status for batch in s.iter_campaigns() for c in batch] == [
+                c.status for batch in alone.iter_campaigns() for c in batch
+            ]
+            got = np.concatenate([x.cost for x in s.iter_events()])
+            np.testing.assert_array_equal(got, np.concatenate([x.cost for x in alone.iter_events()]))

@@ -825,8 +825,8 @@ def run_experiment(
             arm_stores.append(store)
         budgets = []
         with bars.step("market and warm-up history, in each arm's store"):
+            simulate(config.market, arm_stores, progress=False, market=market)  # generated once, written to each
             for store, share in zip(arm_stores, config.traffic_shares(), strict=True):
-                simulate(config.market, store, progress=False, market=market)
                 budgets.append(split_budgets(store, share, config.live_start))
         timings["market"] = time.perf_counter() - started
         loop = _Loop(config, arm_stores, market, launched, budgets, bars)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -135,22 +135,25 @@ def fit_calibrator(artifact: Artifact, store: Store, max_impressions: int) -> Ca
 def _impressions(
     store: Store, max_impressions: int
 ) -> tuple[list[str], list[str], npt.NDArray[np.float64], list[tuple[str, str, float]]]:
-    """The store's impressions (user, ad, ts; the first ``max_impressions``) and its clicks (user, ad, ts)."""
-    users: list[str] = []
-    ads: list[str] = []
-    times: list[npt.NDArray[np.float64]] = []
+    """The store's latest ``max_impressions`` impressions (user, ad, ts, in time order) and its clicks (user, ad,
+    ts): the held-out share is cut from the end, so it must be the end of the log, live impressions included."""
+    kept: deque[tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.float64]]] = deque()
     clicks: list[tuple[str, str, float]] = []
     n = 0
     for batch in store.iter_events(types=[EventType.IMPRESSION, EventType.CLICK], batch_size=100_000):
         imp = batch.type == int(EventType.IMPRESSION)
-        if n < max_impressions:
-            users += batch.user_id[imp].tolist()
-            ads += batch.ad_id[imp].tolist()
-            times.append(batch.ts[imp])
-            n += int(imp.sum())
+        kept.append((batch.user_id[imp], batch.ad_id[imp], batch.ts[imp]))
+        n += int(imp.sum())
+        while kept and n - len(kept[0][2]) >= max_impressions:  # older than the latest max_impressions
+            n -= len(kept.popleft()[2])
         clk = ~imp
         clicks += zip(batch.user_id[clk].tolist(), batch.ad_id[clk].tolist(), batch.ts[clk].tolist(), strict=True)
-    ts = np.concatenate(times) if times else np.zeros(0)
+    if not kept:
+        return [], [], np.zeros(0), clicks
+    drop = max(n - max_impressions, 0)
+    users = np.concatenate([b[0] for b in kept])[drop:].tolist()
+    ads = np.concatenate([b[1] for b in kept])[drop:].tolist()
+    ts = np.concatenate([b[2] for b in kept])[drop:]
     return users, ads, ts, clicks
 
 

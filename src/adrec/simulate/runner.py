@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -121,7 +121,7 @@ def _counted(items: Iterable[T], advance: Callable[[int], None], every: int = 10
 
 def simulate(
     config: SimulationConfig,
-    store: Store,
+    store: Store | Sequence[Store],
     *,
     out_dir: str | Path | None = None,
     progress: bool = True,
@@ -140,7 +140,8 @@ def simulate(
     config
         What to simulate.
     store
-        Where to write.
+        Where to write; several stores each get all of it (the history is generated once and written to each, as
+        the experiment's arms need: the same market and warm-up in a store per arm). The report counts one.
     out_dir
         If given, the market truth is saved there first (``market.npz`` + ``market.json``, see
         :meth:`Market.save`) and the report at the end (``report.json``).
@@ -156,6 +157,7 @@ def simulate(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     clock = started
+    stores = list(store) if isinstance(store, Sequence) else [store]
 
     def lap(phase: str) -> None:
         nonlocal clock
@@ -171,11 +173,14 @@ def simulate(
         lap("market")
 
         with bars.step("catalogue"):
-            store.upsert_advertisers(advertiser_records(market))
-            store.upsert_campaigns(campaign_records(market))
-            store.upsert_ads(ad_records(market))
+            for s in stores:
+                s.upsert_advertisers(advertiser_records(market))
+                s.upsert_campaigns(campaign_records(market))
+                s.upsert_ads(ad_records(market))
         lap("catalogue")
-        store.upsert_users(_counted(user_records(market), bars.task("users", market.n_users)))
+        users = bars.task("users", market.n_users * len(stores))
+        for s in stores:
+            s.upsert_users(_counted(user_records(market), users))
         lap("users")
 
         advance = bars.task("impressions", config.n_impressions)
@@ -183,7 +188,10 @@ def simulate(
         spend_by_campaign = np.zeros(market.n_campaigns)
         inserted, rejected, value, sum_p_click, charged, unbilled = 0, 0, 0.0, 0.0, 0.0, 0.0
         for log in simulate_history(market):
-            result = store.apply_feedback(log.to_feedback(market))
+            feedback = log.to_feedback(market)
+            result = stores[0].apply_feedback(feedback)
+            for other in stores[1:]:
+                other.apply_feedback(feedback)
             inserted += result.accepted
             rejected += len(result.rejected)
             charged += result.spend
@@ -202,9 +210,10 @@ def simulate(
         if exhausted.any():
             with bars.step("budgets"):
                 changed = np.flatnonzero(exhausted)
-                store.upsert_campaigns(campaign_records(market, exhausted=exhausted, only=changed))
                 ads = np.flatnonzero(exhausted[market.ad_campaign])
-                store.upsert_ads(ad_records(market, exhausted=exhausted, only=ads))
+                for s in stores:
+                    s.upsert_campaigns(campaign_records(market, exhausted=exhausted, only=changed))
+                    s.upsert_ads(ad_records(market, exhausted=exhausted, only=ads))
         lap("budgets")
 
     impressions, clicks, conversions = (int(x) for x in counts)

@@ -117,15 +117,14 @@ class DriverQuery:
         self._names = [c.name for c in self._columns]
         self._processors: list[Any] | None = None  # from the first result's column types (the DBAPI's type codes)
 
-    def first(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        """The first row as a dict by column name (None when there is none)."""
+    def _fetch(self, params: dict[str, Any], one: bool) -> list[Any]:
         args: Any = tuple(params[name] for name in self._order) if self._order is not None else params
         conn = self._engine.raw_connection()
         try:
             cursor = conn.cursor()
             try:
                 cursor.execute(self._sql, args)
-                row = cursor.fetchone()
+                rows = cursor.fetchmany(1) if one else cursor.fetchall()
                 if self._processors is None:
                     dialect = self._engine.dialect
                     self._processors = [
@@ -136,12 +135,22 @@ class DriverQuery:
                 cursor.close()
         finally:
             conn.close()  # back to the pool (rolled back there, as SQLAlchemy does)
-        if row is None:
-            return None
-        return {
-            name: value if process is None or value is None else process(value)
-            for name, process, value in zip(self._names, self._processors or [], row, strict=True)
-        }
+        processors = self._processors or []
+        if any(p is not None for p in processors):
+            rows = [
+                tuple(v if p is None or v is None else p(v) for p, v in zip(processors, row, strict=True))
+                for row in rows
+            ]
+        return list(rows)
+
+    def first(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row as a dict by column name (None when there is none)."""
+        rows = self._fetch(params, one=True)
+        return dict(zip(self._names, rows[0], strict=True)) if rows else None
+
+    def all(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row, as tuples in the order of the selected columns."""
+        return self._fetch(params, one=False)
 
 
 class SqlBase:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    bindparam,
     func,
     select,
 )
@@ -31,7 +32,7 @@ from adrec.store.base import (
     IngestResult,
     demographic_segment,
 )
-from adrec.store.sql.engine import SqlBase
+from adrec.store.sql.engine import DriverQuery, SqlBase
 
 __all__ = ["SqlLedger"]
 
@@ -282,6 +283,7 @@ class SqlLedger(SqlBase):
         super().__init__(url, create=create)
         # (catalog version, ad → campaign, campaign → billing terms) (see _library).
         self._library_cache: tuple[int, dict[str, str], dict[str, _Terms]] = (-1, {}, {})
+        self._user_deliveries: DriverQuery | None = None
 
     # -- the one event writer -------------------------------------------------------------------------------
     def _locked_cursor(self, conn: Any) -> Any:
@@ -536,12 +538,16 @@ class SqlLedger(SqlBase):
 
     def delivery_times(self, user_id: str, since: float) -> list[tuple[str, str, float]]:
         """``(campaign_id, ad_id, impression_ts)`` of the user's recorded impressions at or after ``since``."""
-        d = t.deliveries
-        query = select(d.c.campaign_id, d.c.ad_id, d.c.impression_ts).where(
-            d.c.user_id == user_id, d.c.impression_ts >= since
-        )
-        with self._engine.connect() as conn:
-            return [(str(r[0]), str(r[1]), float(r[2])) for r in conn.execute(query)]
+        query = self._user_deliveries
+        if query is None:  # on the serving path (once per ad request): built once
+            d = t.deliveries
+            query = self._user_deliveries = DriverQuery(
+                self._engine,
+                select(d.c.campaign_id, d.c.ad_id, d.c.impression_ts).where(
+                    d.c.user_id == bindparam("uid"), d.c.impression_ts >= bindparam("since")
+                ),
+            )
+        return [(str(c), str(a), float(ts)) for c, a, ts in query.all({"uid": user_id, "since": since})]
 
     def campaign_spend(self, day: str) -> dict[str, tuple[float, float]]:
         """Campaign id → (spend on UTC ``day``, spend in total), for campaigns that spent anything.
