@@ -38,6 +38,9 @@ class Outstanding:
         self.bucket_s = bucket_s
         self.max_users = max_users
         self._buckets: deque[tuple[int, dict[str, float]]] = deque()
+        self._total: dict[str, float] = {}
+        """The sum of every kept bucket, per campaign (kept as buckets come and go: a query need not add up the
+        whole window, only take off the buckets that fell out of it since)."""
         self._served: OrderedDict[str, list[tuple[str, str, float]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -59,10 +62,12 @@ class Outstanding:
                 self._buckets.append((bucket, {}))
                 oldest = bucket - int(self.window_s // self.bucket_s)
                 while self._buckets and self._buckets[0][0] < oldest:
-                    self._buckets.popleft()
+                    self._forget(self._buckets.popleft()[1])
             spend = self._buckets[-1][1]
+            total = self._total
             for campaign, cost in costs:
                 spend[campaign] = spend.get(campaign, 0.0) + cost
+                total[campaign] = total.get(campaign, 0.0) + cost
             if capped:
                 recent = [x for x in self._served.pop(user_id, []) if now - x[2] <= cap_window_s]
                 recent += [(campaign, ad, now) for campaign, ad in capped]
@@ -70,19 +75,32 @@ class Outstanding:
                 while len(self._served) > self.max_users:
                     self._served.popitem(last=False)
 
+    def _forget(self, spend: dict[str, float]) -> None:
+        _subtract(self._total, spend)
+
     def expected_cost(self, now: float) -> dict[str, float]:
         """Per campaign, the expected cost of its tokens handed out within the window before ``now``."""
         oldest = int((now - self.window_s) // self.bucket_s)
-        out: dict[str, float] = {}
         with self._lock:
-            buckets = list(self._buckets)
-        for bucket, spend in buckets:
-            if bucket >= oldest:
-                for campaign, cost in spend.items():
-                    out[campaign] = out.get(campaign, 0.0) + cost
+            stale = [spend for bucket, spend in self._buckets if bucket < oldest]
+            if not stale:
+                return dict(self._total)
+            out = dict(self._total)
+        for spend in stale:
+            _subtract(out, spend)
         return out
 
     def served(self, user_id: str) -> list[tuple[str, str, float]]:
         """``(campaign, ad, time)`` of the ads of capped campaigns recently served to ``user_id``."""
         with self._lock:
             return list(self._served.get(user_id, ()))
+
+
+def _subtract(total: dict[str, float], spend: dict[str, float]) -> None:
+    """Take a bucket's costs off running totals; a total left at zero (up to rounding) is dropped."""
+    for campaign, cost in spend.items():
+        left = total.get(campaign, 0.0) - cost
+        if left > 1e-9 * max(cost, 1.0):
+            total[campaign] = left
+        else:  # the campaign's last kept token
+            total.pop(campaign, None)
