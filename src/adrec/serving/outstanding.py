@@ -82,10 +82,12 @@ class Outstanding:
         """Per campaign, the expected cost of its tokens handed out within the window before ``now``."""
         oldest = int((now - self.window_s) // self.bucket_s)
         with self._lock:
-            stale = [spend for bucket, spend in self._buckets if bucket < oldest]
-            if not stale:
-                return dict(self._total)
             out = dict(self._total)
+            stale = []
+            for bucket, spend in self._buckets:  # oldest first: only the front can have left the window
+                if bucket >= oldest:
+                    break
+                stale.append(spend)
         for spend in stale:
             _subtract(out, spend)
         return out
