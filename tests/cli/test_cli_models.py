@@ -61,6 +61,20 @@ def test_train_then_recommend_excludes_seen_ads(market_db: str, tmp_path: Path) 
     assert "nobody" in missing.output
 
 
+def test_train_from_a_store_calibrates_on_held_out_impressions(market_db: str, tmp_path: Path) -> None:
+    from adrec.models.artifact import Artifact
+
+    args = ["train", "-d", f"store:{market_db}", "--model", "bpr", "--set", "epochs=3"]
+    trained = runner.invoke(app, [*args, "--out", str(tmp_path / "bpr")])
+    assert trained.exit_code == 0, trained.output
+    assert "held-out impressions" in trained.output
+    fitted = Artifact.load(tmp_path / "bpr").calibration
+    assert fitted is not None and fitted["held_out"] and fitted["n"] > 1000
+    plain = runner.invoke(app, [*args, "--no-calibrate", "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert Artifact.load(tmp_path / "plain").calibration is None  # serving fits one when it loads the model
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -126,6 +126,15 @@ def train(
         bool, typer.Option("--all", help="Train on train and test together (for serving, not for evaluation).")
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for splits that need one.")] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            help="For a store: dataset, fit the pCTR calibrator serving uses on held-out later impressions (a copy of "
+            "the model trained on the earlier clicks scores them; doubles training time). Without it, or when too "
+            "few clicks are held out, serving fits one when it loads the model, on logged impressions of pairs "
+            "outside the training data."
+        ),
+    ] = True,
 ) -> None:
     """Train a model on a dataset and save it (without pickle) for `adrec recommend` and serving."""
     import time
@@ -135,7 +144,8 @@ def train(
     from adrec.models.artifact import Artifact
     from adrec.store.datasets import load_dataset
 
-    estimator = make_model(model, **parse_params(params))  # cheap checks before the expensive load
+    options = parse_params(params)
+    estimator = make_model(model, **options)  # cheap checks before the expensive load
     cfg = settings(seed=seed)
     data = load_dataset(dataset, seed=cfg.seed)
     train_set = data.train
@@ -145,7 +155,19 @@ def train(
     t0 = time.perf_counter()
     estimator.fit(train_set)
     seconds = time.perf_counter() - t0
-    path = Artifact.create(estimator, train_set, titles=data.item_titles, dataset=data.name).save(out_dir)
+    artifact = Artifact.create(estimator, train_set, titles=data.item_titles, dataset=data.name)
+    kind, _, location = dataset.partition(":")
+    if calibrate and kind == "store":
+        from adrec.serving.calibration import held_out_calibration
+        from adrec.store import open_store
+
+        t0 = time.perf_counter()
+        with open_store(location, create=False) as store:
+            artifact.calibration = held_out_calibration(lambda early: make_model(model, **options).fit(early), store)
+        fitted = artifact.calibration
+        how = f"on {fitted['n']:,} held-out impressions" if fitted else "not fitted (too few held-out clicks)"
+        out.print(f"calibration {how} ({time.perf_counter() - t0:.1f} s)", highlight=False)
+    path = artifact.save(out_dir)
     out.print(f"trained {estimator!r} on {train_set.nnz:,} interactions in {seconds:.1f} s → {path}", highlight=False)
 
 
