@@ -62,7 +62,7 @@ class Outstanding:
                 self._buckets.append((bucket, {}))
                 oldest = bucket - int(self.window_s // self.bucket_s)
                 while self._buckets and self._buckets[0][0] < oldest:
-                    self._forget(self._buckets.popleft()[1])
+                    _subtract(self._total, self._buckets.popleft()[1])
             spend = self._buckets[-1][1]
             total = self._total
             for campaign, cost in costs:
@@ -74,9 +74,6 @@ class Outstanding:
                 self._served[user_id] = recent
                 while len(self._served) > self.max_users:
                     self._served.popitem(last=False)
-
-    def _forget(self, spend: dict[str, float]) -> None:
-        _subtract(self._total, spend)
 
     def expected_cost(self, now: float) -> dict[str, float]:
         """Per campaign, the expected cost of its tokens handed out within the window before ``now``."""
