@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from adrec.data.schema import CampaignStatus, EventType
+from adrec.exceptions import StoreError
 from adrec.simulate import Market, SimulationConfig, SimulationReport, simulate
 from adrec.simulate.records import ad_records
 from adrec.store import Store, open_store
@@ -164,3 +165,11 @@ def test_several_stores_each_get_the_whole_market() -> None:
             ]
             got = np.concatenate([x.cost for x in s.iter_events()])
             np.testing.assert_array_equal(got, np.concatenate([x.cost for x in alone.iter_events()]))
+
+
+def test_stores_that_start_apart_are_refused() -> None:
+    config = CONFIG.model_copy(update={"n_impressions": 20_000, "n_users": 300})
+    with open_store("sqlite://") as full, open_store("sqlite://") as empty:
+        simulate(config, full, progress=False)
+        with pytest.raises(StoreError, match="store 1 recorded this history differently"):
+            simulate(config, [full, empty], progress=False)  # the second would get what the first already has

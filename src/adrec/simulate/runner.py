@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from adrec.exceptions import StoreError
 from adrec.progress import Bars
 from adrec.simulate.config import SimulationConfig
 from adrec.simulate.history import simulate_history
@@ -141,7 +142,8 @@ def simulate(
         What to simulate.
     store
         Where to write; several stores each get all of it (the history is generated once and written to each, as
-        the experiment's arms need: the same market and warm-up in a store per arm). The report counts one.
+        the experiment's arms need: the same market and warm-up in a store per arm). The report counts one;
+        :class:`StoreError` when a store records a chunk differently from the first (they started apart).
     out_dir
         If given, the market truth is saved there first (``market.npz`` + ``market.json``, see
         :meth:`Market.save`) and the report at the end (``report.json``).
@@ -190,8 +192,17 @@ def simulate(
         for log in simulate_history(market):
             feedback = log.to_feedback(market)
             result = stores[0].apply_feedback(feedback)
-            for other in stores[1:]:
-                other.apply_feedback(feedback)
+            for k, other in enumerate(stores[1:], start=1):
+                again = other.apply_feedback(feedback)
+                if (again.accepted, len(again.rejected), again.spend) != (
+                    result.accepted,
+                    len(result.rejected),
+                    result.spend,
+                ):  # e.g. one store held part of this market already: they would no longer be copies
+                    raise StoreError(
+                        f"store {k} recorded this history differently from store 0 ({again.accepted:,} vs "
+                        f"{result.accepted:,} events accepted): give every store the same starting content"
+                    )
             inserted += result.accepted
             rejected += len(result.rejected)
             charged += result.spend
