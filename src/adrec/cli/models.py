@@ -41,6 +41,14 @@ DatasetOption = Annotated[
         help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.store.datasets).",
     ),
 ]
+TaskOption = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        help="`ranking` (recommenders, top-K metrics) or `ctr` (click models on user, ad and context features; "
+        "dataset `sim:[KEY=VALUE,...]`, a simulated market with its true click probabilities).",
+    ),
+]
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Hyper-parameter KEY=VALUE (JSON values), repeatable.")
 ]
@@ -62,16 +70,24 @@ def evaluate(
         Path | None, typer.Option("--plot", help="Write the metric-vs-K plot here (default: next to --json).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for splits that need one.")] = None,
+    task: TaskOption = "ranking",
 ) -> None:
     """Fit models on a dataset's train split and evaluate them by full ranking on its test split.
 
-    Prints precision, recall, NDCG at each K plus catalogue coverage, novelty and intra-list diversity.
+    Prints precision, recall, NDCG at each K plus catalogue coverage, novelty and intra-list diversity. With
+    `--task ctr`: click models, by AUC, logloss, group AUC, PCOC, ECE and per-advertiser calibration, beside the
+    base rate and the oracle (the market's true click probabilities).
     """
     from adrec.evaluation.runner import compare_models, plot_metric_vs_k
     from adrec.models import registered_models
     from adrec.store.datasets import load_dataset
 
     names = [m.strip() for m in models.split(",") if m.strip()]
+    if task == "ctr":
+        _evaluate_ctr(dataset, names, json_path)
+        return
+    if task != "ranking":
+        raise ValidationError("--task", f"must be ranking or ctr (got {task!r})")
     unknown = [m for m in names if m not in registered_models()]
     if unknown:
         raise ValidationError("--models", f"unknown {unknown}; registered: {', '.join(registered_models())}")
@@ -110,6 +126,65 @@ def evaluate(
 evaluate.__doc__ = f"{evaluate.__doc__}\n\nRegistered models: {_model_names()}"
 
 
+def _click_dataset(dataset: str) -> Any:
+    """The :class:`~adrec.models.ctr.ClickDataset` of a dataset spec (``sim:`` for now)."""
+    from adrec.simulate.ctr import simulated_click_dataset, simulation_from_spec
+    from adrec.simulate.market import Market
+
+    kind = dataset.partition(":")[0]
+    if kind != "sim":
+        raise ValidationError(
+            "--dataset", f"--task ctr reads `sim:[KEY=VALUE,...]` datasets; {kind!r} is not supported yet"
+        )
+    config = simulation_from_spec(dataset)
+    out.print(
+        f"simulating {config.n_impressions:,} impressions of {config.n_users:,} users and {config.n_ads:,} ads",
+        highlight=False,
+    )
+    return simulated_click_dataset(Market.generate(config), progress=out.is_terminal)
+
+
+def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None) -> None:
+    from adrec.evaluation.ctr import compare_click_models
+    from adrec.models.ctr import registered_click_models
+
+    unknown = [m for m in names if m not in registered_click_models()]
+    if unknown:
+        raise ValidationError("--models", f"unknown {unknown}; click models: {', '.join(registered_click_models())}")
+    data = _click_dataset(dataset)
+    out.print(data.describe(), highlight=False)
+    report = compare_click_models(
+        data,
+        names,
+        progress=out.is_terminal,
+        on_result=lambda name, r: out.print(f"  {name}: fitted in {r['fit_seconds']:.1f} s", highlight=False),
+    )
+    columns = {**report["models"], "base rate": report["base"]}
+    if "oracle" in report:
+        columns["oracle"] = report["oracle"]
+    table = Table(title=f"Click models on the test examples ({report['examples']['test']:,})")
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    rows = [
+        ("AUC", "auc", "{:.4f}"),
+        ("logloss", "logloss", "{:.5f}"),
+        ("group AUC", "group_auc", "{:.4f}"),
+        ("PCOC", "pcoc", "{:.3f}"),
+        ("ECE", "ece", "{:.5f}"),
+        ("worst advertiser |PCOC-1|", "advertiser_max_error", "{:.3f}"),
+        ("logloss gain captured", "gain_captured", "{:.1%}"),
+        ("fit seconds", "fit_seconds", "{:.1f}"),
+    ]
+    for label, key, fmt in rows:
+        table.add_row(label, *[fmt.format(c[key]) if key in c else "—" for c in columns.values()])
+    out.print(table)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, default=float))
+        out.print(f"report: {json_path}", highlight=False)
+
+
 @app.command(
     epilog=(
         "Examples:  \n`adrec train -d store:sqlite:///adrec-demo/adrec.db --model gfcf --out models/gfcf`  \n"
@@ -135,8 +210,13 @@ def train(
             "outside the training data."
         ),
     ] = True,
+    task: TaskOption = "ranking",
 ) -> None:
-    """Train a model on a dataset and save it (without pickle) for `adrec recommend` and serving."""
+    """Train a model on a dataset and save it (without pickle) for `adrec recommend` and serving.
+
+    With `--task ctr`, a click model (fitted on the dataset's train examples, stopped early and calibrated on its
+    validation examples).
+    """
     import time
 
     from adrec.data.interactions import Interactions
@@ -145,6 +225,11 @@ def train(
     from adrec.store.datasets import load_dataset
 
     options = parse_params(params)
+    if task == "ctr":
+        _train_ctr(dataset, model, options, out_dir)
+        return
+    if task != "ranking":
+        raise ValidationError("--task", f"must be ranking or ctr (got {task!r})")
     estimator = make_model(model, **options)  # cheap checks before the expensive load
     cfg = settings(seed=seed)
     data = load_dataset(dataset, seed=cfg.seed)
@@ -172,6 +257,27 @@ def train(
 
 
 train.__doc__ = f"{train.__doc__}\n\nRegistered models: {_model_names()}"
+
+
+def _train_ctr(dataset: str, name: str, options: dict[str, Any], out_dir: Path) -> None:
+    import time
+
+    from adrec.evaluation.ctr import click_metrics
+    from adrec.models.ctr import get_click_model
+
+    model = get_click_model(name, **options)  # cheap checks before the expensive load
+    data = _click_dataset(dataset)
+    out.print(data.describe(), highlight=False)
+    t0 = time.perf_counter()
+    model.fit(data.train, data.valid, spec=data.spec, progress=out.is_terminal)
+    seconds = time.perf_counter() - t0
+    test = click_metrics(data.test.labels, model.predict(data.test))
+    path = model.save(out_dir)
+    out.print(
+        f"trained {model!r} on {len(data.train):,} examples in {seconds:.1f} s (test AUC {test['auc']:.4f}, "
+        f"logloss {test['logloss']:.5f}, PCOC {test['pcoc']:.3f}) → {path}",
+        highlight=False,
+    )
 
 
 @app.command(

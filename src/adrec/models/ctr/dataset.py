@@ -1,0 +1,42 @@
+"""A click dataset: encoded train, validation and test examples, with what the test report groups by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from adrec.models.ctr.features import Examples, FeatureSpec
+
+__all__ = ["ClickDataset"]
+
+
+@dataclass(frozen=True)
+class ClickDataset:
+    """Examples split by time: ``train`` (learning), ``valid`` (early stopping and calibration), ``test``.
+
+    ``test_users`` (external user ids) serve the group AUC; ``test_fields`` (field name → value per test
+    example, e.g. the advertiser) the field-level calibration; ``test_truth`` holds the true click probability of
+    each test example where it is known (a simulated market), for the oracle's figures.
+    """
+
+    name: str
+    spec: FeatureSpec
+    train: Examples
+    valid: Examples
+    test: Examples
+    test_users: npt.NDArray[np.object_]
+    test_fields: dict[str, npt.NDArray[np.object_]] = field(default_factory=dict)
+    test_truth: npt.NDArray[np.float64] | None = None
+
+    @property
+    def base_rate(self) -> float:
+        """The click rate of the training examples."""
+        return float(self.train.labels.mean())
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: {len(self.train):,} train / {len(self.valid):,} valid / {len(self.test):,} test examples, "
+            f"click rate {self.base_rate:.4f}"
+        )

@@ -1,0 +1,542 @@
+"""Click models behind one contract, registered by name: logistic regression, a factorization machine, DCN-V2,
+and LightGBM as the peer on the same features.
+
+Every model learns from :class:`~adrec.models.ctr.features.Examples` and answers click probabilities::
+
+    model = get_click_model("dcnv2", epochs=2).fit(train, valid, spec=spec)
+    p = model.predict(test)                          # at each example's own position
+    p1 = model.predict(candidates, position=1)       # every candidate in the top slot (serving)
+
+Conventions (as :class:`~adrec.models.base.Recommender`): ``__init__`` stores keyword hyper-parameters; ``fit``
+validates, learns and returns ``self``; learned state ends in ``_``; ``save``/``load`` write ``params.json`` and
+``arrays.npz`` (LightGBM adds its own text model file), never a pickle.
+
+What every model shares:
+
+- **Position** is a shallow term of its own, ``logit = f(user, ad, context) + b[position]`` (PAL, Guo et al.,
+  RecSys 2019): the simulator's truth has exactly this form, and serving scores every candidate at one reference
+  position.
+- **Unseen values**: a bucket seen fewer than ``min_count`` times in training is mapped to its field's
+  *unknown* bucket, in training and at prediction, so a new ad or advertiser gets the weight learned for rare ones
+  instead of an untrained embedding.
+- **Calibration**: when ``fit`` is given validation examples, a Platt scaling of the logit is fitted on them
+  (:class:`~adrec.models.calibration.Calibrator`) and :meth:`ClickModel.predict` applies it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from adrec.exceptions import NotFittedError, NotFoundError, ValidationError
+from adrec.models.base import check_device, torch_threads
+from adrec.models.calibration import Calibrator
+from adrec.models.ctr.features import DENSE, FIELDS, Examples, FeatureSpec
+from adrec.progress import Bars
+
+__all__ = [
+    "DCNV2",
+    "FM",
+    "ClickModel",
+    "LightGBMClickModel",
+    "LogisticRegression",
+    "get_click_model",
+    "load_click_model",
+    "register_click_model",
+    "registered_click_models",
+]
+
+MAX_POSITION = 32
+"""Positions beyond this share its position weight."""
+
+_FORMAT = "adrec.models.ctr"
+
+_REGISTRY: dict[str, type[ClickModel]] = {}
+M = TypeVar("M", bound="type[ClickModel]")
+
+
+def register_click_model(cls: M) -> M:
+    """Class decorator: make a click model available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered_click_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_click_model(name: str, **params: Any) -> ClickModel:
+    """A new, unfitted click model by name with the given hyper-parameters."""
+    if name not in _REGISTRY:
+        raise NotFoundError(f"unknown click model {name!r}; registered: {', '.join(registered_click_models())}")
+    cls = _REGISTRY[name]
+    unknown = set(params) - set(cls.defaults())
+    if unknown:
+        raise ValidationError("params", f"{name} has no hyper-parameter {sorted(unknown)}; it has {cls.defaults()}")
+    return cls(**params)
+
+
+def load_click_model(path: str | Path) -> ClickModel:
+    """A click model saved by :meth:`ClickModel.save`."""
+    folder = Path(path)
+    try:
+        meta = json.loads((folder / "params.json").read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"{folder} holds no click model (params.json is missing)") from None
+    if meta.get("format") != _FORMAT:
+        raise ValidationError(str(folder / "params.json"), f"is not a click model (format {meta.get('format')!r})")
+    model = get_click_model(meta["name"], **meta["params"])
+    model.spec_ = FeatureSpec(meta["hash_bits"])
+    model.calibrator_ = Calibrator(**meta["calibration"]) if meta["calibration"] is not None else None
+    with np.load(folder / "arrays.npz") as arrays:
+        state = {k: arrays[k] for k in arrays.files}
+    model.known_ = np.unpackbits(state.pop("known"))[: model.spec_.n_buckets].astype(bool)
+    model._restore(folder, state)
+    return model
+
+
+class ClickModel(ABC):
+    """Base of every click model: hashing-aware fitting, calibration, position handling, saving."""
+
+    name: ClassVar[str] = ""
+
+    min_count: int
+    seed: int
+
+    spec_: FeatureSpec
+    known_: npt.NDArray[np.bool_]
+    calibrator_: Calibrator | None
+
+    def __init__(self, **params: Any) -> None:
+        defaults = self.defaults()
+        for key, value in {**defaults, **params}.items():
+            setattr(self, key, value)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The hyper-parameters and their default values."""
+        return {"min_count": 5, "seed": 0}
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.defaults()}
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != self.defaults()[k]}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # -- the contract ----------------------------------------------------------------------------------------
+    def fit(self, train: Examples, valid: Examples | None = None, *, spec: FeatureSpec, progress: bool = False) -> Self:
+        """Learn from labelled ``train`` examples encoded by ``spec``; ``valid`` (labelled) stops the iterative
+        models early and calibrates the result. Returns self."""
+        y = train.labels
+        if len(train) == 0 or y.sum() == 0 or y.sum() == len(y):
+            raise ValidationError("train", f"needs clicked and unclicked examples (got {int(y.sum())} of {len(y)})")
+        if train.ids.shape[1] != len(spec.slot_fields) or train.dense.shape[1] != len(DENSE):
+            raise ValidationError(
+                "train",
+                f"has {train.ids.shape[1]} slots and {train.dense.shape[1]} dense features; the spec has "
+                f"{len(spec.slot_fields)} and {len(DENSE)}",
+            )
+        if valid is not None:
+            valid.labels  # noqa: B018 -- the error names what is missing before any training is done
+        self.spec_ = spec
+        counts = np.bincount(train.ids.ravel(), minlength=spec.n_buckets)
+        self.known_ = counts >= self.min_count
+        self.known_[0] = True
+        self.calibrator_ = None
+        train, valid = self._remap(train), None if valid is None else self._remap(valid)
+        self._fit(train, valid, progress)
+        if valid is not None and len(valid):
+            self.calibrator_ = Calibrator.fit(self._logit(valid, None), valid.labels)
+        return self
+
+    def predict(self, examples: Examples, *, position: int | None = None) -> npt.NDArray[np.float64]:
+        """Click probabilities ``(n,)``, calibrated when the model was: at each example's position, or at
+        ``position`` for all of them."""
+        z = self.logit(examples, position=position)
+        if self.calibrator_ is not None:
+            return self.calibrator_(z)
+        out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z))
+        return out
+
+    def logit(self, examples: Examples, *, position: int | None = None) -> npt.NDArray[np.float64]:
+        """The model's uncalibrated logit ``(n,)``."""
+        if not hasattr(self, "spec_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit first")
+        return self._logit(self._remap(examples), position)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``params.json`` and ``arrays.npz`` (and what the model adds) into the folder ``path``."""
+        if not hasattr(self, "spec_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit first")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": _FORMAT,
+            "name": self.name,
+            "params": self.get_params(),
+            "hash_bits": self.spec_.hash_bits,
+            "fields": [list(f) for f in FIELDS],
+            "dense": list(DENSE),
+            "calibration": None if self.calibrator_ is None else dataclasses.asdict(self.calibrator_),
+        }
+        arrays = {"known": np.packbits(self.known_), **self._state(folder)}
+        np.savez(folder / "arrays.npz", **arrays)  # type: ignore[arg-type]
+        (folder / "params.json").write_text(json.dumps(meta, indent=2))
+        return folder
+
+    # -- for subclasses ----------------------------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, train: Examples, valid: Examples | None, progress: bool) -> None: ...
+
+    @abstractmethod
+    def _logit(self, examples: Examples, position: int | None) -> npt.NDArray[np.float64]:
+        """Logits of examples already remapped (:meth:`_remap`)."""
+
+    @abstractmethod
+    def _state(self, folder: Path) -> dict[str, npt.NDArray[Any]]:
+        """Learned arrays to save (the model may also write files of its own into ``folder``)."""
+
+    @abstractmethod
+    def _restore(self, folder: Path, state: dict[str, npt.NDArray[Any]]) -> None: ...
+
+    def _remap(self, examples: Examples) -> Examples:
+        """Buckets unseen (or rare) in training → their field's unknown bucket."""
+        ids = examples.ids
+        known = self.known_[ids]
+        if known.all():
+            return examples
+        unknown = np.array([self.spec_.unknown_bucket(f) for f in self.spec_.slot_fields], dtype=np.int64)
+        return dataclasses.replace(examples, ids=np.where(known, ids, unknown[None, :]))
+
+
+# -- the torch models -------------------------------------------------------------------------------------------
+class ClickNet(nn.Module):
+    """``logit = first order + second order (FM) or cross and deep network (DCN-V2) + position term``.
+
+    ``kind`` is ``lr``, ``fm`` or ``dcnv2``; the first-order weights (one per bucket, plus a linear layer on the
+    standardised dense features) and the position term are common to all three.
+    """
+
+    def __init__(self, kind: str, spec: FeatureSpec, params: dict[str, Any]) -> None:
+        super().__init__()
+        self.kind = kind
+        slot_fields, names = spec.slot_fields, spec.fields
+        pool = torch.zeros(len(slot_fields), len(names))
+        for s, f in enumerate(slot_fields):
+            pool[s, names.index(f)] = 1.0
+        n_dense = len(DENSE)
+        dim = int(params.get("dim", 1))
+        self.pool: torch.Tensor
+        self.dense_mean: torch.Tensor
+        self.dense_std: torch.Tensor
+        self.register_buffer("pool", pool)
+        self.register_buffer("dense_mean", torch.zeros(n_dense))
+        self.register_buffer("dense_std", torch.ones(n_dense))
+        self.linear = nn.Embedding(spec.n_buckets, 1, padding_idx=0, sparse=True)
+        self.dense_linear = nn.Linear(n_dense, 1)
+        self.position = nn.Embedding(MAX_POSITION + 1, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.position.weight)
+        if kind != "lr":
+            self.embedding = nn.Embedding(spec.n_buckets, dim, padding_idx=0, sparse=True)
+            nn.init.normal_(self.embedding.weight, std=0.01)
+            with torch.no_grad():
+                self.embedding.weight[0].zero_()
+        if kind == "fm":
+            self.dense_embedding = nn.Parameter(torch.randn(n_dense, dim) * 0.01)
+        if kind == "dcnv2":
+            width = len(names) * dim + n_dense
+            rank, n_cross = int(params["rank"]), int(params["cross_layers"])
+            self.cross_u = nn.ModuleList(nn.Linear(rank, width) for _ in range(n_cross))
+            self.cross_v = nn.ModuleList(nn.Linear(width, rank, bias=False) for _ in range(n_cross))
+            layers: list[nn.Module] = []
+            size = width
+            for hidden in params["hidden"]:
+                layers += [nn.Linear(size, int(hidden)), nn.ReLU()]
+                size = int(hidden)
+            layers.append(nn.Linear(size, 1))
+            self.deep = nn.Sequential(*layers)
+
+    def forward(
+        self, ids: torch.Tensor, dense: torch.Tensor, position: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(n,)`` and the batch's L2 penalty on the embeddings it used."""
+        x = (dense - self.dense_mean) / self.dense_std
+        w = self.linear(ids).squeeze(-1)
+        logit = w.sum(1) + self.dense_linear(x).squeeze(-1) + self.position(position).squeeze(-1)
+        penalty = (w * w).sum()
+        if self.kind == "lr":
+            return logit, penalty
+        v = self.embedding(ids)  # (n, slots, dim)
+        penalty = penalty + (v * v).sum()
+        fields = torch.einsum("nsd,sf->nfd", v, self.pool)  # multi-valued fields: their values summed
+        if self.kind == "fm":
+            vectors = torch.cat([fields, x.unsqueeze(-1) * self.dense_embedding], dim=1)
+            total = vectors.sum(1)
+            return logit + 0.5 * (total * total - (vectors * vectors).sum(1)).sum(-1), penalty
+        x0 = torch.cat([fields.flatten(1), x], dim=1)
+        xl = x0
+        for u, v_ in zip(self.cross_u, self.cross_v, strict=True):  # low-rank cross layers (DCN-V2, eq. 3)
+            xl = x0 * u(v_(xl)) + xl
+        return logit + self.deep(xl).squeeze(-1), penalty
+
+
+class _TorchClickModel(ClickModel):
+    """Mini-batch training with Adam (sparse Adam for the embedding tables), early stopping on validation
+    logloss, the best epoch kept."""
+
+    _kind: ClassVar[str] = ""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_decay: float
+    l2: float
+    patience: int
+    device: str
+    threads: int | None
+
+    net_: ClickNet
+    epochs_run_: int
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {
+            **super().defaults(),
+            "epochs": 3,
+            "batch_size": 4096,
+            "lr": 0.002,
+            "lr_decay": 0.5,
+            "l2": 1e-6,
+            "patience": 1,
+            "device": "cpu",
+            "threads": None,
+        }
+
+    def _fit(self, train: Examples, valid: Examples | None, progress: bool) -> None:
+        check_device(self.device)
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        net = ClickNet(self._kind, self.spec_, self.get_params())
+        rate = float(train.labels.mean())
+        with torch.no_grad():
+            net.dense_linear.bias.fill_(math.log(rate / (1 - rate)))  # start at the base rate, not at p = 0.5
+            net.dense_mean.copy_(torch.from_numpy(train.dense.mean(0)))
+            net.dense_std.copy_(torch.from_numpy(np.maximum(train.dense.std(0), 1e-3)))
+        net.to(self.device)
+        sparse = [p for n, p in net.named_parameters() if n in ("linear.weight", "embedding.weight")]
+        dense = [p for n, p in net.named_parameters() if n not in ("linear.weight", "embedding.weight")]
+        optimizers: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(sparse, lr=self.lr)]
+        if dense:
+            optimizers.append(torch.optim.Adam(dense, lr=self.lr))
+        best, best_state, stale = math.inf, None, 0
+        self.epochs_run_ = 0
+        with torch_threads(self.threads), Bars(enabled=progress) as bars:
+            for epoch in range(1, self.epochs + 1):
+                net.train()
+                advance = bars.task(f"{self.name} epoch {epoch}", len(train))
+                order = rng.permutation(len(train))
+                for start in range(0, len(train), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    ids, x, pos = self._tensors(train, rows, None)
+                    y = torch.from_numpy(train.labels[rows]).to(self.device)
+                    logit, penalty = net(ids, x, pos)
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, y)
+                    loss = loss + self.l2 * penalty / len(rows)
+                    for opt in optimizers:
+                        opt.zero_grad()
+                    loss.backward()
+                    for opt in optimizers:
+                        opt.step()
+                    advance(len(rows))
+                self.net_ = net
+                self.epochs_run_ = epoch
+                for opt in optimizers:  # a smaller step each epoch: the last iterates settle near the optimum
+                    for group in opt.param_groups:
+                        group["lr"] *= self.lr_decay
+                if valid is None or len(valid) == 0:
+                    continue
+                score = _logloss(valid.labels, self._logit(valid, None))
+                if score < best - 1e-6:
+                    best, stale = score, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale > self.patience:
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        self.net_ = net
+
+    def _tensors(
+        self, examples: Examples, rows: npt.NDArray[np.intp] | slice, position: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pos = examples.position[rows] if position is None else np.full(len(examples.ids[rows]), position)
+        return (
+            torch.from_numpy(examples.ids[rows]).to(self.device),
+            torch.from_numpy(examples.dense[rows]).to(self.device),
+            torch.from_numpy(np.minimum(pos, MAX_POSITION)).to(self.device),
+        )
+
+    def _logit(self, examples: Examples, position: int | None) -> npt.NDArray[np.float64]:
+        out = np.empty(len(examples), dtype=np.float64)
+        with torch.no_grad(), torch_threads(self.threads):
+            for start in range(0, len(examples), 65_536):
+                part = slice(start, start + 65_536)
+                out[part] = self.net_(*self._tensors(examples, part, position))[0].cpu().numpy()
+        return out
+
+    def _state(self, folder: Path) -> dict[str, npt.NDArray[Any]]:
+        return {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+
+    def _restore(self, folder: Path, state: dict[str, npt.NDArray[Any]]) -> None:
+        net = ClickNet(self._kind, self.spec_, self.get_params())
+        net.load_state_dict({k.removeprefix("net."): torch.from_numpy(v) for k, v in state.items()})
+        net.eval()
+        self.net_ = net.to(self.device)
+
+
+@register_click_model
+class LogisticRegression(_TorchClickModel):
+    """Logistic regression on the hashed features (a weight per bucket) and the dense features: the floor."""
+
+    name = "lr"
+    _kind = "lr"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**super().defaults(), "lr": 0.01}
+
+
+@register_click_model
+class FM(_TorchClickModel):
+    """Factorization machine (Rendle, ICDM 2010): first order plus pairwise interactions of field vectors, the
+    dense features entering as vectors scaled by their value."""
+
+    name = "fm"
+    _kind = "fm"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**super().defaults(), "dim": 16, "lr": 0.01}
+
+
+@register_click_model
+class DCNV2(_TorchClickModel):
+    """DCN-V2 (Wang et al., "DCN V2: Improved Deep & Cross Network", WWW 2021), stacked: low-rank cross layers
+    over the field embeddings and dense features, then a deep network, plus first-order and position terms."""
+
+    name = "dcnv2"
+    _kind = "dcnv2"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {
+            **super().defaults(),
+            "dim": 16,
+            "lr": 0.005,
+            "cross_layers": 2,
+            "rank": 64,
+            "hidden": [256, 128],
+        }
+
+
+@register_click_model
+class LightGBMClickModel(ClickModel):
+    """The peer: LightGBM (Ke et al., NeurIPS 2017) on the same fields, each slot a categorical column (its
+    buckets numbered by training frequency), the dense features and the position as numbers; early stopping on
+    the validation examples. Needs the ``lightgbm`` package (``pip install 'adrec[bench]'``)."""
+
+    name = "lightgbm"
+
+    num_leaves: int
+    learning_rate: float
+    rounds: int
+    patience: int
+    min_child_samples: int
+    threads: int | None
+
+    booster_: Any
+    codes_: list[npt.NDArray[np.int64]]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {
+            **super().defaults(),
+            "num_leaves": 63,
+            "learning_rate": 0.05,
+            "rounds": 500,
+            "patience": 20,
+            "min_child_samples": 100,
+            "threads": None,
+        }
+
+    def _matrix(self, examples: Examples, position: int | None) -> npt.NDArray[np.float64]:
+        cols: list[npt.NDArray[np.float64]] = []
+        for s, codes in enumerate(self.codes_):
+            at = np.minimum(np.searchsorted(codes, examples.ids[:, s]), len(codes) - 1)
+            hit = codes[at] == examples.ids[:, s]
+            cols.append(np.where(hit, at, np.nan))
+        pos = examples.position if position is None else np.full(len(examples), position)
+        cols += [examples.dense[:, j].astype(np.float64) for j in range(examples.dense.shape[1])]
+        cols.append(np.minimum(pos, MAX_POSITION).astype(np.float64))
+        return np.stack(cols, axis=1) if cols else np.zeros((len(examples), 0))
+
+    def _lightgbm(self) -> Any:
+        try:
+            import lightgbm
+        except ImportError:
+            raise NotFoundError("the lightgbm model needs the lightgbm package: pip install 'adrec[bench]'") from None
+        return lightgbm
+
+    def _fit(self, train: Examples, valid: Examples | None, progress: bool) -> None:
+        lgb = self._lightgbm()
+        self.codes_ = [np.unique(train.ids[:, s]) for s in range(train.ids.shape[1])]
+        n_slots = len(self.codes_)
+        params = {
+            "objective": "binary",
+            "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate,
+            "min_child_samples": self.min_child_samples,
+            "seed": self.seed,
+            "verbosity": -1,
+            "num_threads": self.threads or 0,
+            "max_cat_to_onehot": 8,
+            "cat_smooth": 10.0,
+        }
+        data = lgb.Dataset(self._matrix(train, None), train.labels, categorical_feature=list(range(n_slots)))
+        sets, callbacks = [], []
+        if valid is not None and len(valid):
+            sets = [lgb.Dataset(self._matrix(valid, None), valid.labels, reference=data)]
+            callbacks = [lgb.early_stopping(self.patience, verbose=False)]
+        self.booster_ = lgb.train(params, data, self.rounds, valid_sets=sets, callbacks=callbacks)
+
+    def _logit(self, examples: Examples, position: int | None) -> npt.NDArray[np.float64]:
+        out: npt.NDArray[np.float64] = np.asarray(
+            self.booster_.predict(self._matrix(examples, position), raw_score=True), dtype=np.float64
+        )
+        return out
+
+    def _state(self, folder: Path) -> dict[str, npt.NDArray[Any]]:
+        (folder / "lightgbm.txt").write_text(self.booster_.model_to_string())
+        return {f"codes.{s}": c for s, c in enumerate(self.codes_)}
+
+    def _restore(self, folder: Path, state: dict[str, npt.NDArray[Any]]) -> None:
+        self.codes_ = [state[f"codes.{s}"] for s in range(len(state))]
+        self.booster_ = self._lightgbm().Booster(model_str=(folder / "lightgbm.txt").read_text())
+
+
+def _logloss(y: npt.NDArray[Any], logit: npt.NDArray[np.float64]) -> float:
+    """Mean binary cross-entropy of logits (numerically stable)."""
+    return float(np.mean(np.logaddexp(0.0, logit) - y * logit))

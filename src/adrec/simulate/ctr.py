@@ -1,0 +1,128 @@
+"""Click datasets from a simulated market, with every example's true click probability.
+
+The market's logged history (:func:`~adrec.simulate.history.simulate_history`) is cut in time: the events before
+the cut build the users' behaviour profiles (:class:`~adrec.profiles.ProfileBuilder`, as the profile job would
+have them at the cut), and the impressions after it are the examples, encoded with those profiles through the
+same :class:`~adrec.models.ctr.FeatureSpec` as serving (so no feature sees the click it predicts). The examples
+are then split by time into train, validation and test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adrec.data.profile import Behaviour, price_band
+from adrec.exceptions import ValidationError
+from adrec.models.ctr.dataset import ClickDataset
+from adrec.models.ctr.features import FeatureSpec
+from adrec.profiles.builder import ProfileBuilder
+from adrec.progress import Bars
+from adrec.simulate.config import SimulationConfig
+from adrec.simulate.history import simulate_history
+from adrec.simulate.market import Market
+from adrec.simulate.records import ad_records, campaign_records, user_records
+
+__all__ = ["simulated_click_dataset", "simulation_from_spec"]
+
+
+def simulated_click_dataset(
+    market: Market,
+    spec: FeatureSpec | None = None,
+    *,
+    profile_share: float = 0.3,
+    valid_share: float = 0.1,
+    test_share: float = 0.2,
+    progress: bool = False,
+) -> ClickDataset:
+    """Examples of the market's history after the first ``profile_share`` of its time span, split by time: the
+    last ``test_share`` of the examples' span is the test set, the ``valid_share`` before it the validation set.
+    """
+    for name, share in (("profile_share", profile_share), ("valid_share", valid_share), ("test_share", test_share)):
+        if not 0 < share < 1:
+            raise ValueError(f"{name} must be in (0, 1); got {share}")
+    if valid_share + test_share >= 1:
+        raise ValueError("valid_share + test_share must leave examples to train on")
+    spec = spec or FeatureSpec()
+    cfg = market.config
+    cut = cfg.start_ts + profile_share * (cfg.end_ts - cfg.start_ts)
+    ads = list(ad_records(market))
+    meta = {ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in ads}
+    builder = ProfileBuilder()
+    behaviours: dict[str, Behaviour] = {}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "ad", "ts", "position", "clicked", "p_click")}
+    with Bars(enabled=progress) as bars:
+        advance = bars.task("history", cfg.n_impressions)
+        for log in simulate_history(market):
+            if log.ts[0] < cut:
+                events = log.to_event_batch(market)
+                early = events.take(np.flatnonzero(events.ts < cut))
+                for user_id, b in builder.aggregate(early, meta).items():
+                    behaviours[user_id] = b if user_id not in behaviours else builder.merge(behaviours[user_id], b)
+            later = log.ts >= cut
+            for key, values in (
+                ("user", log.user_idx),
+                ("ad", log.ad_idx),
+                ("ts", log.ts),
+                ("position", log.position),
+                ("clicked", log.clicked),
+                ("p_click", log.p_click),
+            ):
+                parts[key].append(values[later])
+            advance(len(log))
+    col = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    users = list(user_records(market))
+    user_block = spec.users(users, [behaviours.get(u.user_id) for u in users])
+    ad_block = spec.ads(ads, {c.campaign_id: c for c in campaign_records(market)})
+    context = spec.context(col["ts"], cfg.placement)
+    examples = spec.assemble(
+        user_block, col["user"], ad_block, col["ad"], context, col["position"], col["clicked"].astype(np.float32)
+    )
+    ts = col["ts"]
+    lo, hi = (float(ts.min()), float(ts.max())) if len(ts) else (cut, cut)
+    test_from = hi - test_share * (hi - lo)
+    valid_from = test_from - valid_share * (hi - lo)
+    train = np.flatnonzero(ts < valid_from)
+    valid = np.flatnonzero((ts >= valid_from) & (ts < test_from))
+    test = np.flatnonzero(ts >= test_from)
+    ad_idx = col["ad"][test].astype(np.int64)
+    return ClickDataset(
+        name=f"sim(seed={cfg.seed}, users={cfg.n_users:,}, ads={cfg.n_ads:,}, impressions={cfg.n_impressions:,})",
+        spec=spec,
+        train=examples.take(train),
+        valid=examples.take(valid),
+        test=examples.take(test),
+        test_users=market.user_ids(col["user"][test].astype(np.int64)),
+        test_fields={
+            "advertiser": market.advertiser_ids()[market.ad_advertiser[ad_idx]],
+            "category": np.asarray(market.category_names, dtype=object)[market.ad_category[ad_idx]],
+        },
+        test_truth=col["p_click"][test].astype(np.float64),
+    )
+
+
+_ALIASES = {
+    "users": "n_users",
+    "ads": "n_ads",
+    "impressions": "n_impressions",
+    "campaigns": "n_campaigns",
+    "advertisers": "n_advertisers",
+}
+
+
+def simulation_from_spec(spec: str) -> SimulationConfig:
+    """The market of a ``sim:`` dataset spec: ``sim:`` alone is the default market, ``sim:KEY=VALUE,...`` sets
+    fields of :class:`~adrec.simulate.config.SimulationConfig` (``users``, ``ads``, ``campaigns``,
+    ``advertisers`` and ``impressions`` stand for ``n_users`` and so on), e.g. ``sim:users=20000,seed=3``."""
+    kind, _, rest = spec.partition(":")
+    if kind != "sim":
+        raise ValidationError("--dataset", f"{spec!r} is not a sim: dataset")
+    fields: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValidationError("--dataset", f"{pair!r} in {spec!r} is not KEY=VALUE")
+        fields[_ALIASES.get(key.strip(), key.strip())] = value.strip()
+    unknown = set(fields) - set(SimulationConfig.model_fields)
+    if unknown:
+        raise ValidationError("--dataset", f"unknown simulation setting {sorted(unknown)} in {spec!r}")
+    return SimulationConfig(**fields)
