@@ -133,3 +133,16 @@ def test_train_a_click_model_saves_one_that_loads(tmp_path: Path) -> None:
     assert "test AUC" in result.output
     model = load_click_model(tmp_path / "lr")
     assert model.name == "lr" and model.calibrator_ is not None
+
+
+def test_evaluate_conversion_models_beside_the_campaign_rate(tmp_path: Path) -> None:
+    out = tmp_path / "cvr.json"
+    result = runner.invoke(
+        app, ["evaluate", "--task", "cvr", "-d", SMALL_SIM, "-m", "lr", "--json", str(out)], terminal_width=200
+    )
+    assert result.exit_code == 0, result.output
+    assert "Conversion models" in result.output and "campaign rate" in result.output
+    report = json.loads(out.read_text())
+    assert "conversions of clicks" in report["dataset"]
+    assert report["examples"]["train"] < 5_000  # clicks, not impressions
+    assert set(report["baselines"]) == {"campaign rate"} and "oracle" in report

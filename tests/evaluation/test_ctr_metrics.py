@@ -78,6 +78,20 @@ def test_field_calibration_names_the_overpredicted_value() -> None:
     assert field_calibration(y, p, values, min_count=1001) == {}
     report = click_metrics(y, p, fields={"advertiser": values}, min_count=500)
     assert report["advertiser_max_error"] == pytest.approx(0.2)
+    assert "advertiser_max_truth_error" not in report
+
+
+def test_field_calibration_against_the_truth_is_free_of_click_noise() -> None:
+    """Two advertisers whose true rate is 2 %: few clicks make the observed PCOC swing, the truth does not."""
+    rng = np.random.default_rng(0)
+    values = np.repeat(["a", "b"], 1000)
+    truth = np.full(2000, 0.02)
+    y = (rng.random(2000) < truth).astype(float)
+    p = np.where(values == "b", 0.024, 0.02)  # b over-predicted by 20 %
+    got = field_calibration(y, p, values, min_count=1000, truth=truth)
+    assert got["a"]["vs_truth"] == pytest.approx(1.0) and got["b"]["truth_error"] == pytest.approx(0.2)
+    report = click_metrics(y, p, fields={"advertiser": values}, min_count=1000, truth=truth)
+    assert report["advertiser_max_truth_error"] == pytest.approx(0.2)
 
 
 def test_gain_captured() -> None:

@@ -59,6 +59,7 @@ def _newton_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 30) -> np.n
     return w
 
 
+@pytest.mark.slow
 def test_logistic_regression_recovers_the_weights_of_a_logistic_truth() -> None:
     train, weights, _ = _logistic_truth(300_000, seed=1)
     model = get_click_model("lr", epochs=6, batch_size=2048, lr=0.05, l2=0.0).fit(train, spec=SPEC)
@@ -102,7 +103,8 @@ def test_fm_and_dcnv2_beat_logistic_regression_on_a_planted_interaction() -> Non
     train, test = _interaction_truth(200_000, 1), _interaction_truth(50_000, 2)
     loss = {}
     for name in ("lr", "fm", "dcnv2"):
-        model = get_click_model(name, epochs=4, batch_size=1024, dim=8) if name != "lr" else get_click_model("lr")
+        params = {"lr": {}, "fm": {"lr": 0.01}, "dcnv2": {}}[name]
+        model = get_click_model(name, epochs=4, batch_size=1024, **params)
         model.fit(train, test, spec=SPEC)
         loss[name] = logloss(test.labels, model.predict(test))
     # No additive model can express M[g, h]; both interaction models must.

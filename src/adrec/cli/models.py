@@ -45,8 +45,9 @@ TaskOption = Annotated[
     str,
     typer.Option(
         "--task",
-        help="`ranking` (recommenders, top-K metrics) or `ctr` (click models on user, ad and context features; "
-        "dataset `sim:[KEY=VALUE,...]`, a simulated market with its true click probabilities).",
+        help="`ranking` (recommenders, top-K metrics), `ctr` (click models on user, ad and context features) or `cvr` "
+        "(the same models predicting whether a click converts); ctr and cvr read `sim:[KEY=VALUE,...]`, a simulated "
+        "market with its true probabilities.",
     ),
 ]
 SetOption = Annotated[
@@ -76,18 +77,19 @@ def evaluate(
 
     Prints precision, recall, NDCG at each K plus catalogue coverage, novelty and intra-list diversity. With
     `--task ctr`: click models, by AUC, logloss, group AUC, PCOC, ECE and per-advertiser calibration, beside the
-    base rate and the oracle (the market's true click probabilities).
+    base rate and the oracle (the market's true click probabilities); `--task cvr`: the same for conversions of
+    clicks, beside the per-campaign conversion rate serving falls back to.
     """
     from adrec.evaluation.runner import compare_models, plot_metric_vs_k
     from adrec.models import registered_models
     from adrec.store.datasets import load_dataset
 
     names = [m.strip() for m in models.split(",") if m.strip()]
-    if task == "ctr":
-        _evaluate_ctr(dataset, names, json_path)
+    if task in ("ctr", "cvr"):
+        _evaluate_ctr(dataset, names, json_path, task)
         return
     if task != "ranking":
-        raise ValidationError("--task", f"must be ranking or ctr (got {task!r})")
+        raise ValidationError("--task", f"must be ranking, ctr or cvr (got {task!r})")
     unknown = [m for m in names if m not in registered_models()]
     if unknown:
         raise ValidationError("--models", f"unknown {unknown}; registered: {', '.join(registered_models())}")
@@ -126,32 +128,36 @@ def evaluate(
 evaluate.__doc__ = f"{evaluate.__doc__}\n\nRegistered models: {_model_names()}"
 
 
-def _click_dataset(dataset: str) -> Any:
-    """The :class:`~adrec.models.ctr.ClickDataset` of a dataset spec (``sim:`` for now)."""
+def _click_dataset(dataset: str, task: str) -> Any:
+    """The :class:`~adrec.models.ctr.ClickDataset` of a dataset spec (``sim:`` for now): clicks of impressions
+    (``ctr``) or conversions of clicks (``cvr``)."""
     from adrec.simulate.ctr import simulated_click_dataset, simulation_from_spec
     from adrec.simulate.market import Market
 
     kind = dataset.partition(":")[0]
     if kind != "sim":
         raise ValidationError(
-            "--dataset", f"--task ctr reads `sim:[KEY=VALUE,...]` datasets; {kind!r} is not supported yet"
+            "--dataset", f"--task {task} reads `sim:[KEY=VALUE,...]` datasets; {kind!r} is not supported yet"
         )
     config = simulation_from_spec(dataset)
     out.print(
         f"simulating {config.n_impressions:,} impressions of {config.n_users:,} users and {config.n_ads:,} ads",
         highlight=False,
     )
-    return simulated_click_dataset(Market.generate(config), progress=out.is_terminal)
+    market = Market.generate(config)
+    if task == "ctr":
+        return simulated_click_dataset(market, target="click", progress=out.is_terminal)
+    return simulated_click_dataset(market, target="conversion", progress=out.is_terminal)
 
 
-def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None) -> None:
+def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: str) -> None:
     from adrec.evaluation.ctr import compare_click_models
     from adrec.models.ctr import registered_click_models
 
     unknown = [m for m in names if m not in registered_click_models()]
     if unknown:
         raise ValidationError("--models", f"unknown {unknown}; click models: {', '.join(registered_click_models())}")
-    data = _click_dataset(dataset)
+    data = _click_dataset(dataset, task)
     out.print(data.describe(), highlight=False)
     report = compare_click_models(
         data,
@@ -159,10 +165,11 @@ def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None) -> Non
         progress=out.is_terminal,
         on_result=lambda name, r: out.print(f"  {name}: fitted in {r['fit_seconds']:.1f} s", highlight=False),
     )
-    columns = {**report["models"], "base rate": report["base"]}
+    columns = {**report["models"], **report["baselines"], "base rate": report["base"]}
     if "oracle" in report:
         columns["oracle"] = report["oracle"]
-    table = Table(title=f"Click models on the test examples ({report['examples']['test']:,})")
+    what = "Click" if task == "ctr" else "Conversion"
+    table = Table(title=f"{what} models on the test examples ({report['examples']['test']:,})")
     table.add_column("metric")
     for name in columns:
         table.add_column(name, justify="right")
@@ -173,6 +180,7 @@ def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None) -> Non
         ("PCOC", "pcoc", "{:.3f}"),
         ("ECE", "ece", "{:.5f}"),
         ("worst advertiser |PCOC-1|", "advertiser_max_error", "{:.3f}"),
+        ("worst advertiser |predicted/true-1|", "advertiser_max_truth_error", "{:.3f}"),
         ("logloss gain captured", "gain_captured", "{:.1%}"),
         ("fit seconds", "fit_seconds", "{:.1f}"),
     ]
@@ -214,8 +222,9 @@ def train(
 ) -> None:
     """Train a model on a dataset and save it (without pickle) for `adrec recommend` and serving.
 
-    With `--task ctr`, a click model (fitted on the dataset's train examples, stopped early and calibrated on its
-    validation examples).
+    With `--task ctr` (or `cvr`), a click (or conversion) model, fitted on the dataset's train examples, stopped
+    early and calibrated on its validation examples. Saved as `MODEL_FOLDER/ctr` (or `/cvr`) of a served model
+    folder, serving ranks with it (see the README's Serving section).
     """
     import time
 
@@ -225,11 +234,11 @@ def train(
     from adrec.store.datasets import load_dataset
 
     options = parse_params(params)
-    if task == "ctr":
-        _train_ctr(dataset, model, options, out_dir)
+    if task in ("ctr", "cvr"):
+        _train_ctr(dataset, model, options, out_dir, task)
         return
     if task != "ranking":
-        raise ValidationError("--task", f"must be ranking or ctr (got {task!r})")
+        raise ValidationError("--task", f"must be ranking, ctr or cvr (got {task!r})")
     estimator = make_model(model, **options)  # cheap checks before the expensive load
     cfg = settings(seed=seed)
     data = load_dataset(dataset, seed=cfg.seed)
@@ -259,14 +268,14 @@ def train(
 train.__doc__ = f"{train.__doc__}\n\nRegistered models: {_model_names()}"
 
 
-def _train_ctr(dataset: str, name: str, options: dict[str, Any], out_dir: Path) -> None:
+def _train_ctr(dataset: str, name: str, options: dict[str, Any], out_dir: Path, task: str) -> None:
     import time
 
     from adrec.evaluation.ctr import click_metrics
     from adrec.models.ctr import get_click_model
 
     model = get_click_model(name, **options)  # cheap checks before the expensive load
-    data = _click_dataset(dataset)
+    data = _click_dataset(dataset, task)
     out.print(data.describe(), highlight=False)
     t0 = time.perf_counter()
     model.fit(data.train, data.valid, spec=data.spec, progress=out.is_terminal)

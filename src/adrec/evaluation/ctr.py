@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
-from adrec.models.ctr import ClickDataset, get_click_model
+from adrec.models.ctr import ClickDataset, ClickModel, get_click_model
 
 __all__ = [
     "auc",
@@ -119,25 +119,30 @@ def ece(y: npt.ArrayLike, p: npt.ArrayLike, bins: int = 10) -> float:
 
 
 def field_calibration(
-    y: npt.ArrayLike, p: npt.ArrayLike, values: npt.ArrayLike, *, min_count: int = 1000
+    y: npt.ArrayLike,
+    p: npt.ArrayLike,
+    values: npt.ArrayLike,
+    *,
+    min_count: int = 1000,
+    truth: npt.ArrayLike | None = None,
 ) -> dict[str, dict[str, float]]:
     """Per value of a field with at least ``min_count`` examples: ``n``, ``clicks``, ``pcoc`` and
-    ``error = |pcoc - 1|``."""
+    ``error = |pcoc - 1|``; with the true probabilities ``truth`` (a simulation) also ``vs_truth`` = predicted
+    over expected clicks and ``truth_error = |vs_truth - 1|``, free of the sampling noise of a few clicks."""
     yy, pp = _check(y, p)
     v = np.asarray(values)
     names, code = np.unique(v, return_inverse=True)
     n = np.bincount(code)
     clicks = np.bincount(code, weights=yy)
     predicted = np.bincount(code, weights=pp)
+    expected = None if truth is None else np.bincount(code, weights=_check(yy, truth)[1])
     out: dict[str, dict[str, float]] = {}
     for j in np.flatnonzero(n >= min_count).tolist():
         ratio = float(predicted[j] / clicks[j]) if clicks[j] > 0 else float("nan")
-        out[str(names[j])] = {
-            "n": int(n[j]),
-            "clicks": int(clicks[j]),
-            "pcoc": ratio,
-            "error": abs(ratio - 1.0),
-        }
+        out[str(names[j])] = {"n": int(n[j]), "clicks": int(clicks[j]), "pcoc": ratio, "error": abs(ratio - 1.0)}
+        if expected is not None:
+            vs_truth = float(predicted[j] / expected[j])
+            out[str(names[j])].update(vs_truth=vs_truth, truth_error=abs(vs_truth - 1.0))
     return out
 
 
@@ -153,9 +158,11 @@ def click_metrics(
     users: npt.ArrayLike | None = None,
     fields: Mapping[str, npt.ArrayLike] | None = None,
     min_count: int = 1000,
+    truth: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """AUC, logloss, group AUC (with ``users``), PCOC, ECE, and the field-level calibration of each of
-    ``fields`` (name → value per example) with its worst error over the values with ``min_count`` examples."""
+    ``fields`` (name → value per example) with its worst error over the values with ``min_count`` examples
+    (also against ``truth``, the true probabilities, where known: see :func:`field_calibration`)."""
     out: dict[str, Any] = {
         "n": len(np.asarray(y)),
         "auc": auc(y, p),
@@ -166,9 +173,11 @@ def click_metrics(
     if users is not None:
         out["group_auc"] = group_auc(y, p, users)
     for name, values in (fields or {}).items():
-        per_value = field_calibration(y, p, values, min_count=min_count)
-        errors = [v["error"] for v in per_value.values() if not np.isnan(v["error"])]
-        out[f"{name}_max_error"] = max(errors) if errors else float("nan")
+        per_value = field_calibration(y, p, values, min_count=min_count, truth=truth)
+        for kind in ("error", "truth_error"):
+            errors = [v[kind] for v in per_value.values() if kind in v and not np.isnan(v[kind])]
+            if kind == "error" or truth is not None:
+                out[f"{name}_max_{kind}"] = max(errors) if errors else float("nan")
         out[f"{name}_calibration"] = per_value
     return out
 
@@ -180,16 +189,17 @@ def compare_click_models(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     progress: bool = False,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
+    fitted: dict[str, ClickModel] | None = None,
 ) -> dict[str, Any]:
     """Fit each named click model on ``data.train`` (``data.valid`` for early stopping and calibration) and
     report :func:`click_metrics` on ``data.test`` for each, for the base rate and, where the truth is known, for
-    the oracle, with each model's share of the possible logloss gain."""
+    the oracle, with each model's share of the possible logloss gain. ``fitted`` receives the fitted models."""
     test = data.test
     y = test.labels
     fields = data.test_fields
 
     def metrics(p: npt.ArrayLike) -> dict[str, Any]:
-        return click_metrics(y, p, users=data.test_users, fields=fields)
+        return click_metrics(y, p, users=data.test_users, fields=fields, truth=data.test_truth)
 
     report: dict[str, Any] = {
         "dataset": data.name,
@@ -200,6 +210,12 @@ def compare_click_models(
     }
     if data.test_truth is not None:
         report["oracle"] = metrics(data.test_truth)
+    report["baselines"] = {name: metrics(p) for name, p in data.baselines.items()}
+    if "oracle" in report:
+        for result in report["baselines"].values():
+            result["gain_captured"] = gain_captured(
+                report["base"]["logloss"], result["logloss"], report["oracle"]["logloss"]
+            )
     for name in names:
         model = get_click_model(name, **dict((params or {}).get(name, {})))
         t0 = time.perf_counter()
@@ -217,6 +233,8 @@ def compare_click_models(
             )
             result["auc_gap_to_oracle"] = report["oracle"]["auc"] - result["auc"]
         report["models"][name] = result
+        if fitted is not None:
+            fitted[name] = model
         if on_result is not None:
             on_result(name, result)
     return report

@@ -24,11 +24,13 @@ import numpy as np
 import numpy.typing as npt
 
 from adrec.config import Settings
+from adrec.data.profile import Behaviour
 from adrec.data.schema import Device, EventType, User, utc_day
 from adrec.data.targeting import targeting_interests
 from adrec.exceptions import ConfigError, NotFoundError
 from adrec.feedback.tokens import TokenSigner
 from adrec.models.artifact import Artifact
+from adrec.models.ctr import REFERENCE_POSITION, AdBlock, ClickModel, Examples, load_click_model
 from adrec.retrieval.index import ExactIndex, VectorIndex, build_index
 from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
@@ -73,15 +75,27 @@ def find_model_dir(path: str | Path) -> Path:
     return max(folders, key=lambda p: (p / "ids.json").stat().st_mtime)
 
 
+CLICK_MODEL_DIR = "ctr"
+"""A model folder's sub-folder for a click model (``adrec train --task ctr --out MODEL_FOLDER/ctr``)."""
+CONVERSION_MODEL_DIR = "cvr"
+"""A model folder's sub-folder for a conversion model (``adrec train --task cvr --out MODEL_FOLDER/cvr``)."""
+
+
 @dataclass
 class ServingModel:
-    """A trained model ready to serve: artifact, vector index over its item embeddings, calibration, popularity."""
+    """A trained model ready to serve: artifact, vector index over its item embeddings, calibration, popularity,
+    and optionally a click model that ranks the candidates the artifact retrieves and a conversion model for CPA."""
 
     artifact: Artifact
     version: str
     calibrator: Calibrator
     index: VectorIndex | None
     popularity: npt.NDArray[np.float64]
+    click: ClickModel | None = None
+    """When set, pCTR of every candidate comes from it (at :data:`REFERENCE_POSITION`) instead of the calibrated
+    retrieval score."""
+    conversion: ClickModel | None = None
+    """When set, pCVR of every candidate comes from it instead of its campaign's logged conversion rate."""
 
     @classmethod
     def load(
@@ -95,6 +109,10 @@ class ServingModel:
     ) -> ServingModel:
         folder = find_model_dir(path)
         artifact = Artifact.load(folder)
+        click, conversion = (
+            load_click_model(folder / sub) if (folder / sub).is_dir() else None
+            for sub in (CLICK_MODEL_DIR, CONVERSION_MODEL_DIR)
+        )
         return cls.from_artifact(
             artifact,
             store,
@@ -103,6 +121,8 @@ class ServingModel:
             index_params=index_params,
             max_impressions=max_impressions,
             index_cache=folder,
+            click=click,
+            conversion=conversion,
         )
 
     @classmethod
@@ -116,9 +136,12 @@ class ServingModel:
         index_params: dict[str, Any] | None = None,
         max_impressions: int = 200_000,
         index_cache: Path | None = None,
+        click: ClickModel | None = None,
+        conversion: ClickModel | None = None,
     ) -> ServingModel:
         """Build the vector index (``index_kind``: auto, exact, ivf, hnsw; see :func:`build_index`; kept in and
-        read back from ``index_cache`` if given) and calibrate pCTR on the store's logged impressions."""
+        read back from ``index_cache`` if given) and calibrate pCTR on the store's logged impressions (``click``:
+        a click model ranks the candidates instead; ``conversion``: a conversion model gives their pCVR)."""
         items = artifact.model.item_embeddings
         index = None
         if items is not None:
@@ -130,7 +153,7 @@ class ServingModel:
             calibrator = fit_calibrator(artifact, store, max_impressions)
         else:
             calibrator = Calibrator()
-        return cls(artifact, version, calibrator, index, popularity)
+        return cls(artifact, version, calibrator, index, popularity, click, conversion)
 
 
 # -- responses --------------------------------------------------------------------------------------------------
@@ -155,7 +178,8 @@ class ServedAd:
     """Charge per billable event (click for CPC, impression for CPM, conversion for CPA); never above the bid."""
     pctr: float
     pcvr: float
-    """Estimated conversions per click of the ad's campaign (enters eCPM and price for CPA)."""
+    """Estimated chance that a click on the ad converts: the conversion model's for this user and request when the
+    served model has one, else its campaign's logged rate (enters eCPM and price for CPA)."""
     ecpm: float
     score: float | None
     source: str
@@ -326,6 +350,9 @@ class _Binding:
     already listed when the model was trained: its embedding or score is untrained)."""
     campaign_pcvr: npt.NDArray[np.float64]
     """Per campaign, the estimated conversion probability per click (see :class:`PipelineConfig`)."""
+    ad_blocks: dict[int, AdBlock] = field(default_factory=dict)
+    """The catalogue's ads encoded for the model's click and conversion models, by their feature spec's
+    ``hash_bits`` (empty without either)."""
     fresh_ads: npt.NDArray[np.int64] = field(init=False)
     """Catalogue indices of the fresh ads."""
 
@@ -366,6 +393,7 @@ class _Binding:
             segment_order,
             ~known | (popularity <= 0),
             _campaign_pcvr(catalog, logged.conversions, config.pcvr, config.pcvr_prior_clicks),
+            _encode_ads(catalog, model),
         )
 
 
@@ -388,6 +416,17 @@ class _Logged:
             conversions.update(batch.ad_id[~is_click].tolist())
         counts = {a: (clicks[a], conversions[a]) for a in clicks.keys() | conversions.keys()}
         return cls(store.segment_click_counts(), counts)
+
+
+def _encode_ads(catalog: CatalogSnapshot, model: ServingModel | None) -> dict[int, AdBlock]:
+    """The catalogue's ads as the features of the model's click and conversion models (once per catalogue and
+    model, not per request)."""
+    out: dict[int, AdBlock] = {}
+    campaigns = {c.campaign_id: c for c in catalog.campaigns}
+    for m in (model.click, model.conversion) if model is not None else ():
+        if m is not None and m.spec_.hash_bits not in out:
+            out[m.spec_.hash_bits] = m.spec_.ads(catalog.ads, campaigns)
+    return out
 
 
 def _campaign_pcvr(
@@ -527,15 +566,17 @@ class Pipeline:
         return timed
 
     # -- the decision -----------------------------------------------------------------------------------------
-    def _user(self, user_id: str) -> tuple[User | None, list[str]]:
-        """The user's declared record and the interests targeting may use (:func:`targeting_interests`)."""
+    def _user(self, user_id: str) -> tuple[User | None, list[str], Behaviour | None]:
+        """The user's declared record, the interests targeting may use (:func:`targeting_interests`) and the
+        behaviour the click model may use (None without consent)."""
         try:
             profile = self.store.get_profile(user_id)
         except NotFoundError:
-            return None, []
-        user, behaviour = profile.user, profile.behaviour
-        affinities = behaviour.affinities("category") if behaviour is not None and user.consent else None
-        return user, sorted(targeting_interests(user, affinities))
+            return None, [], None
+        user = profile.user
+        behaviour = profile.behaviour if user.consent else None
+        affinities = behaviour.affinities("category") if behaviour is not None else None
+        return user, sorted(targeting_interests(user, affinities)), behaviour
 
     def recommend(
         self,
@@ -558,7 +599,7 @@ class Pipeline:
         now = time.time() if now is None else now
         request_id = request_id or uuid.uuid4().hex
         ctx = RequestContext(now, placement, device, region, frozenset(exclude_advertisers))
-        user, interests = self._user(user_id)
+        user, interests, behaviour = self._user(user_id)
         deliveries: list[tuple[str, str, float]] = []
         pending: list[tuple[str, str, float]] = []
         window = max(catalog.max_window, self._repeat_window)
@@ -580,7 +621,9 @@ class Pipeline:
         else:
             cand, scores, source = np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int8)
         t3 = time.perf_counter()
-        ads = self._rank(binding, cand, scores, source, k, user, user_id, interests, ctx, request_id, repeats)
+        ads = self._rank(
+            binding, cand, scores, source, k, user, user_id, interests, ctx, request_id, repeats, behaviour
+        )
         t4 = time.perf_counter()
         timings = {
             "lookup": (t1 - t0) * 1e3,
@@ -676,23 +719,42 @@ class Pipeline:
         ctx: RequestContext,
         request_id: str,
         repeats: dict[str, int],
+        behaviour: Behaviour | None = None,
     ) -> list[ServedAd]:
         cfg = self.config
         if len(cand) == 0:
             return []
         cat = b.catalog
-        calibrator = b.model.calibrator if b.model is not None else Calibrator()
-        pctr = np.full(len(cand), calibrator.base_rate)
-        scored = ~np.isnan(scores)
-        if scored.any():
-            pctr[scored] = calibrator(scores[scored])
+        features: dict[int, Examples] = {}
+
+        def predict(m: ClickModel) -> npt.NDArray[np.float64]:
+            """``m``'s probabilities for the candidates, every one in the top slot (the auction compares ads, not
+            the slots they happened to be shown in); models with the same feature spec share the features."""
+            bits = m.spec_.hash_bits
+            if bits not in features:
+                features[bits] = click_features(m, b.ad_blocks[bits], cand, user, user_id, behaviour, ctx)
+            return m.predict(features[bits], position=REFERENCE_POSITION)
+
+        served = b.model
+        if served is not None and served.click is not None:
+            pctr = predict(served.click)
+        else:
+            calibrator = served.calibrator if served is not None else Calibrator()
+            pctr = np.full(len(cand), calibrator.base_rate)
+            scored = ~np.isnan(scores)
+            if scored.any():
+                pctr[scored] = calibrator(scores[scored])
         if repeats:  # the user has seen some of these ads lately: each earlier impression lowers the click chance
             seen = np.array([repeats.get(a, 0) for a in cat.ad_ids[cand].tolist()], dtype=np.float64)
             pctr = pctr * cfg.repeat_decay**seen
         camp = cat.ad_campaign[cand]
         pricing = cat.c_pricing[camp]
         bid = cat.c_bid[camp]
-        pcvr = b.campaign_pcvr[camp]
+        pcvr = (
+            predict(served.conversion)
+            if served is not None and served.conversion is not None
+            else b.campaign_pcvr[camp]
+        )
         values = compute_ecpm(pricing, bid, pctr, pcvr)
         above = np.flatnonzero(values >= cfg.reserve_ecpm)
         if len(above) < len(cand):
@@ -787,6 +849,23 @@ class Pipeline:
         costs = list(zip(ids, (prices * chance).tolist(), strict=True))
         self.outstanding.add(ctx.now, user_id, costs, capped, max(cat.max_window, self._repeat_window))
         return out
+
+
+def click_features(
+    click: ClickModel,
+    ads: AdBlock,
+    cand: npt.NDArray[np.int64],
+    user: User | None,
+    user_id: str,
+    behaviour: Behaviour | None,
+    ctx: RequestContext,
+) -> Examples:
+    """The click model's features of the candidates ``cand`` (catalogue indices) for this user and request, as the
+    pipeline scores them: at :data:`REFERENCE_POSITION`. A user without a stored record is known by id only."""
+    spec = click.spec_
+    person = user if user is not None else User.model_construct(user_id=user_id)  # the defaults, unvalidated
+    users = spec.users([person], [behaviour])
+    return spec.assemble(users, 0, ads, cand, spec.context([ctx.now], ctx.placement), REFERENCE_POSITION)
 
 
 def _repeats(

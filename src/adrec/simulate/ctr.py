@@ -9,6 +9,8 @@ are then split by time into train, validation and test.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from adrec.data.profile import Behaviour, price_band
@@ -32,11 +34,20 @@ def simulated_click_dataset(
     profile_share: float = 0.3,
     valid_share: float = 0.1,
     test_share: float = 0.2,
+    target: Literal["click", "conversion"] = "click",
+    campaign_prior_clicks: float = 50.0,
     progress: bool = False,
 ) -> ClickDataset:
     """Examples of the market's history after the first ``profile_share`` of its time span, split by time: the
     last ``test_share`` of the examples' span is the test set, the ``valid_share`` before it the validation set.
+
+    ``target="conversion"``: the clicked impressions only, labelled by whether the click converted (a pCVR
+    dataset; truth ``Market.true_cvr``), with the baseline ``campaign rate``: each campaign's conversions per
+    click over the train and validation clicks, shrunk towards the overall rate with the weight of
+    ``campaign_prior_clicks`` clicks (as serving estimates it without a conversion model).
     """
+    if target not in ("click", "conversion"):
+        raise ValueError(f"target must be click or conversion; got {target!r}")
     for name, share in (("profile_share", profile_share), ("valid_share", valid_share), ("test_share", test_share)):
         if not 0 < share < 1:
             raise ValueError(f"{name} must be in (0, 1); got {share}")
@@ -49,7 +60,8 @@ def simulated_click_dataset(
     meta = {ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in ads}
     builder = ProfileBuilder()
     behaviours: dict[str, Behaviour] = {}
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "ad", "ts", "position", "clicked", "p_click")}
+    keys = ("user", "ad", "ts", "position", "clicked", "p_click", "converted", "p_conversion")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     with Bars(enabled=progress) as bars:
         advance = bars.task("history", cfg.n_impressions)
         for log in simulate_history(market):
@@ -66,16 +78,22 @@ def simulated_click_dataset(
                 ("position", log.position),
                 ("clicked", log.clicked),
                 ("p_click", log.p_click),
+                ("converted", log.converted),
+                ("p_conversion", log.p_conversion),
             ):
                 parts[key].append(values[later])
             advance(len(log))
     col = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+    if target == "conversion":
+        clicked = col["clicked"].astype(bool)
+        col = {k: v[clicked] for k, v in col.items()}
+    label, truth = ("clicked", "p_click") if target == "click" else ("converted", "p_conversion")
     users = list(user_records(market))
     user_block = spec.users(users, [behaviours.get(u.user_id) for u in users])
     ad_block = spec.ads(ads, {c.campaign_id: c for c in campaign_records(market)})
     context = spec.context(col["ts"], cfg.placement)
     examples = spec.assemble(
-        user_block, col["user"], ad_block, col["ad"], context, col["position"], col["clicked"].astype(np.float32)
+        user_block, col["user"], ad_block, col["ad"], context, col["position"], col[label].astype(np.float32)
     )
     ts = col["ts"]
     lo, hi = (float(ts.min()), float(ts.max())) if len(ts) else (cut, cut)
@@ -85,8 +103,19 @@ def simulated_click_dataset(
     valid = np.flatnonzero((ts >= valid_from) & (ts < test_from))
     test = np.flatnonzero(ts >= test_from)
     ad_idx = col["ad"][test].astype(np.int64)
+    baselines = {}
+    if target == "conversion":
+        campaign = market.ad_campaign[col["ad"].astype(np.int64)]
+        seen = np.r_[train, valid]
+        clicks = np.bincount(campaign[seen], minlength=market.n_campaigns).astype(np.float64)
+        conversions = np.bincount(campaign[seen], weights=col[label][seen], minlength=market.n_campaigns)
+        overall = (conversions.sum() + 1.0) / (clicks.sum() + 2.0)
+        rate = (conversions + campaign_prior_clicks * overall) / (clicks + campaign_prior_clicks)
+        baselines["campaign rate"] = rate[campaign[test]]
+    what = "clicks" if target == "conversion" else "impressions"
     return ClickDataset(
-        name=f"sim(seed={cfg.seed}, users={cfg.n_users:,}, ads={cfg.n_ads:,}, impressions={cfg.n_impressions:,})",
+        name=f"sim(seed={cfg.seed}, users={cfg.n_users:,}, ads={cfg.n_ads:,}, impressions={cfg.n_impressions:,}; "
+        f"{target}s of {what})",
         spec=spec,
         train=examples.take(train),
         valid=examples.take(valid),
@@ -96,7 +125,13 @@ def simulated_click_dataset(
             "advertiser": market.advertiser_ids()[market.ad_advertiser[ad_idx]],
             "category": np.asarray(market.category_names, dtype=object)[market.ad_category[ad_idx]],
         },
-        test_truth=col["p_click"][test].astype(np.float64),
+        test_truth=col[truth][test].astype(np.float64),
+        test_rows={
+            "user_idx": col["user"][test].astype(np.int64),
+            "ad_idx": ad_idx,
+            "position": col["position"][test].astype(np.int64),
+        },
+        baselines=baselines,
     )
 
 

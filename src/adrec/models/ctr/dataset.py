@@ -1,4 +1,5 @@
-"""A click dataset: encoded train, validation and test examples, with what the test report groups by."""
+"""A click (or conversion) dataset: encoded train, validation and test examples, with what the test report groups
+by."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class ClickDataset:
 
     ``test_users`` (external user ids) serve the group AUC; ``test_fields`` (field name → value per test
     example, e.g. the advertiser) the field-level calibration; ``test_truth`` holds the true click probability of
-    each test example where it is known (a simulated market), for the oracle's figures.
+    each test example where it is known (a simulated market), for the oracle's figures; ``test_rows`` its keys.
     """
 
     name: str
@@ -29,6 +30,12 @@ class ClickDataset:
     test_users: npt.NDArray[np.object_]
     test_fields: dict[str, npt.NDArray[np.object_]] = field(default_factory=dict)
     test_truth: npt.NDArray[np.float64] | None = None
+    test_rows: dict[str, npt.NDArray[np.int64]] | None = None
+    """Where the test examples come from in the source (a simulated market: ``user_idx``, ``ad_idx`` and
+    ``position``), for diagnostics against the source's truth."""
+    baselines: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    """Simple predictors of the test labels to report beside the models (name → probability per test example),
+    e.g. the per-campaign conversion rate serving falls back to."""
 
     @property
     def base_rate(self) -> float:
@@ -38,5 +45,5 @@ class ClickDataset:
     def describe(self) -> str:
         return (
             f"{self.name}: {len(self.train):,} train / {len(self.valid):,} valid / {len(self.test):,} test examples, "
-            f"click rate {self.base_rate:.4f}"
+            f"positive rate {self.base_rate:.4f}"
         )

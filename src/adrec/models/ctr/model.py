@@ -429,7 +429,7 @@ class FM(_TorchClickModel):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {**super().defaults(), "dim": 16, "lr": 0.01}
+        return {**super().defaults(), "dim": 8, "lr": 0.002}
 
 
 @register_click_model
@@ -444,11 +444,11 @@ class DCNV2(_TorchClickModel):
     def defaults(cls) -> dict[str, Any]:
         return {
             **super().defaults(),
-            "dim": 16,
+            "dim": 8,
             "lr": 0.005,
             "cross_layers": 2,
-            "rank": 64,
-            "hidden": [256, 128],
+            "rank": 32,
+            "hidden": [128, 64],
         }
 
 
