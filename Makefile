@@ -58,6 +58,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_lightgcn --part quality --name lightgcn-d128 --params '{"epochs": 1000, "factors": 128, "patience": 4, "max_decays": 3}'
 	$(BIN)/python -m benchmarks.bench_lightgcn --part quality --name lightgcn-d128-reg1e3 --params '{"epochs": 1000, "factors": 128, "reg": 0.001, "patience": 4, "max_decays": 3}'
 	$(BIN)/python -m benchmarks.bench_gan
+	$(BIN)/python -m benchmarks.bench_ctr
+	$(BIN)/python -m benchmarks.bench_ctr --target conversion
 	$(BIN)/python -m benchmarks.bench_gan --dataset gowalla
 	$(BIN)/python -m benchmarks.bench_coldstart
 	$(BIN)/python -m benchmarks.bench_lookalike

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from adrec.evaluation.ctr import click_metrics, compare_click_models, gain_captured
+from adrec.evaluation.ctr import REPORT_ROWS, click_metrics, compare_click_models, gain_captured, report_cells
 from adrec.models.calibration import Calibrator
 from adrec.models.ctr import REFERENCE_POSITION, ClickModel
 from adrec.serving.catalog import RequestContext
@@ -131,24 +131,10 @@ def table(report: dict[str, Any], plot: str) -> str:
     cols["oracle"] = report["oracle"]
     cols["base rate"] = report["base"]
     head = "| metric | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols)
-    rows = [
-        ("AUC", "auc", "{:.4f}"),
-        ("logloss", "logloss", "{:.5f}"),
-        ("group AUC (per user)", "group_auc", "{:.4f}"),
-        ("PCOC", "pcoc", "{:.3f}"),
-        ("ECE", "ece", "{:.5f}"),
-        ("worst advertiser \\|PCOC - 1\\| (>= 1,000 test impressions)", "advertiser_max_error", "{:.3f}"),
-        ("worst advertiser \\|predicted / true clicks - 1\\|", "advertiser_max_truth_error", "{:.3f}"),
-        ("share of the oracle's logloss gain", "gain_captured", "{:.1%}"),
-        ("AUC gap to the oracle", "auc_gap_to_oracle", "{:.4f}"),
-        ("fit seconds (2 cores)", "fit_seconds", "{:.0f}"),
-        ("training examples / s", "train_examples_per_second", "{:,.0f}"),
-    ]
     lines = [head]
-    for label, key, fmt in rows:
-        lines.append(
-            f"| {label} | " + " | ".join(fmt.format(c[key]) if key in c else "—" for c in cols.values()) + " |"
-        )
+    for label, key, fmt in REPORT_ROWS:
+        escaped = label.replace("|", "\\|")  # a bar inside a Markdown table cell
+        lines.append(f"| {escaped} | " + " | ".join(report_cells(cols, key, fmt)) + " |")
     for q in ("p50_ms", "p99_ms"):
         cells = [f"{c['scoring_200'][q]:.2f}" if "scoring_200" in c else "—" for c in cols.values()]
         lines.append(f"| score 200 candidates, {q.removesuffix('_ms')} ms | " + " | ".join(cells) + " |")

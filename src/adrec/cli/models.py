@@ -151,7 +151,7 @@ def _click_dataset(dataset: str, task: str) -> Any:
 
 
 def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: str) -> None:
-    from adrec.evaluation.ctr import compare_click_models
+    from adrec.evaluation.ctr import REPORT_ROWS, compare_click_models, report_cells
     from adrec.models.ctr import registered_click_models
 
     unknown = [m for m in names if m not in registered_click_models()]
@@ -173,19 +173,8 @@ def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: 
     table.add_column("metric")
     for name in columns:
         table.add_column(name, justify="right")
-    rows = [
-        ("AUC", "auc", "{:.4f}"),
-        ("logloss", "logloss", "{:.5f}"),
-        ("group AUC", "group_auc", "{:.4f}"),
-        ("PCOC", "pcoc", "{:.3f}"),
-        ("ECE", "ece", "{:.5f}"),
-        ("worst advertiser |PCOC-1|", "advertiser_max_error", "{:.3f}"),
-        ("worst advertiser |predicted/true-1|", "advertiser_max_truth_error", "{:.3f}"),
-        ("logloss gain captured", "gain_captured", "{:.1%}"),
-        ("fit seconds", "fit_seconds", "{:.1f}"),
-    ]
-    for label, key, fmt in rows:
-        table.add_row(label, *[fmt.format(c[key]) if key in c else "—" for c in columns.values()])
+    for label, key, fmt in REPORT_ROWS:
+        table.add_row(label, *report_cells(columns, key, fmt))
     out.print(table)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from scipy.stats import rankdata
 from adrec.models.ctr import ClickDataset, ClickModel, get_click_model
 
 __all__ = [
+    "REPORT_ROWS",
     "auc",
     "click_metrics",
     "compare_click_models",
@@ -36,6 +37,7 @@ __all__ = [
     "group_auc",
     "logloss",
     "pcoc",
+    "report_cells",
 ]
 
 Floats = npt.NDArray[np.float64]
@@ -180,6 +182,27 @@ def click_metrics(
                 out[f"{name}_max_{kind}"] = max(errors) if errors else float("nan")
         out[f"{name}_calibration"] = per_value
     return out
+
+
+REPORT_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("AUC", "auc", "{:.4f}"),
+    ("logloss", "logloss", "{:.5f}"),
+    ("group AUC (per user)", "group_auc", "{:.4f}"),
+    ("PCOC", "pcoc", "{:.3f}"),
+    ("ECE", "ece", "{:.5f}"),
+    ("worst advertiser |PCOC - 1| (>= 1,000 test examples)", "advertiser_max_error", "{:.3f}"),
+    ("worst advertiser |predicted / true - 1|", "advertiser_max_truth_error", "{:.3f}"),
+    ("share of the oracle's logloss gain", "gain_captured", "{:.1%}"),
+    ("AUC gap to the oracle", "auc_gap_to_oracle", "{:.4f}"),
+    ("fit seconds", "fit_seconds", "{:.1f}"),
+    ("training examples / s", "train_examples_per_second", "{:,.0f}"),
+)
+"""The rows of a :func:`compare_click_models` report as people read it: label, key, format."""
+
+
+def report_cells(columns: Mapping[str, Mapping[str, Any]], key: str, fmt: str) -> list[str]:
+    """One row of the report: ``fmt`` of ``key`` in each column, ``—`` where it is missing or NaN."""
+    return [fmt.format(c[key]) if key in c and c[key] == c[key] else "—" for c in columns.values()]
 
 
 def compare_click_models(
