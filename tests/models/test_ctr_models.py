@@ -11,8 +11,10 @@ from adrec.evaluation.ctr import logloss, pcoc
 from adrec.exceptions import NotFittedError, ValidationError
 from adrec.models.ctr import (
     DENSE,
+    ClickModel,
     Examples,
     FeatureSpec,
+    LogisticRegression,
     get_click_model,
     load_click_model,
     registered_click_models,
@@ -25,7 +27,8 @@ FAST_BY_MODEL = {"lr": FAST, "fm": FAST, "dcnv2": FAST, "lightgbm": {"rounds": 2
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return out
 
 
 def _examples(values: dict[str, np.ndarray], position: np.ndarray, label: np.ndarray | None) -> Examples:
@@ -62,9 +65,9 @@ def _newton_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 30) -> np.n
 @pytest.mark.slow
 def test_logistic_regression_recovers_the_weights_of_a_logistic_truth() -> None:
     train, weights, _ = _logistic_truth(300_000, seed=1)
-    model = get_click_model("lr", epochs=6, batch_size=2048, lr=0.05, l2=0.0).fit(train, spec=SPEC)
-    table = model.net_.linear.weight.detach().numpy().ravel()  # type: ignore[attr-defined]
-    learned_position = model.net_.position.weight.detach().numpy().ravel()[1:5]  # type: ignore[attr-defined]
+    model = LogisticRegression(epochs=6, batch_size=2048, lr=0.05, l2=0.0).fit(train, spec=SPEC)
+    table = model.net_.linear.weight.detach().numpy().ravel()
+    learned_position = model.net_.position.weight.detach().numpy().ravel()[1:5]
     # The reference: the exact maximum-likelihood fit of the same one-hot design.
     columns = {f: train.ids[:, SLOTS.index(f)] for f in weights}
     onehots = [np.stack([columns[f] == SPEC.bucket(f, v) for v in range(len(w))], 1) for f, w in weights.items()]
@@ -131,7 +134,7 @@ def test_calibration_maps_a_known_miscalibration_back() -> None:
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[object, Path]]:
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[ClickModel, Path]]:
     train, _, _ = _logistic_truth(40_000, seed=8)
     valid, _, _ = _logistic_truth(10_000, seed=9)
     out = {}
@@ -146,36 +149,38 @@ class TestContract:
     def test_registered(self, name: str) -> None:
         assert name in registered_click_models()
 
-    def test_save_load_round_trip_predicts_the_same(self, name: str, fitted: dict[str, tuple[object, Path]]) -> None:
+    def test_save_load_round_trip_predicts_the_same(
+        self, name: str, fitted: dict[str, tuple[ClickModel, Path]]
+    ) -> None:
         model, path = fitted[name]
         test, _, _ = _logistic_truth(2_000, seed=10)
         again = load_click_model(path)
         assert type(again) is type(model)
-        np.testing.assert_allclose(again.predict(test), model.predict(test), rtol=1e-6)  # type: ignore[attr-defined]
+        np.testing.assert_allclose(again.predict(test), model.predict(test), rtol=1e-6)
         assert not list(path.glob("*.pkl")) and not list(path.glob("*.pt"))
 
     def test_predictions_are_probabilities_and_learn_something(
-        self, name: str, fitted: dict[str, tuple[object, Path]]
+        self, name: str, fitted: dict[str, tuple[ClickModel, Path]]
     ) -> None:
         model = fitted[name][0]
         test, _, z = _logistic_truth(20_000, seed=11)
-        p = model.predict(test)  # type: ignore[attr-defined]
+        p = model.predict(test)
         assert p.shape == (len(test),) and ((p > 0) & (p < 1)).all()
         assert np.corrcoef(p, _sigmoid(z))[0, 1] > 0.8
 
-    def test_lower_positions_predict_fewer_clicks(self, name: str, fitted: dict[str, tuple[object, Path]]) -> None:
+    def test_lower_positions_predict_fewer_clicks(self, name: str, fitted: dict[str, tuple[ClickModel, Path]]) -> None:
         model = fitted[name][0]
         test, _, _ = _logistic_truth(2_000, seed=12)
-        top, fourth = model.predict(test, position=1), model.predict(test, position=4)  # type: ignore[attr-defined]
+        top, fourth = model.predict(test, position=1), model.predict(test, position=4)
         assert (top > fourth).mean() > 0.95
 
     def test_unseen_values_fall_back_to_the_unknown_bucket(
-        self, name: str, fitted: dict[str, tuple[object, Path]]
+        self, name: str, fitted: dict[str, tuple[ClickModel, Path]]
     ) -> None:
         model = fitted[name][0]
         pos = np.ones(2, dtype=np.int64)
         new = _examples({"ad": np.array([1000, 1001]), "hour": np.array([3, 3])}, pos, None)
-        p = model.predict(new)  # type: ignore[attr-defined]
+        p = model.predict(new)
         assert np.isfinite(p).all() and p[0] == pytest.approx(p[1])
 
 

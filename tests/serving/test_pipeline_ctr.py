@@ -15,7 +15,7 @@ from adrec.data.schema import PricingModel
 from adrec.feedback.tokens import TokenSigner
 from adrec.models.artifact import Artifact
 from adrec.models.base import get_model
-from adrec.models.ctr import REFERENCE_POSITION, ClickModel, FeatureSpec, get_click_model
+from adrec.models.ctr import REFERENCE_POSITION, ClickModel, Examples, FeatureSpec, get_click_model
 from adrec.serving.pipeline import CLICK_MODEL_DIR, CONVERSION_MODEL_DIR, Pipeline, PipelineConfig, ServingModel
 from adrec.store import Store, open_store
 
@@ -23,6 +23,8 @@ NOW = 1_790_035_200.0 + 12 * 3600
 NEUTRAL = PipelineConfig(max_per_advertiser=10, category_decay=1.0, explore_share=0.0)
 FAVOURITE = 2
 """Users click the ads of this group far more than the others, whatever their own group."""
+CONVERTS = 1
+"""Clicks on the ads of this group convert far more often than on the others."""
 
 
 @pytest.fixture
@@ -32,7 +34,7 @@ def store() -> Iterator[Store]:
         yield s
 
 
-def _trainer_features(store: Store, spec: FeatureSpec, users: list[str], ads: list[str], ts: float) -> object:
+def _trainer_features(store: Store, spec: FeatureSpec, users: list[str], ads: list[str], ts: float) -> Examples:
     """Features of (users[i], ads[i]) built the batch trainer's way: every user and ad encoded once, rows
     assembled by index."""
     all_users = [p for batch in store.iter_profiles() for p in batch]
@@ -50,19 +52,30 @@ def _trainer_features(store: Store, spec: FeatureSpec, users: list[str], ads: li
     )
 
 
-@pytest.fixture
-def click(store: Store) -> ClickModel:
-    """A logistic click model trained on clicks that favour group FAVOURITE's ads, at every position."""
+def _favouring(store: Store, group: int, rates: tuple[float, float], n: int, seed: int) -> ClickModel:
+    """A logistic model trained on random (user, ad) pairs of the checkerboard, positive with ``rates[0]`` on the
+    ads of ``group`` and ``rates[1]`` elsewhere, whoever the user."""
     spec = FeatureSpec(hash_bits=16)
-    rng = np.random.default_rng(0)
-    n = 40_000
+    rng = np.random.default_rng(seed)
     users = [user_id(int(g), int(j)) for g, j in zip(rng.integers(0, 4, n), rng.integers(0, PER, n), strict=True)]
     groups = rng.integers(0, len(GROUPS), n)
     ads = [ad_id(int(g), int(j)) for g, j in zip(groups, rng.integers(0, PER, n), strict=True)]
     x = _trainer_features(store, spec, users, ads, NOW)
-    p = np.where(groups == FAVOURITE, 0.2, 0.02)
-    labelled = dataclasses.replace(x, label=(rng.random(n) < p).astype(np.float32))  # type: ignore[type-var]
+    p = np.where(groups == group, *rates)
+    labelled = dataclasses.replace(x, label=(rng.random(n) < p).astype(np.float32))
     return get_click_model("lr", epochs=3).fit(labelled, spec=spec)
+
+
+@pytest.fixture
+def click(store: Store) -> ClickModel:
+    """Clicks favour group FAVOURITE's ads, at every position."""
+    return _favouring(store, FAVOURITE, (0.2, 0.02), 40_000, seed=0)
+
+
+@pytest.fixture
+def conversion(store: Store) -> ClickModel:
+    """Clicks convert far more often on group CONVERTS's ads."""
+    return _favouring(store, CONVERTS, (0.3, 0.03), 30_000, seed=1)
 
 
 def test_without_a_click_model_the_retrieval_score_ranks(store: Store) -> None:
@@ -88,7 +101,7 @@ def test_served_pctr_equals_the_click_model_on_the_trainers_features(store: Stor
         user = user_id(g, 3)
         r = p.recommend(user, 8, now=NOW)
         ads = [a.ad_id for a in r.ads]
-        offline = click.predict(_trainer_features(store, click.spec_, [user] * len(ads), ads, NOW))  # type: ignore[arg-type]
+        offline = click.predict(_trainer_features(store, click.spec_, [user] * len(ads), ads, NOW))
         np.testing.assert_allclose([a.pctr for a in r.ads], offline, rtol=1e-6)
 
 
@@ -116,24 +129,6 @@ def test_a_model_folder_with_ctr_and_cvr_subfolders_serves_both(
     assert ServingModel.load(tmp_path / "blocks", store).conversion is not None
 
 
-@pytest.fixture
-def conversion(store: Store) -> ClickModel:
-    """A conversion model trained on clicks that convert far more often on group CONVERTS's ads."""
-    spec = FeatureSpec(hash_bits=16)
-    rng = np.random.default_rng(1)
-    n = 30_000
-    users = [user_id(int(g), int(j)) for g, j in zip(rng.integers(0, 4, n), rng.integers(0, PER, n), strict=True)]
-    groups = rng.integers(0, len(GROUPS), n)
-    ads = [ad_id(int(g), int(j)) for g, j in zip(groups, rng.integers(0, PER, n), strict=True)]
-    x = _trainer_features(store, spec, users, ads, NOW)
-    p = np.where(groups == CONVERTS, 0.3, 0.03)
-    labelled = dataclasses.replace(x, label=(rng.random(n) < p).astype(np.float32))  # type: ignore[type-var]
-    return get_click_model("lr", epochs=3).fit(labelled, spec=spec)
-
-
-CONVERTS = 1
-
-
 def test_cpa_ecpm_uses_the_conversion_models_pcvr_for_this_user_and_ad(
     store: Store, click: ClickModel, conversion: ClickModel
 ) -> None:
@@ -147,7 +142,7 @@ def test_cpa_ecpm_uses_the_conversion_models_pcvr_for_this_user_and_ad(
     assert len({round(a.pcvr, 9) for a in before.ads}) == 1  # one logged campaign rate (the prior: no events)
     r = p.recommend(user, 20, now=NOW)
     ads = [a.ad_id for a in r.ads]
-    offline = conversion.predict(_trainer_features(store, conversion.spec_, [user] * len(ads), ads, NOW))  # type: ignore[arg-type]
+    offline = conversion.predict(_trainer_features(store, conversion.spec_, [user] * len(ads), ads, NOW))
     np.testing.assert_allclose([a.pcvr for a in r.ads], offline, rtol=1e-6)
     for a in r.ads:
         assert a.ecpm == pytest.approx(a.bid * a.pctr * a.pcvr * 1000.0)
