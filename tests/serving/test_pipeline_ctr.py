@@ -150,3 +150,14 @@ def test_cpa_ecpm_uses_the_conversion_models_pcvr_for_this_user_and_ad(
     # convert nor get clicked more.
     by_group = {g: max(a.ecpm for a in r.ads if a.ad_id.startswith(f"ad-{g}-")) for g in range(len(GROUPS))}
     assert by_group[CONVERTS] > by_group[0] and by_group[CONVERTS] > by_group[3]
+
+
+def test_a_click_model_gone_nan_never_prices_an_ad(store: Store, click: ClickModel) -> None:
+    import torch
+
+    with torch.no_grad():
+        click.net_.dense_linear.bias.fill_(float("nan"))  # type: ignore[attr-defined]
+    p = Pipeline(store, dataclasses.replace(blocks_model(), click=click), TokenSigner(SECRET), NEUTRAL)
+    # Every candidate's eCPM is NaN, which clears no reserve: nothing is served (or charged) rather than ads
+    # priced from NaN.
+    assert p.recommend(user_id(1, 1), 5, now=NOW).ads == []
