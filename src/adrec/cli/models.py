@@ -15,8 +15,11 @@ from adrec.exceptions import ValidationError
 
 def _model_names() -> str:
     from adrec.models import registered_models
+    from adrec.models.ctr import registered_click_models
 
-    return ", ".join(f"`{n}`" for n in registered_models())
+    ranking = ", ".join(f"`{n}`" for n in registered_models())
+    click = ", ".join(f"`{n}`" for n in registered_click_models())
+    return f"{ranking}; click models (`--task ctr` or `cvr`): {click}"
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:
@@ -38,7 +41,8 @@ DatasetOption = Annotated[
     typer.Option(
         "--dataset",
         "-d",
-        help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.store.datasets).",
+        help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.store.datasets); with `--task ctr` or "
+        "`cvr`, `sim:KEY=VALUE,...` (simulator settings, e.g. `sim:users=20000,impressions=5000000`).",
     ),
 ]
 TaskOption = Annotated[
@@ -58,7 +62,8 @@ SetOption = Annotated[
 @app.command(
     epilog=(
         "Examples:  \n`adrec evaluate -d lightgcn:../shared/data/gowalla_lightgcn --models popularity,gfcf --k 10,20 "
-        "--json out.json`  \n`adrec evaluate -d store:sqlite:///adrec-demo/adrec.db --models popularity,itemknn`"
+        "--json out.json`  \n`adrec evaluate -d store:sqlite:///adrec-demo/adrec.db --models popularity,itemknn`  \n"
+        "`adrec evaluate --task ctr -d sim:users=20000,impressions=5000000 -m lr,dcnv2,lightgbm --json ctr.json`"
     )
 )
 @friendly
