@@ -207,3 +207,18 @@ def test_looking_each_bucket_up_once_changes_speed_not_the_model(name: str) -> N
     a = get_click_model(name, epochs=2, batch_size=512, dedup=True).fit(train, spec=SPEC)
     b = get_click_model(name, epochs=2, batch_size=512, dedup=False).fit(train, spec=SPEC)
     np.testing.assert_allclose(a.predict(test), b.predict(test), rtol=1e-4)
+
+
+def test_a_model_saved_with_other_features_is_refused_by_name(
+    fitted: dict[str, tuple[ClickModel, Path]], tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    folder = shutil.copytree(fitted["lr"][1], tmp_path / "old")
+    meta = json.loads((folder / "params.json").read_text())
+    meta["fields"] = [f for f in meta["fields"] if f[0] != "brand"] + [["colour", 1]]
+    (folder / "params.json").write_text(json.dumps(meta))
+    with pytest.raises(ValidationError, match="colour") as err:
+        load_click_model(folder)
+    assert "brand" in str(err.value) and "retrain" in str(err.value)

@@ -94,6 +94,14 @@ def load_click_model(path: str | Path) -> ClickModel:
         raise NotFoundError(f"{folder} holds no click model (params.json is missing)") from None
     if meta.get("format") != _FORMAT:
         raise ValidationError(str(folder / "params.json"), f"is not a click model (format {meta.get('format')!r})")
+    saved, current = [*map(tuple, meta.get("fields", [])), *meta.get("dense", [])], [*FIELDS, *DENSE]
+    if saved != current:
+        differ = sorted({str(f) for f in saved} ^ {str(f) for f in current})
+        raise ValidationError(
+            str(folder / "params.json"),
+            f"was saved with other features than this version encodes (differing: {', '.join(differ)}); "
+            "retrain it with `adrec train --task ctr`",
+        )
     model = get_click_model(meta["name"], **meta["params"])
     model.spec_ = FeatureSpec(meta["hash_bits"])
     model.calibrator_ = Calibrator(**meta["calibration"]) if meta["calibration"] is not None else None
