@@ -90,6 +90,8 @@ def test_train_from_a_store_calibrates_on_held_out_impressions(market_db: str, t
         (["evaluate", "--task", "ctr", "-d", "criteo:/x", "-m", "lr"], "not supported yet"),
         (["evaluate", "--task", "clicks", "-d", "sim:", "-m", "lr"], "--task"),
         (["train", "--task", "ctr", "-d", "sim:", "--model", "lr", "--out", "x", "--set", "depth=2"], "depth"),
+        (["train", "--task", "ctr", "-d", "sim:", "--model", "lr", "--out", "x", "--all"], "--all"),
+        (["evaluate", "--task", "ctr", "-d", "sim:users=10,users=20", "-m", "lr"], "set twice"),
     ],
 )
 def test_model_command_mistakes(args: list[str], needle: str) -> None:
@@ -146,3 +148,14 @@ def test_evaluate_conversion_models_beside_the_campaign_rate(tmp_path: Path) -> 
     assert "conversions of clicks" in report["dataset"]
     assert report["examples"]["train"] < 5_000  # clicks, not impressions
     assert set(report["baselines"]) == {"campaign rate"} and "oracle" in report
+
+
+def test_a_sim_dataset_takes_the_seed_adrec_simulate_takes() -> None:
+    """A click model trained on `sim:` must learn the market `adrec simulate` wrote with the same sizes: both
+    default to the `seed` setting (a spec's own seed wins)."""
+    from adrec.cli.app import settings
+    from adrec.simulate.ctr import simulation_from_spec
+
+    default = settings().seed
+    assert simulation_from_spec("sim:users=10", seed=default).seed == default
+    assert simulation_from_spec("sim:users=10,seed=3", seed=default).seed == 3

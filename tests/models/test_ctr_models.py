@@ -222,3 +222,22 @@ def test_a_model_saved_with_other_features_is_refused_by_name(
     with pytest.raises(ValidationError, match="colour") as err:
         load_click_model(folder)
     assert "brand" in str(err.value) and "retrain" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["lr", "dcnv2"])
+def test_a_small_market_still_teaches_the_position_term(name: str) -> None:
+    """Serving prices every candidate at position 1, so the position term must be learned even when a small
+    dataset gives few optimiser steps: 2,000 users and 200,000 impressions, truth -0.7 log(position)."""
+    from adrec.simulate.config import SimulationConfig
+    from adrec.simulate.ctr import simulated_click_dataset
+    from adrec.simulate.market import Market
+
+    market = Market.generate(SimulationConfig(n_users=2000, n_ads=300, n_impressions=200_000, seed=42))
+    data = simulated_click_dataset(market)
+    model = get_click_model(name).fit(data.train, data.valid, spec=data.spec)
+    w = model.net_.position.weight.detach().numpy().ravel()[1:5]  # type: ignore[attr-defined]
+    truth = -market.config.position_decay * np.log(np.arange(2, 5))
+    np.testing.assert_allclose(w[1:] - w[0], truth, atol=0.2)
+    assert data.test_truth_top is not None
+    top = model.predict(data.test, position=1).sum() / data.test_truth_top.sum()
+    assert 0.85 < top < 1.15  # the served pCTR level, against the truth at position 1

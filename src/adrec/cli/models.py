@@ -91,7 +91,7 @@ def evaluate(
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if task in ("ctr", "cvr"):
-        _evaluate_ctr(dataset, names, json_path, task)
+        _evaluate_ctr(dataset, names, json_path, task, settings(seed=seed).seed)
         return
     if task != "ranking":
         raise ValidationError("--task", f"must be ranking, ctr or cvr (got {task!r})")
@@ -133,7 +133,7 @@ def evaluate(
 evaluate.__doc__ = f"{evaluate.__doc__}\n\nRegistered models: {_model_names()}"
 
 
-def _click_dataset(dataset: str, task: str) -> Any:
+def _click_dataset(dataset: str, task: str, seed: int) -> Any:
     """The :class:`~adrec.models.ctr.ClickDataset` of a dataset spec (``sim:`` for now): clicks of impressions
     (``ctr``) or conversions of clicks (``cvr``)."""
     from adrec.simulate.ctr import simulated_click_dataset, simulation_from_spec
@@ -144,7 +144,7 @@ def _click_dataset(dataset: str, task: str) -> Any:
         raise ValidationError(
             "--dataset", f"--task {task} reads `sim:[KEY=VALUE,...]` datasets; {kind!r} is not supported yet"
         )
-    config = simulation_from_spec(dataset)
+    config = simulation_from_spec(dataset, seed=seed)  # the seed `adrec simulate` uses unless the spec names one
     out.print(
         f"simulating {config.n_impressions:,} impressions of {config.n_users:,} users and {config.n_ads:,} ads",
         highlight=False,
@@ -155,15 +155,22 @@ def _click_dataset(dataset: str, task: str) -> Any:
     return simulated_click_dataset(market, target="conversion", progress=out.is_terminal)
 
 
-def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: str) -> None:
+def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: str, seed: int) -> None:
     from adrec.evaluation.ctr import REPORT_ROWS, compare_click_models, report_cells
     from adrec.models.ctr import registered_click_models
 
     unknown = [m for m in names if m not in registered_click_models()]
     if unknown:
         raise ValidationError("--models", f"unknown {unknown}; click models: {', '.join(registered_click_models())}")
-    data = _click_dataset(dataset, task)
+    data = _click_dataset(dataset, task, seed)
     out.print(data.describe(), highlight=False)
+    positives = int(data.test.labels.sum())
+    if positives < 500:
+        out.print(
+            f"[yellow]only {positives} positive test examples: differences between models are mostly noise; "
+            "simulate more impressions[/]",
+            highlight=False,
+        )
     report = compare_click_models(
         data,
         names,
@@ -190,7 +197,8 @@ def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: 
 @app.command(
     epilog=(
         "Examples:  \n`adrec train -d store:sqlite:///adrec-demo/adrec.db --model gfcf --out models/gfcf`  \n"
-        "`adrec train -d lightgcn:../shared/data/gowalla_lightgcn --model lightgcn --set epochs=50 --out m/lgcn`"
+        "`adrec train -d lightgcn:../shared/data/gowalla_lightgcn --model lightgcn --set epochs=50 --out m/lgcn`  \n"
+        "`adrec train --task ctr -d sim:users=2000,ads=300,impressions=200000 --model lr --out models/bpr/ctr`"
     )
 )
 @friendly
@@ -229,7 +237,9 @@ def train(
 
     options = parse_params(params)
     if task in ("ctr", "cvr"):
-        _train_ctr(dataset, model, options, out_dir, task)
+        if all_data:
+            raise ValidationError("--all", "applies to --task ranking; a click model keeps its validation examples")
+        _train_ctr(dataset, model, options, out_dir, task, settings(seed=seed).seed)
         return
     if task != "ranking":
         raise ValidationError("--task", f"must be ranking, ctr or cvr (got {task!r})")
@@ -262,14 +272,14 @@ def train(
 train.__doc__ = f"{train.__doc__}\n\nRegistered models: {_model_names()}"
 
 
-def _train_ctr(dataset: str, name: str, options: dict[str, Any], out_dir: Path, task: str) -> None:
+def _train_ctr(dataset: str, name: str, options: dict[str, Any], out_dir: Path, task: str, seed: int) -> None:
     import time
 
     from adrec.evaluation.ctr import click_metrics
     from adrec.models.ctr import get_click_model
 
     model = get_click_model(name, **options)  # cheap checks before the expensive load
-    data = _click_dataset(dataset, task)
+    data = _click_dataset(dataset, task, seed)
     out.print(data.describe(), highlight=False)
     t0 = time.perf_counter()
     model.fit(data.train, data.valid, spec=data.spec, progress=out.is_terminal)

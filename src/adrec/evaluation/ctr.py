@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import rankdata
 
-from adrec.models.ctr import ClickDataset, ClickModel, get_click_model
+from adrec.models.ctr import REFERENCE_POSITION, ClickDataset, ClickModel, get_click_model
 
 __all__ = [
     "REPORT_ROWS",
@@ -193,6 +193,7 @@ REPORT_ROWS: tuple[tuple[str, str, str], ...] = (
     ("worst advertiser |PCOC - 1| (>= 1,000 test examples)", "advertiser_max_error", "{:.3f}"),
     ("worst advertiser |predicted / true - 1|", "advertiser_max_truth_error", "{:.3f}"),
     ("share of the oracle's logloss gain", "gain_captured", "{:.1%}"),
+    ("pCTR at position 1 / truth there (what serving uses)", "top_slot_vs_truth", "{:.3f}"),
     ("AUC gap to the oracle", "auc_gap_to_oracle", "{:.4f}"),
     ("fit seconds", "fit_seconds", "{:.1f}"),
     ("training examples / s", "train_examples_per_second", "{:,.0f}"),
@@ -250,6 +251,9 @@ def compare_click_models(
         if passes is not None:
             result["train_examples_per_second"] = passes * len(data.train) / seconds
         result["params"] = model.get_params()
+        if data.test_truth_top is not None:
+            top = model.predict(test, position=REFERENCE_POSITION)
+            result["top_slot_vs_truth"] = float(top.sum() / data.test_truth_top.sum())
         if "oracle" in report:
             result["gain_captured"] = gain_captured(
                 report["base"]["logloss"], result["logloss"], report["oracle"]["logloss"]

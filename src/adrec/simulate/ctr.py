@@ -16,7 +16,7 @@ import numpy as np
 from adrec.data.profile import Behaviour, price_band
 from adrec.exceptions import ValidationError
 from adrec.models.ctr.dataset import ClickDataset
-from adrec.models.ctr.features import FeatureSpec
+from adrec.models.ctr.features import REFERENCE_POSITION, FeatureSpec
 from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
 from adrec.simulate.config import SimulationConfig
@@ -131,6 +131,9 @@ def simulated_click_dataset(
             "ad_idx": ad_idx,
             "position": col["position"][test].astype(np.int64),
         },
+        test_truth_top=market.true_ctr(col["user"][test].astype(np.int64), ad_idx, REFERENCE_POSITION)
+        if target == "click"
+        else None,
         baselines=baselines,
     )
 
@@ -144,10 +147,11 @@ _ALIASES = {
 }
 
 
-def simulation_from_spec(spec: str) -> SimulationConfig:
+def simulation_from_spec(spec: str, *, seed: int | None = None) -> SimulationConfig:
     """The market of a ``sim:`` dataset spec: ``sim:`` alone is the default market, ``sim:KEY=VALUE,...`` sets
     fields of :class:`~adrec.simulate.config.SimulationConfig` (``users``, ``ads``, ``campaigns``,
-    ``advertisers`` and ``impressions`` stand for ``n_users`` and so on), e.g. ``sim:users=20000,seed=3``."""
+    ``advertisers`` and ``impressions`` stand for ``n_users`` and so on), e.g. ``sim:users=20000,seed=3``.
+    ``seed`` is the seed when the spec names none (as ``adrec simulate`` takes the ``seed`` setting)."""
     kind, _, rest = spec.partition(":")
     if kind != "sim":
         raise ValidationError("--dataset", f"{spec!r} is not a sim: dataset")
@@ -156,8 +160,16 @@ def simulation_from_spec(spec: str) -> SimulationConfig:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ValidationError("--dataset", f"{pair!r} in {spec!r} is not KEY=VALUE")
-        fields[_ALIASES.get(key.strip(), key.strip())] = value.strip()
+        name = _ALIASES.get(key.strip(), key.strip())
+        if name in fields:
+            raise ValidationError("--dataset", f"{key.strip()!r} is set twice in {spec!r}")
+        fields[name] = value.strip()
     unknown = set(fields) - set(SimulationConfig.model_fields)
     if unknown:
-        raise ValidationError("--dataset", f"unknown simulation setting {sorted(unknown)} in {spec!r}")
+        known = sorted({*_ALIASES, *(f for f in SimulationConfig.model_fields if not f.startswith("n_"))})
+        raise ValidationError(
+            "--dataset", f"unknown simulation setting {sorted(unknown)} in {spec!r}; settings: {', '.join(known)}"
+        )
+    if seed is not None:
+        fields.setdefault("seed", str(seed))
     return SimulationConfig(**fields)

@@ -33,6 +33,10 @@ class ClickDataset:
     test_rows: dict[str, npt.NDArray[np.int64]] | None = None
     """Where the test examples come from in the source (a simulated market: ``user_idx``, ``ad_idx`` and
     ``position``), for diagnostics against the source's truth."""
+    test_truth_top: npt.NDArray[np.float64] | None = None
+    """The true click probability of each test example had it been shown at
+    :data:`~adrec.models.ctr.features.REFERENCE_POSITION`, where serving scores every candidate (click datasets of
+    a simulated market)."""
     baselines: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
     """Simple predictors of the test labels to report beside the models (name → probability per test example),
     e.g. the per-campaign conversion rate serving falls back to."""
