@@ -23,7 +23,7 @@ from adrec.models.ctr import (
 SPEC = FeatureSpec(hash_bits=16)
 SLOTS = SPEC.slot_fields
 FAST = {"epochs": 4, "batch_size": 1024}
-FAST_BY_MODEL = {"lr": FAST, "fm": FAST, "dcnv2": FAST, "lightgbm": {"rounds": 200}}
+FAST_BY_MODEL = {"lr": FAST, "fm": {**FAST, "lr": 0.01}, "dcnv2": FAST, "lightgbm": {"rounds": 200}}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
