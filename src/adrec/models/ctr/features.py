@@ -237,14 +237,17 @@ class FeatureSpec:
                 ids[row, col + j] = b("interests", tag)
             col += 5
             if behaviour is not None:
+                # Each dimension's shares once (highest first, as top_interests ranks them): the top slots and the
+                # crosses both read them.
+                affinities = {dimension: behaviour.affinities(dimension) for dimension in _DIMENSIONS}
                 for name, n in (("top_category", 3), ("top_brand", 3), ("top_price", 2)):
-                    for j, (value, _, _) in enumerate(behaviour.top_interests(_TOP[name], n)):
+                    for j, value in enumerate(list(affinities[_TOP[name]])[:n]):
                         ids[row, col + j] = b(name, value)
                     col += n
                 ctr = min(max(behaviour.ctr, 1e-6), 1 - 1e-6)
                 dense[row] = (math.log1p(behaviour.impressions), math.log(ctr / (1 - ctr)), 1.0)
                 for d, dimension in enumerate(_DIMENSIONS):
-                    for value, share in behaviour.affinities(dimension).items():
+                    for value, share in affinities[dimension].items():
                         keys[d].append(row << 32 | _code(dimension, value))
                         values[d].append(share)
         shares = []
