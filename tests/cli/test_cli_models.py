@@ -159,3 +159,25 @@ def test_a_sim_dataset_takes_the_seed_adrec_simulate_takes() -> None:
     default = settings().seed
     assert simulation_from_spec("sim:users=10", seed=default).seed == default
     assert simulation_from_spec("sim:users=10,seed=3", seed=default).seed == 3
+
+
+def test_click_models_learn_from_a_store_s_served_ads(market_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "ctr.json"
+    result = runner.invoke(
+        app,
+        ["evaluate", "--task", "ctr", "-d", f"store:{market_db}", "-m", "lr", "--json", str(out)],
+        terminal_width=200,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    # 40,000 simulated impressions, the first 30 % of their time builds the profiles.
+    assert 20_000 < sum(report["examples"].values()) < 32_000
+    assert "oracle" not in report  # a store knows no true probabilities
+    assert report["models"]["lr"]["auc"] > 0.6
+    trained = runner.invoke(
+        app, ["train", "--task", "cvr", "-d", f"store:{market_db}", "--model", "lr", "--out", str(tmp_path / "cvr")]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "cvr").is_dir()
+    missing = runner.invoke(app, ["evaluate", "--task", "ctr", "-d", f"store:sqlite:///{tmp_path}/none.db", "-m", "lr"])
+    assert missing.exit_code == 1 and "none.db" in missing.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from store_records import add_market, make_delivery, make_feedback
@@ -154,3 +156,39 @@ def test_segment_click_counts_by_gender_and_age_band(store: Store) -> None:
     )
     assert store.segment_click_counts() == {"female|25-34": [("a1", 2), ("a2", 1)], "male|45-54": [("a2", 1)]}
     assert store.segment_click_counts(limit=1)["female|25-34"] == [("a1", 2)]
+
+
+def test_iter_served_reads_each_served_ad_with_its_slot_and_outcome(store: Store) -> None:
+    add_market(store)
+    top = dataclasses.replace(make_delivery("r7-1", "CPC", 0.4, ts=1.7e9 + 10), position=1)
+    second = dataclasses.replace(make_delivery("r7-2", "CPA", 2.0, user="u2", ts=1.7e9 + 10), position=2)
+    old = make_delivery("r6-1", "CPM", 0.002, ts=1.7e9)  # a token that carried no slot
+    later = dataclasses.replace(make_delivery("r8-1", "CPC", 0.4, ts=1.7e9 + 20), position=1)
+    result = store.apply_feedback(
+        [
+            make_feedback("i1", EventType.IMPRESSION, top),
+            make_feedback("c1", EventType.CLICK, top, 4),
+            make_feedback("i2", EventType.IMPRESSION, second),
+            make_feedback("c2", EventType.CLICK, second, 5),
+            make_feedback("v2", EventType.CONVERSION, second, 9),
+            make_feedback("i0", EventType.IMPRESSION, old),
+            make_feedback("i3", EventType.IMPRESSION, later),
+        ]
+    )
+    assert (result.accepted, result.rejected) == (7, [])
+    batches = list(store.iter_served(batch_size=2))
+    assert [len(b) for b in batches] == [2, 2]
+    rows = {
+        iid: (user, pos, served, click, conv)
+        for b in batches
+        for iid, user, pos, served, click, conv in zip(
+            b.iid, b.user_id, b.position, b.served_ts, b.click_ts, b.conversion_ts, strict=True
+        )
+    }
+    assert [str(i) for b in batches for i in b.iid] == ["r6-1", "r7-1", "r7-2", "r8-1"]  # by serving time
+    assert rows["r7-1"][:4] == ("u1", 1, 1.7e9 + 10, 1.7e9 + 14) and np.isnan(rows["r7-1"][4])
+    assert rows["r7-2"][1:] == (2, 1.7e9 + 10, 1.7e9 + 15, 1.7e9 + 19)
+    assert rows["r6-1"][1] == 0 and np.isnan(rows["r6-1"][3])
+    assert batches[0].placement.tolist() == ["feed", "feed"] and batches[0].campaign_id.tolist() == ["c1", "c1"]
+    window = [str(i) for b in store.iter_served(since=1.7e9 + 10, until=1.7e9 + 20) for i in b.iid]
+    assert window == ["r7-1", "r7-2"]

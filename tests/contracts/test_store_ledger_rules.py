@@ -23,6 +23,7 @@ from adrec.data.schema import (
     PricingModel,
 )
 from adrec.store import Delivery, Feedback, Store, open_store
+from adrec.store import tables as t
 
 DAY = 86_400.0
 T0 = 1_750_000_000.0 - 1_750_000_000.0 % DAY + 3_600.0  # 01:00 UTC on some day
@@ -173,7 +174,7 @@ def test_a_store_at_schema_3_gains_unbilled_delivery_and_campaign_totals(tmp_pat
         conn.execute(text("UPDATE adrec_meta SET value = '3' WHERE key = 'schema_version'"))
     engine.dispose()
     with open_store(url) as s:
-        assert s.schema_version() == 5
+        assert s.schema_version() == t.SCHEMA_VERSION == 6
         (row,) = s.delivery_report()
         assert (row.clicks, row.spend, row.unbilled) == (1, pytest.approx(0.9), 0.0)
         assert s.campaign_spend(row.day) == {"c": (pytest.approx(0.9), pytest.approx(0.9))}  # totals backfilled

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from profile_helpers import T0
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import Column, MetaData, Table, create_engine, inspect, select
 
 from adrec.data.schema import EventType, FrequencyCap, Pacing
 from adrec.profiles import ProfileBuilder
@@ -58,7 +58,7 @@ def test_version_1_store_gains_the_profile_tables_and_keeps_its_data(store_url: 
     engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
     assert not (V2_TABLES | V3_TABLES) & set(inspect(engine).get_table_names())
     with open_store(store_url) as store:
-        assert store.schema_version() == t.SCHEMA_VERSION == 5
+        assert store.schema_version() == t.SCHEMA_VERSION == 6
         campaign = store.get_campaign("c1")  # written before version 3: caps and pacing read as the defaults
         assert campaign.frequency == FrequencyCap() and campaign.pacing == Pacing.EVEN
         user = store.get_user("ann")
@@ -71,7 +71,7 @@ def test_version_1_store_gains_the_profile_tables_and_keeps_its_data(store_url: 
     with engine.connect() as conn:
         stamp = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema_version")).scalar_one()
     engine.dispose()
-    assert stamp == "5"
+    assert stamp == "6"
     with open_store(store_url) as store:  # reopening at the latest version runs nothing more
         assert store.get_profile("ann").behaviour is not None
 
@@ -85,3 +85,35 @@ def test_profile_tables_cascade_from_users(name: str) -> None:
     table = t.metadata.tables[name]
     (fk,) = [fk for fk in table.foreign_keys if fk.parent.name == "user_id"]
     assert fk.ondelete == "CASCADE"
+
+
+def test_version_5_deliveries_gain_the_slot_column_and_keep_their_rows(store_url: str) -> None:
+    engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://"))
+    # The version-5 schema: deliveries without the position column.
+    old = [Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in t.deliveries.columns]
+    deliveries = Table("deliveries", MetaData(), *(c for c in old if c.name != "position"))
+    with engine.begin() as conn:
+        t.metadata.create_all(conn, tables=[x for x in t.metadata.sorted_tables if x is not t.deliveries])
+        deliveries.create(conn)
+        conn.execute(t.meta.insert().values(key="schema_version", value="5"))
+        conn.execute(
+            deliveries.insert().values(
+                iid="r1-1",
+                user_id="ann",
+                ad_id="a1",
+                campaign_id="c1",
+                advertiser_id="adv",
+                pricing_model="CPC",
+                price=0.5,
+                served_ts=T0,
+                impression_ts=T0,
+                cost=0.0,
+            )
+        )
+    assert "position" not in {c["name"] for c in inspect(engine).get_columns("deliveries")}
+    with open_store(store_url) as store:
+        assert store.schema_version() == 6
+        (batch,) = store.iter_served()
+        assert batch.iid.tolist() == ["r1-1"] and batch.position.tolist() == [0]
+    assert "position" in {c["name"] for c in inspect(engine).get_columns("deliveries")}
+    engine.dispose()

@@ -55,6 +55,21 @@ def test_token_round_trip() -> None:
     )
 
 
+def test_tokens_carry_the_slot_and_tokens_signed_without_one_still_verify() -> None:
+    signer = TokenSigner("s" * 32)
+    placed = dataclasses.replace(_delivery(), position=3)
+    token = signer.sign(placed)
+    assert signer.verify(token, now=1_700_000_100.0) == placed
+    assert token != signer.sign(_delivery())  # the slot is signed: it cannot be changed without the secret
+    # A token from before positions were carried (the payload one field shorter) verifies, with no position.
+    old = signer.verify(
+        "WyJyZXEtMSIsInUxIiwiYTEiLCJjMSIsImFkdjEiLCJDUEMiLDAuMzcsMTcwMDAwMDAwMC4wLCJmZWVkIl0"
+        ".JI7h8A3GPQIobGwknLnmhD72QxIk6Q9H4myRTD9qKrE",
+        now=1_700_000_100.0,
+    )
+    assert old.position is None and old.iid == "req-1"
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -92,6 +107,10 @@ def test_other_secret_and_expiry_are_rejected() -> None:
         {"ad_id": ""},
         {"user_id": 7},
         {"served_ts": float("nan")},
+        {"position": 0},
+        {"position": 1001},
+        {"position": True},
+        {"position": "1"},
     ],
 )
 def test_validly_signed_payloads_out_of_range_are_refused(change: dict[str, object]) -> None:

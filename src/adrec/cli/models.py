@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -42,7 +42,8 @@ DatasetOption = Annotated[
         "--dataset",
         "-d",
         help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.store.datasets); with `--task ctr` or "
-        "`cvr`, `sim:KEY=VALUE,...` (simulator settings, e.g. `sim:users=20000,impressions=5000000`).",
+        "`cvr`, `store:URL` (the ads the store's ledger served, labelled by their clicks) or `sim:KEY=VALUE,...` "
+        "(simulator settings, e.g. `sim:users=20000,impressions=5000000`).",
     ),
 ]
 TaskOption = Annotated[
@@ -50,8 +51,8 @@ TaskOption = Annotated[
     typer.Option(
         "--task",
         help="`ranking` (recommenders, top-K metrics), `ctr` (click models on user, ad and context features) or `cvr` "
-        "(the same models predicting whether a click converts); ctr and cvr read `sim:[KEY=VALUE,...]`, a simulated "
-        "market with its true probabilities.",
+        "(the same models predicting whether a click converts); ctr and cvr read `store:URL` (served ads and their "
+        "clicks) or `sim:[KEY=VALUE,...]`, a simulated market with its true probabilities.",
     ),
 ]
 SetOption = Annotated[
@@ -134,25 +135,34 @@ evaluate.__doc__ = f"{evaluate.__doc__}\n\nRegistered models: {_model_names()}"
 
 
 def _click_dataset(dataset: str, task: str, seed: int) -> Any:
-    """The :class:`~adrec.models.ctr.ClickDataset` of a dataset spec (``sim:`` for now): clicks of impressions
-    (``ctr``) or conversions of clicks (``cvr``)."""
+    """The :class:`~adrec.models.ctr.ClickDataset` of a dataset spec (``sim:`` or ``store:``): clicks of
+    impressions (``ctr``) or conversions of clicks (``cvr``)."""
+    target: Literal["click", "conversion"] = "click" if task == "ctr" else "conversion"
+    kind, _, rest = dataset.partition(":")
+    if kind == "store":
+        from adrec.feedback.clicks import served_click_dataset
+        from adrec.store import open_store
+        from adrec.store.sql.engine import shown_url
+
+        if not rest:
+            raise ValidationError("--dataset", "store: needs the store's URL, e.g. store:sqlite:///adrec.db")
+        with open_store(rest, create=False) as store:
+            return served_click_dataset(store, target=target, name=f"store {shown_url(rest)}", progress=out.is_terminal)
+    if kind != "sim":
+        raise ValidationError(
+            "--dataset",
+            f"--task {task} reads `sim:[KEY=VALUE,...]` or `store:URL` datasets; {kind!r} is not supported yet",
+        )
     from adrec.simulate.ctr import simulated_click_dataset, simulation_from_spec
     from adrec.simulate.market import Market
 
-    kind = dataset.partition(":")[0]
-    if kind != "sim":
-        raise ValidationError(
-            "--dataset", f"--task {task} reads `sim:[KEY=VALUE,...]` datasets; {kind!r} is not supported yet"
-        )
     config = simulation_from_spec(dataset, seed=seed)  # the seed `adrec simulate` uses unless the spec names one
     out.print(
         f"simulating {config.n_impressions:,} impressions of {config.n_users:,} users and {config.n_ads:,} ads",
         highlight=False,
     )
     market = Market.generate(config)
-    if task == "ctr":
-        return simulated_click_dataset(market, target="click", progress=out.is_terminal)
-    return simulated_click_dataset(market, target="conversion", progress=out.is_terminal)
+    return simulated_click_dataset(market, target=target, progress=out.is_terminal)
 
 
 def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: str, seed: int) -> None:

@@ -46,6 +46,9 @@ class Delivery:
     propensity: float | None = None
     """The serving policy's probability of showing this ad here (for off-policy evaluation); None when unknown.
     Not carried by impression tokens: set by serving paths that record their events directly (the simulator)."""
+    position: int | None = None
+    """The slot the ad was shown in, 1 at the top (what click models learn position bias from); None when unknown
+    (tokens signed before positions were recorded)."""
 
 
 @dataclass(frozen=True)

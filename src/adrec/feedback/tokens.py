@@ -1,7 +1,9 @@
 """Signed impression tokens: what the server served, carried by the client back to ``POST /v1/events``.
 
 A token is ``base64url(JSON payload) "." base64url(HMAC-SHA256(secret, payload))``. The payload is the
-:class:`~adrec.data.records.Delivery` (user, ad, campaign, price charged per billable event, time). The events endpoint
+:class:`~adrec.data.records.Delivery` (user, ad, campaign, price charged per billable event, time, placement and
+the slot it was served in). Tokens signed before the slot was carried (one field fewer) still verify, with no
+position. The events endpoint
 trusts prices and ids only from a verified token, never from the client, so a client cannot bill an ad it was not
 served or change a price.
 """
@@ -25,6 +27,7 @@ from adrec.exceptions import TokenError
 __all__ = ["TokenSigner", "new_secret"]
 
 _FIELDS = ("iid", "user_id", "ad_id", "campaign_id", "advertiser_id", "pricing_model", "price", "served_ts")
+_PAYLOAD = (*_FIELDS, "placement", "position")
 
 
 def new_secret() -> str:
@@ -43,6 +46,7 @@ def _unb64(data: bytes) -> bytes:
     return binascii.a2b_base64(data.translate(_FROM_URLSAFE) + b"=" * (-len(data) % 4))
 
 
+_MAX_POSITION = 1000
 _PRICING = frozenset({"CPC", "CPM", "CPA"})
 
 
@@ -64,6 +68,7 @@ def _sound(d: Delivery) -> bool:
         and type(d.advertiser_id) is str
         and bool(d.iid and d.user_id and d.ad_id and d.campaign_id and d.advertiser_id)
         and (d.placement is None or type(d.placement) is str)
+        and (d.position is None or (type(d.position) is int and 1 <= d.position <= _MAX_POSITION))
     )
 
 
@@ -91,7 +96,9 @@ class TokenSigner:
         return base64.urlsafe_b64encode(h.digest()).rstrip(b"=")
 
     def sign(self, delivery: Delivery) -> str:
-        payload = [getattr(delivery, f) for f in _FIELDS] + [delivery.placement]
+        payload = [getattr(delivery, f) for f in _PAYLOAD]
+        if delivery.position is None:  # the format before positions were carried: the same token as then
+            payload.pop()
         body = base64.urlsafe_b64encode(_JSON(payload).encode()).rstrip(b"=")
         return (body + b"." + self._mac(body)).decode()
 
@@ -107,9 +114,10 @@ class TokenSigner:
             raise TokenError("token signature does not match (forged, altered or signed with another secret)")
         try:
             values = from_json(_unb64(data))
-            if not isinstance(values, list) or len(values) != len(_FIELDS) + 1:
+            if not isinstance(values, list) or len(values) not in (len(_FIELDS) + 1, len(_FIELDS) + 2):
                 raise ValueError
-            delivery = Delivery(*values)  # the payload is in field order: _FIELDS, then placement
+            # The payload is in field order: _FIELDS, placement, then the position (absent from older tokens).
+            delivery = Delivery(**dict(zip(_PAYLOAD, values, strict=False)))
         except (ValueError, TypeError):
             raise TokenError("malformed token payload") from None
         if not _sound(delivery):

@@ -811,6 +811,7 @@ class Pipeline:
                 price=round(price, 6),
                 served_ts=ctx.now,
                 placement=ctx.placement,
+                position=rank,
             )
             score = float(scores[i])
             out.append(

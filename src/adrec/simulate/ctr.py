@@ -15,7 +15,7 @@ import numpy as np
 
 from adrec.data.profile import Behaviour, price_band
 from adrec.exceptions import ValidationError
-from adrec.models.ctr.dataset import ClickDataset
+from adrec.models.ctr.dataset import ClickDataset, campaign_rate, check_shares, time_split
 from adrec.models.ctr.features import REFERENCE_POSITION, FeatureSpec
 from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
@@ -48,11 +48,7 @@ def simulated_click_dataset(
     """
     if target not in ("click", "conversion"):
         raise ValueError(f"target must be click or conversion; got {target!r}")
-    for name, share in (("profile_share", profile_share), ("valid_share", valid_share), ("test_share", test_share)):
-        if not 0 < share < 1:
-            raise ValueError(f"{name} must be in (0, 1); got {share}")
-    if valid_share + test_share >= 1:
-        raise ValueError("valid_share + test_share must leave examples to train on")
+    check_shares(profile_share, valid_share, test_share)
     spec = spec or FeatureSpec()
     cfg = market.config
     cut = cfg.start_ts + profile_share * (cfg.end_ts - cfg.start_ts)
@@ -95,22 +91,12 @@ def simulated_click_dataset(
     examples = spec.assemble(
         user_block, col["user"], ad_block, col["ad"], context, col["position"], col[label].astype(np.float32)
     )
-    ts = col["ts"]
-    lo, hi = (float(ts.min()), float(ts.max())) if len(ts) else (cut, cut)
-    test_from = hi - test_share * (hi - lo)
-    valid_from = test_from - valid_share * (hi - lo)
-    train = np.flatnonzero(ts < valid_from)
-    valid = np.flatnonzero((ts >= valid_from) & (ts < test_from))
-    test = np.flatnonzero(ts >= test_from)
+    train, valid, test = time_split(col["ts"], valid_share, test_share)
     ad_idx = col["ad"][test].astype(np.int64)
     baselines = {}
     if target == "conversion":
         campaign = market.ad_campaign[col["ad"].astype(np.int64)]
-        seen = np.r_[train, valid]
-        clicks = np.bincount(campaign[seen], minlength=market.n_campaigns).astype(np.float64)
-        conversions = np.bincount(campaign[seen], weights=col[label][seen], minlength=market.n_campaigns)
-        overall = (conversions.sum() + 1.0) / (clicks.sum() + 2.0)
-        rate = (conversions + campaign_prior_clicks * overall) / (clicks + campaign_prior_clicks)
+        rate = campaign_rate(campaign, col[label], np.r_[train, valid], market.n_campaigns, campaign_prior_clicks)
         baselines["campaign rate"] = rate[campaign[test]]
     what = "clicks" if target == "conversion" else "impressions"
     return ClickDataset(

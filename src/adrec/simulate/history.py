@@ -281,8 +281,8 @@ class ImpressionLog:
 
         Each impression is a :class:`Delivery` (``iid`` ``sim<seed>-<impression_idx:010d>``, priced per billable
         event of its campaign's pricing model: ``bid / 1000`` per impression for CPM, ``bid`` per click for CPC
-        and per conversion for CPA; its ``propensity`` is the logging policy's), followed by its click and
-        conversion; event ids are those of :meth:`to_event_batch`.
+        and per conversion for CPA; its ``propensity`` is the logging policy's, its ``position`` the slot),
+        followed by its click and conversion; event ids are those of :meth:`to_event_batch`.
         """
         prefix = f"sim{self.seed}-"
         iids = np.strings.add(prefix, np.strings.zfill(self.impression_idx.astype(str), 10)).tolist()
@@ -297,7 +297,7 @@ class ImpressionLog:
         users, ads = market.user_ids(self.user_idx).tolist(), market.ad_ids(self.ad_idx).tolist()
         ts, click_ts, conversion_ts = self.ts.tolist(), self.click_ts.tolist(), self.conversion_ts.tolist()
         clicked, converted, value = self.clicked.tolist(), self.converted.tolist(), self.value.tolist()
-        propensity = self.propensity.tolist()
+        propensity, positions = self.propensity.tolist(), self.position.tolist()
         out: list[Feedback] = []
         for i, iid in enumerate(iids):
             d = Delivery(
@@ -311,6 +311,7 @@ class ImpressionLog:
                 ts[i],
                 self.placement,
                 propensity[i],
+                positions[i],
             )
             out.append(Feedback(f"{iid}-i", EventType.IMPRESSION, ts[i], d))
             if clicked[i]:

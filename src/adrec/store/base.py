@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, Self, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from adrec.data.profile import Profile
 from adrec.data.records import CtrExample, Delivery, Feedback
 from adrec.data.schema import Ad, Advertiser, Campaign, Event, EventBatch, EventType, User, age_band
@@ -36,6 +39,7 @@ __all__ = [
     "MarketStore",
     "OnBadRow",
     "ProfileStore",
+    "ServedBatch",
     "Store",
     "demographic_segment",
     "open_store",
@@ -138,6 +142,27 @@ def demographic_segment(gender: str | None, age: int | None) -> str:
 
 
 @dataclass(frozen=True)
+class ServedBatch:
+    """Served ads of the ledger as columns (what :meth:`Ledger.iter_served` yields): one row per impression token
+    whose impression was recorded, with when its click and conversion came (NaN: none)."""
+
+    iid: npt.NDArray[np.object_]
+    user_id: npt.NDArray[np.object_]
+    ad_id: npt.NDArray[np.object_]
+    campaign_id: npt.NDArray[np.object_]
+    placement: npt.NDArray[np.object_]
+    """None where the request named no placement."""
+    position: npt.NDArray[np.int16]
+    """The slot (1 = top); 0 where the token did not carry it."""
+    served_ts: npt.NDArray[np.float64]
+    click_ts: npt.NDArray[np.float64]
+    conversion_ts: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.iid)
+
+
+@dataclass(frozen=True)
 class ApiKeyRecord:
     """A stored API key: only the SHA-256 of the secret is kept."""
 
@@ -211,6 +236,9 @@ class Ledger(Protocol):
         self, campaign_ids: Sequence[str] | None = None, start_day: str | None = None, end_day: str | None = None
     ) -> list[DailyDelivery]: ...
     def segment_click_counts(self, limit: int = 200) -> dict[str, list[tuple[str, int]]]: ...
+    def iter_served(
+        self, *, since: float | None = None, until: float | None = None, batch_size: int = 100_000
+    ) -> Iterator[ServedBatch]: ...
 
 
 @runtime_checkable

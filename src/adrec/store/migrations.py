@@ -49,12 +49,19 @@ def _add_campaign_totals(conn: Connection) -> None:
     )
 
 
+def _add_delivery_position(conn: Connection) -> None:
+    have = {c["name"] for c in inspect(conn).get_columns(tables.deliveries.name)}
+    if "position" not in have:
+        conn.execute(text("ALTER TABLE deliveries ADD COLUMN position SMALLINT"))
+
+
 # version -> (description, function). Version 1 is the initial schema, created from the table definitions.
 MIGRATIONS: dict[int, tuple[str, Migration]] = {
     2: ("profiles and profile_interests: behaviour derived from events", _add_profiles),
     3: ("serving: campaign frequency caps and pacing, deliveries ledger, daily delivery, API keys", _add_serving),
     4: ("daily delivery: unbilled delivery (budget spent, campaign ended)", _add_unbilled),
     5: ("campaign_totals: each campaign's running spend and unbilled delivery", _add_campaign_totals),
+    6: ("deliveries: the slot each ad was served in", _add_delivery_position),
 }
 
 

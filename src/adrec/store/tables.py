@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -182,6 +182,8 @@ deliveries = Table(
     Column("click_ts", Float),
     Column("conversion_ts", Float),
     Column("cost", Float, nullable=False),
+    # Version 6: the slot the ad was served in (1 = top), from its token; NULL where the token predates it.
+    Column("position", SmallInteger),
     Index("ix_deliveries_user", "user_id", "impression_ts"),
 )
 

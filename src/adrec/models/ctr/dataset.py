@@ -3,6 +3,7 @@ by."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy.typing as npt
 
 from adrec.models.ctr.features import Examples, FeatureSpec
 
-__all__ = ["ClickDataset"]
+__all__ = ["ClickDataset", "campaign_rate", "check_shares", "time_split"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,47 @@ class ClickDataset:
             f"{self.name}: {len(self.train):,} train / {len(self.valid):,} valid / {len(self.test):,} test examples, "
             f"positive rate {self.base_rate:.4f}"
         )
+
+
+def check_shares(profile_share: float, valid_share: float, test_share: float) -> None:
+    """The time shares of a dataset built from a log: the profile span and the validation span must be in (0, 1),
+    the test span in [0, 1) (0: every example after the profiles trains or validates), leaving some to train on."""
+    for name, share, lo_open in (
+        ("profile_share", profile_share, True),
+        ("valid_share", valid_share, True),
+        ("test_share", test_share, False),
+    ):
+        if not ((share > 0) if lo_open else (share >= 0)) or not share < 1:
+            raise ValueError(f"{name} must be in {'(' if lo_open else '['}0, 1); got {share}")
+    if valid_share + test_share >= 1:
+        raise ValueError("valid_share + test_share must leave examples to train on")
+
+
+def time_split(
+    ts: npt.NDArray[np.float64], valid_share: float, test_share: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Row indices of train, validation and test: the last ``test_share`` of the span of ``ts`` is the test set,
+    the ``valid_share`` before it the validation set, the rest training."""
+    lo, hi = (float(ts.min()), float(ts.max())) if len(ts) else (0.0, 0.0)
+    test_from = hi - test_share * (hi - lo) if test_share > 0 else math.inf
+    valid_from = (test_from if test_share > 0 else hi) - valid_share * (hi - lo)
+    train = np.flatnonzero(ts < valid_from)
+    valid = np.flatnonzero((ts >= valid_from) & (ts < test_from))
+    test = np.flatnonzero(ts >= test_from)
+    return train, valid, test
+
+
+def campaign_rate(
+    campaign: npt.NDArray[np.integer],
+    label: npt.NDArray[np.floating],
+    seen: npt.NDArray[np.intp],
+    n_campaigns: int,
+    prior: float,
+) -> npt.NDArray[np.float64]:
+    """Each campaign's rate of ``label`` over the rows ``seen``, shrunk towards the overall rate with the weight of
+    ``prior`` rows (as serving estimates a campaign's conversion rate without a conversion model); indexed by
+    campaign."""
+    counts = np.bincount(campaign[seen], minlength=n_campaigns).astype(np.float64)
+    positives = np.bincount(campaign[seen], weights=label[seen], minlength=n_campaigns)
+    overall = (positives.sum() + 1.0) / (counts.sum() + 2.0)
+    return np.asarray((positives + prior * overall) / (counts + prior), dtype=np.float64)

@@ -30,6 +30,7 @@ from adrec.store.base import (
     Feedback,
     FeedbackResult,
     IngestResult,
+    ServedBatch,
     demographic_segment,
 )
 from adrec.store.sql.engine import DriverQuery, SqlBase
@@ -89,6 +90,7 @@ class _LedgerChanges:
                 self.clicks.get(iid),
                 self.conversions.get(iid),
                 self.charged[iid],
+                d.position,
             )
 
     def advanced_rows(self, stored: dict[str, tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -573,6 +575,44 @@ class SqlLedger(SqlBase):
             query = query.where(dd.c.day <= end_day)
         with self._engine.connect() as conn:
             return [DailyDelivery(**dict(r)) for r in conn.execute(query).mappings()]
+
+    def iter_served(
+        self, *, since: float | None = None, until: float | None = None, batch_size: int = 100_000
+    ) -> Iterator[ServedBatch]:
+        """The served ads with ``since <= served_ts < until``, in (served_ts, iid) order, ``batch_size`` at a time
+        (one streamed query: no index on the serving time is kept for this offline read)."""
+        d = t.deliveries
+        query = select(
+            d.c.iid,
+            d.c.user_id,
+            d.c.ad_id,
+            d.c.campaign_id,
+            d.c.placement,
+            d.c.position,
+            d.c.served_ts,
+            d.c.click_ts,
+            d.c.conversion_ts,
+        )
+        if since is not None:
+            query = query.where(d.c.served_ts >= since)
+        if until is not None:
+            query = query.where(d.c.served_ts < until)
+        query = query.order_by(d.c.served_ts, d.c.iid)
+        with self._engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+            for rows in result.partitions(batch_size):
+                cols = list(zip(*rows, strict=True))
+                yield ServedBatch(
+                    iid=np.array(cols[0], dtype=object),
+                    user_id=np.array(cols[1], dtype=object),
+                    ad_id=np.array(cols[2], dtype=object),
+                    campaign_id=np.array(cols[3], dtype=object),
+                    placement=np.array(cols[4], dtype=object),
+                    position=np.array([0 if p is None else p for p in cols[5]], dtype=np.int16),
+                    served_ts=np.array(cols[6], dtype=np.float64),
+                    click_ts=np.array([np.nan if v is None else v for v in cols[7]], dtype=np.float64),
+                    conversion_ts=np.array([np.nan if v is None else v for v in cols[8]], dtype=np.float64),
+                )
 
     def segment_click_counts(self, limit: int = 200) -> dict[str, list[tuple[str, int]]]:
         """Per demographic segment (:func:`~adrec.store.base.demographic_segment`), its most-clicked ads with their
