@@ -44,6 +44,12 @@ model = "bpr"
 retrain_hours = 8
 serving = { explore_share = 0.0 }
 [[arms]]
+name = "bpr-lr"
+model = "bpr"
+retrain_hours = 8
+click_model = "lr"
+serving = { explore_share = 0.0 }
+[[arms]]
 name = "oracle"
 policy = "oracle"
 """
@@ -64,6 +70,9 @@ def test_arms_served_over_http_by_real_servers_decide_as_in_process(tmp_path: Pa
     # BPR fills every slot from its own candidates (no random draw): over HTTP, with the server on the simulated
     # clock, its tokens, budgets, caps, model reloads and bid changes, it served exactly what it served in process.
     assert remote["bpr"]["totals"] == pytest.approx(mine["bpr"].totals)
+    # Ranked by a click model saved in the version's ctr/ folder, reading the profiles the loop's profile job
+    # writes into the arm's store: the same decisions again.
+    assert remote["bpr-lr"]["totals"] == pytest.approx(mine["bpr-lr"].totals)
     assert remote["oracle"]["totals"] == pytest.approx(mine["oracle"].totals)  # in process both times
     # The segment arm fills its last slots with fresh ads in a random order that the server draws itself (the API
     # does not take the client's request id): close, and the arms rank the same.

@@ -227,3 +227,33 @@ def test_models_trained_by_the_loop_and_the_models_they_wrap_keep_quiet() -> Non
     assert fused["generator_params"] == {"verbose": False}  # the default generator, cfgan, takes verbose
     assert _quiet("mmr", {})["base_params"] == {"verbose": False}  # its default base, lightgcn, takes it too
     assert "verbose" not in _quiet("popularity", {})
+
+
+def test_an_arm_ranked_by_a_click_model_learns_it_from_its_store_and_runs_the_profile_job(tmp_path: Path) -> None:
+    market = MARKET.model_copy(update={"n_impressions": 40_000})
+    plain = ArmConfig(name="popular", model="popularity", retrain_hours=12, serving={"n_candidates": 80})
+    ranked = plain.model_copy(update={"name": "ranked", "click_model": "lr"})
+    config = ExperimentConfig(
+        market=market, days=1, requests_per_day=3000, arms=[plain, ranked], seed=1, return_elasticity=0.0
+    )
+    with open_store(f"sqlite:///{tmp_path}/c.db") as s:
+        report = run_experiment(config, {"ranked": s}, progress=False)
+        positions = np.concatenate([b.position for b in s.iter_served(since=config.live_start)])
+        behaviours = [p.behaviour for batch in s.iter_profiles() for p in batch if p.behaviour is not None]
+    arms = {a.name: a for a in report.arms}
+    # Every ad served live carried its slot in its token, and the ledger kept it.
+    assert len(positions) == arms["ranked"].totals["impressions"]
+    assert positions.min() == 1 and positions.max() == market.slots
+    # The profile job ran on the warm-up history, then folded in the live events up to the retrain at 12 h.
+    last = max(b.last_ts for b in behaviours)
+    assert config.live_start < last <= config.live_start + 12 * 3600
+    # The same retrieval, ranked by a click model on user, ad and context features: more relevant ads shown.
+    relevance = {name: a.metrics["true_ctr_of_shown"] for name, a in arms.items()}
+    assert relevance["ranked"].mean > 1.1 * relevance["popular"].mean, relevance
+
+
+def test_a_click_model_must_be_registered_and_ranks_only_model_arms() -> None:
+    with pytest.raises(ValueError, match="unknown click model 'xgb'"):
+        ArmConfig(name="a", click_model="xgb")
+    with pytest.raises(ValueError, match="model arm"):
+        ArmConfig(name="a", policy="oracle", click_model="lr")

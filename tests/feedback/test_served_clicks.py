@@ -123,3 +123,19 @@ def test_a_store_without_served_ads_or_without_clicks_is_a_clear_error(store: St
     )
     with pytest.raises(ValidationError, match="all negative"):
         served_click_dataset(store)
+
+
+def test_profiles_are_refreshed_period_by_period_as_a_profile_job_would(store: Store) -> None:
+    _serve(store)
+    # The cut at 2.7 s, a profile run every 2 s: periods from 2.7, 4.7, 6.7 and 8.7 s.
+    data = served_click_dataset(store, FeatureSpec(hash_bits=12), valid_share=0.3, test_share=0.2, profile_every_s=2)
+    dense = np.concatenate([data.train.dense, data.valid.dense, data.test.dense])
+    has = {(dt, user): dense[row, HAS_BEHAVIOUR] for row, (dt, user, *_) in enumerate(SERVED[3:])}
+    # u3's first events (5 s) reach the profiles of the period from 6.7 s: its 8 s example, not its 5 and 6 s ones.
+    assert (has[5, "u3"], has[6, "u3"], has[8, "u3"]) == (0.0, 0.0, 1.0)
+    # u1's click at 3 s: the 9 s example sees it (a1's category share up), the 4 s one does not.
+    rows = {dt: row for row, (dt, *_) in enumerate(SERVED[3:])}
+    assert dense[rows[9], CATEGORY] < dense[rows[4], CATEGORY]  # a2's (bags) share falls as shoes clicks add up
+    assert has[9, "u1"] == has[4, "u1"] == 1.0
+    with pytest.raises(ValueError, match="profile_every_s"):
+        served_click_dataset(store, profile_every_s=0)

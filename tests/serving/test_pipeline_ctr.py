@@ -161,3 +161,26 @@ def test_a_click_model_gone_nan_never_prices_an_ad(store: Store, click: ClickMod
     # Every candidate's eCPM is NaN, which clears no reserve: nothing is served (or charged) rather than ads
     # priced from NaN.
     assert p.recommend(user_id(1, 1), 5, now=NOW).ads == []
+
+
+def test_a_fresh_ad_competes_on_the_click_models_pctr(store: Store, click: ClickModel) -> None:
+    """An ad no retrieval model knows gets its pCTR from its content through the click model, so it wins slots on
+    eCPM like any candidate; without a click model only the exploration share shows it (its pCTR is the base
+    rate)."""
+    from adrec.data.schema import Ad, Campaign
+
+    favourite = f"adv-{FAVOURITE}"
+    store.upsert_campaigns(
+        [Campaign(campaign_id="cmp-new", advertiser_id=favourite, name="new", pricing_model=PricingModel.CPC, bid=3.0)]
+    )
+    group = store.get_ad(ad_id(FAVOURITE, 0))
+    store.upsert_ads(
+        [Ad(ad_id="ad-new", campaign_id="cmp-new", title="new", category=group.category, brand=group.brand)]
+    )
+    user = user_id(0, 1)
+    p = Pipeline(store, dataclasses.replace(blocks_model(), click=click), TokenSigner(SECRET), NEUTRAL)
+    r = p.recommend(user, 3, now=NOW)
+    assert r.ads[0].ad_id == "ad-new" and r.ads[0].source == "explore", [a.ad_id for a in r.ads]
+    assert r.ads[0].pctr > 0.05  # the favourite group's content, not the base rate
+    without = Pipeline(store, blocks_model(), TokenSigner(SECRET), NEUTRAL).recommend(user, 3, now=NOW)
+    assert "ad-new" not in [a.ad_id for a in without.ads]

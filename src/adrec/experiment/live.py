@@ -69,10 +69,13 @@ from adrec.experiment.markets import (
 from adrec.experiment.reference import reference_model
 from adrec.experiment.servers import ArmServer, InProcess, OverHttp
 from adrec.experiment.stats import Comparison, RatioEstimate, compare_ratios, ratio_estimate
+from adrec.feedback.clicks import served_click_dataset
 from adrec.feedback.ingest import RawFeedback
 from adrec.feedback.tokens import TokenSigner, new_secret
 from adrec.models.artifact import Artifact
 from adrec.models.base import Recommender, get_model, registered_models
+from adrec.models.ctr import ClickModel, get_click_model, registered_click_models
+from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
 from adrec.serving.calibration import held_out_calibration
 from adrec.serving.pipeline import PipelineConfig, ServingModel
@@ -171,6 +174,13 @@ class ArmConfig(BaseModel):
     """The registered recommender (``adrec train --help`` lists them) of a ``model`` arm."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Its hyper-parameters."""
+    click_model: str | None = None
+    """A registered click model (``lr``, ``fm``, ``dcnv2``, ``lightgbm``) that ranks the candidates the arm's
+    ``model`` retrieves: trained with it, at the start and at each retrain, on the ads the arm's store served
+    (:func:`~adrec.feedback.clicks.served_click_dataset`). Its features read behaviour profiles, so the arm also
+    runs the profile job: its store's profiles are built before the window and updated at each retrain."""
+    click_params: dict[str, Any] = Field(default_factory=dict)
+    """The click model's hyper-parameters."""
     traffic: float = Field(default=1.0, gt=0, le=1000)
     """Share of users, relative to the other arms; also the arm's share of every campaign's budget."""
     retrain_hours: float = Field(default=24.0, gt=0, le=24 * 3650)
@@ -186,6 +196,12 @@ class ArmConfig(BaseModel):
         if self.policy == "model" and self.model not in registered_models():
             known = ", ".join(sorted(registered_models()))
             raise ValueError(f"unknown model {self.model!r}; registered: {known}")
+        if self.click_model is not None:
+            if self.policy != "model":
+                raise ValueError(f"click_model ranks the candidates of a model arm, not of a {self.policy} arm")
+            if self.click_model not in registered_click_models():
+                known = ", ".join(sorted(registered_click_models()))
+                raise ValueError(f"unknown click model {self.click_model!r}; registered: {known}")
         unknown = set(self.serving) - set(_SERVING_KEYS)
         if unknown:
             raise ValueError(f"unknown serving settings {sorted(unknown)}; known: {', '.join(_SERVING_KEYS)}")
@@ -395,6 +411,18 @@ def _train(arm: ArmConfig, store: Store) -> Artifact | None:
     return artifact
 
 
+def _train_click(arm: ArmConfig, store: Store) -> ClickModel | None:
+    """The arm's click model trained on its store's served ads (None without a click model, or before the store
+    has clicks to learn from): the last tenth of their span validates and calibrates it."""
+    if arm.click_model is None:
+        return None
+    try:
+        data = served_click_dataset(store, valid_share=0.1, test_share=0.0, name=f"arm {arm.name}'s store")
+    except ValidationError:
+        return None
+    return get_click_model(arm.click_model, **arm.click_params).fit(data.train, data.valid, spec=data.spec)
+
+
 def _reference_relevance(market: Market, rng: np.random.Generator, n: int = 20_000) -> float:
     """The mean true click probability of a random ad at a random slot for a random user: what the return model
     compares a visit with."""
@@ -442,21 +470,27 @@ class _Loop:
         self.servers: list[ArmServer] = []
         self.retrains: list[list[float]] = [[] for _ in config.arms]
         self.next_retrain = [self.live_start + a.retrain_hours * 3600.0 for a in config.arms]
+        self.profiled_until = [self.live_start] * len(config.arms)
+        """Until when each click arm's profile job has folded the events into its store's profiles."""
         with bars.step("initial models" + (" and servers" if config.http else "")):
             for arm, store in zip(config.arms, stores, strict=True):
                 artifact = _train(arm, store) if arm.policy == "model" else None
+                click = None
+                if arm.click_model is not None:
+                    ProfileBuilder().rebuild(store)  # the profile job, on the warm-up history
+                    click = _train_click(arm, store) if artifact is not None else None
                 truth = {"repeat_decay": config.fatigue, "repeat_window_s": config.fatigue_window_s}
                 defaults = truth if arm.policy == "oracle" else None  # the oracle knows how users tire
                 pipeline_config = arm.pipeline_config(config.feedback_every_s, defaults)
                 if config.http and arm.policy in ("model", "no-model"):
                     url = str(getattr(store, "url", ""))
-                    server: ArmServer = OverHttp(store, url, arm.name, secret, pipeline_config, artifact)
+                    server: ArmServer = OverHttp(store, url, arm.name, secret, pipeline_config, artifact, click=click)
                 else:
                     model: ServingModel | None = None
                     if arm.policy in ("oracle", "random"):
                         model = reference_model(market, arm.policy, config.seed)
                     elif artifact is not None:
-                        model = ServingModel.from_artifact(artifact, store, version=f"{arm.name}-0")
+                        model = ServingModel.from_artifact(artifact, store, version=f"{arm.name}-0", click=click)
                     server = InProcess(store, model, self.signer, pipeline_config)
                 self.servers.append(server)
         n_arms = len(config.arms)
@@ -555,9 +589,15 @@ class _Loop:
             if arm.policy == "model" and t >= self.next_retrain[k]:
                 self.flush(t)
                 t0 = time.perf_counter()
-                artifact = _train(arm, self.stores[k])
+                store = self.stores[k]
+                artifact = _train(arm, store)
+                click = None
+                if arm.click_model is not None:
+                    ProfileBuilder().update_window(store, self.profiled_until[k], t)  # the events flushed by t
+                    self.profiled_until[k] = t
+                    click = _train_click(arm, store) if artifact is not None else None
                 if artifact is not None:
-                    self.servers[k].swap(artifact, f"{arm.name}-{len(self.retrains[k]) + 1}")
+                    self.servers[k].swap(artifact, f"{arm.name}-{len(self.retrains[k]) + 1}", click)
                 seconds = time.perf_counter() - t0
                 self.retrains[k].append(seconds)
                 self.retrain_seconds += seconds

@@ -30,9 +30,10 @@ from adrec.exceptions import ConfigError
 from adrec.feedback.ingest import RawFeedback, ingest_feedback
 from adrec.feedback.tokens import TokenSigner
 from adrec.models.artifact import Artifact
+from adrec.models.ctr import ClickModel
 from adrec.serving.api.state import CLOCK_HEADER
 from adrec.serving.auth import create_api_key
-from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
+from adrec.serving.pipeline import CLICK_MODEL_DIR, Pipeline, PipelineConfig, ServingModel
 from adrec.store.base import Store
 
 __all__ = ["ArmServer", "InProcess", "OverHttp", "Served"]
@@ -54,7 +55,7 @@ class ArmServer(Protocol):
 
     def recommend(self, user_id: str, k: int, now: float, placement: str, request_id: str) -> list[Served]: ...
     def send(self, events: Sequence[RawFeedback], now: float) -> list[tuple[int, str, str]]: ...
-    def swap(self, artifact: Artifact, version: str) -> None: ...
+    def swap(self, artifact: Artifact, version: str, click: ClickModel | None = None) -> None: ...
     def refresh_catalog(self) -> None: ...
     def close(self) -> None: ...
 
@@ -75,8 +76,9 @@ class InProcess:
         self.pipeline.refresh_spend()
         return report.rejected
 
-    def swap(self, artifact: Artifact, version: str) -> None:
-        self.pipeline.swap_model(ServingModel.from_artifact(artifact, self.store, version=version), relearn=True)
+    def swap(self, artifact: Artifact, version: str, click: ClickModel | None = None) -> None:
+        model = ServingModel.from_artifact(artifact, self.store, version=version, click=click)
+        self.pipeline.swap_model(model, relearn=True)
 
     def refresh_catalog(self) -> None:
         self.pipeline.refresh_catalog()  # as the API does after a campaign write
@@ -123,6 +125,7 @@ class OverHttp:
         artifact: Artifact | None,
         workdir: Path | None = None,
         *,
+        click: ClickModel | None = None,
         start_timeout_s: float = 60.0,
     ) -> None:
         if url in ("sqlite://", "sqlite:///:memory:") or not url:
@@ -136,7 +139,7 @@ class OverHttp:
         self.name = name
         _, self.key = create_api_key(store, "admin", name=f"experiment arm {name}")
         if artifact is not None:
-            self._save(artifact, f"{name}-0")
+            self._save(artifact, f"{name}-0", click)
         port = _free_port()
         self.base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "ADREC_TOKEN_SECRET": secret, "ADREC_SIMULATED_CLOCK": "true"}
@@ -164,9 +167,12 @@ class OverHttp:
         self.close()
         raise RuntimeError(f"adrec serve for arm {self.name} did not get ready within {seconds:g} s")
 
-    def _save(self, artifact: Artifact, version: str) -> None:
-        """Save atomically and point ``CURRENT`` at it (written whole, then renamed: a reader never sees half)."""
+    def _save(self, artifact: Artifact, version: str, click: ClickModel | None = None) -> None:
+        """Save (the click model in the version's ``ctr/``) and point ``CURRENT`` at it, atomically (written
+        whole, then renamed: a reader never sees half)."""
         artifact.save(self.models / version)
+        if click is not None:
+            click.save(self.models / version / CLICK_MODEL_DIR)
         partial = self.models / ".CURRENT.partial"
         partial.write_text(version + "\n", encoding="utf-8")
         os.replace(partial, self.models / "CURRENT")
@@ -206,8 +212,8 @@ class OverHttp:
             rejected += [(r["index"] + start, r["event_id"], r["error"]) for r in body["rejected"]]
         return rejected
 
-    def swap(self, artifact: Artifact, version: str) -> None:
-        self._save(artifact, version)
+    def swap(self, artifact: Artifact, version: str, click: ClickModel | None = None) -> None:
+        self._save(artifact, version, click)
         self._call("POST", "/v1/admin/models/reload")
 
     def refresh_catalog(self) -> None:

@@ -14,16 +14,17 @@ that were never served (``append_events``) have no ledger rows: they reach the p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from adrec.data.profile import Behaviour, price_band
-from adrec.data.schema import User
+from adrec.data.schema import EventBatch, User
 from adrec.exceptions import ValidationError
 from adrec.models.ctr.dataset import ClickDataset, campaign_rate, check_shares, time_split
-from adrec.models.ctr.features import REFERENCE_POSITION, FeatureSpec
+from adrec.models.ctr.features import REFERENCE_POSITION, Examples, FeatureSpec
 from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
 from adrec.store.base import ServedBatch, Store
@@ -40,16 +41,37 @@ def _served(store: Store, since: float | None, until: float | None) -> ServedBat
     return ServedBatch(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
 
 
-def _behaviours(store: Store, cut: float, builder: ProfileBuilder) -> dict[str, Behaviour]:
-    """Each user's behaviour from the store's events before ``cut`` (consent is applied when encoding)."""
+def _profile_snapshots(
+    store: Store, boundaries: list[float], builder: ProfileBuilder
+) -> Iterator[dict[str, Behaviour]]:
+    """Each user's behaviour from the store's events before each of ``boundaries`` (ascending), in one pass over
+    the events: the profiles a profile job run at each boundary would have written (consent is applied when
+    encoding). Each snapshot is yielded before the events after its boundary are read; the dict is reused."""
     behaviours: dict[str, Behaviour] = {}
     meta: dict[str, tuple[str | None, str | None, str | None]] = {}
-    for batch in store.iter_events(until=cut):
+
+    def fold(batch: EventBatch) -> None:
         wanted = [a for a in set(batch.ad_id.tolist()) if a not in meta]
         meta.update({ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in store.get_ads(wanted)})
         for user_id, b in builder.aggregate(batch, meta).items():
             behaviours[user_id] = b if user_id not in behaviours else builder.merge(behaviours[user_id], b)
-    return behaviours
+
+    events = store.iter_events(until=boundaries[-1])
+    carry: EventBatch | None = None
+    for boundary in boundaries:
+        while True:
+            batch = carry if carry is not None else next(events, None)
+            carry = None
+            if batch is None:
+                break
+            before = batch.ts < boundary
+            if before.all():
+                fold(batch)
+                continue
+            fold(batch.take(np.flatnonzero(before)))
+            carry = batch.take(np.flatnonzero(~before))
+            break
+        yield behaviours
 
 
 def served_click_dataset(
@@ -63,13 +85,16 @@ def served_click_dataset(
     test_share: float = 0.2,
     target: Literal["click", "conversion"] = "click",
     campaign_prior_clicks: float = 50.0,
+    profile_every_s: float | None = 86_400.0,
     builder: ProfileBuilder | None = None,
     name: str = "store",
     progress: bool = False,
 ) -> ClickDataset:
     """Examples of the ads served with ``since <= served_ts < until`` after the first ``profile_share`` of their
-    time span, split by time (the last ``test_share`` of the examples' span is the test set, the ``valid_share``
-    before it the validation set; ``test_share=0``: no test set, for training only).
+    time span, each encoded with the profiles of a profile job run every ``profile_every_s`` seconds from the cut
+    (None: once, at the cut), as serving reads them between runs; split by time (the last ``test_share`` of the
+    examples' span is the test set, the ``valid_share`` before it the validation set; ``test_share=0``: no test
+    set, for training only).
 
     ``target="conversion"``: the clicked ads only, labelled by whether the click converted, with the baseline
     ``campaign rate`` (each campaign's conversions per click over the train and validation clicks, shrunk towards
@@ -89,8 +114,8 @@ def served_click_dataset(
             )
         lo, hi = float(served.served_ts[0]), float(served.served_ts[-1])
         cut = lo + profile_share * (hi - lo)
-        with bars.step("profiles before the cut"):
-            behaviours = _behaviours(store, cut, builder or ProfileBuilder())
+    if profile_every_s is not None and not profile_every_s > 0:
+        raise ValueError(f"profile_every_s must be > 0 or None; got {profile_every_s}")
     later = served.served_ts >= cut
     clicked = ~np.isnan(served.click_ts)
     keep = later & clicked if target == "conversion" else later
@@ -103,12 +128,7 @@ def served_click_dataset(
             f"{name}: the {len(rows):,} {what} served after the first {profile_share:.0%} of its time span are all "
             f"{'positive' if len(rows) and label[0] else 'negative'}: nothing to learn from",
         )
-    user_ids, user_rows = np.unique(served.user_id[rows], return_inverse=True)
     ad_ids, ad_rows = np.unique(served.ad_id[rows], return_inverse=True)
-    profiles = store.get_profiles(user_ids.tolist())
-    # A user without a stored record is known by id only, with no behaviour (as serving encodes them).
-    users = [profiles[u].user if u in profiles else User.model_construct(user_id=u) for u in user_ids.tolist()]
-    user_block = spec.users(users, [behaviours.get(u) if u in profiles else None for u in user_ids.tolist()])
     ads = {ad.ad_id: ad for ad in store.get_ads(ad_ids.tolist())}
     missing = [a for a in ad_ids.tolist() if a not in ads]
     if missing:
@@ -121,9 +141,28 @@ def served_click_dataset(
     ts = served.served_ts[rows]
     position = served.position[rows].astype(np.int64)
     position[position < 1] = REFERENCE_POSITION
-    examples = spec.assemble(
-        user_block, user_rows, ad_block, ad_rows, spec.context(ts, served.placement[rows].tolist()), position, label
-    )
+    context = spec.context(ts, served.placement[rows].tolist())
+    # One block of examples per profile period: the users of the period encoded with the profiles at its start.
+    step = (hi - cut + 1.0) if profile_every_s is None else profile_every_s
+    boundaries = [cut + i * step for i in range(int((hi - cut) // step) + 1)]
+    period = np.minimum(((ts - cut) // step).astype(np.int64), len(boundaries) - 1)
+    parts: list[tuple[npt.NDArray[np.intp], Examples]] = []
+    with Bars(enabled=progress) as bars:
+        advance = bars.task("examples, profile period by period", len(boundaries))
+        for i, behaviours in enumerate(_profile_snapshots(store, boundaries, builder or ProfileBuilder())):
+            mine = np.flatnonzero(period == i)
+            if len(mine):
+                user_ids, user_rows = np.unique(served.user_id[rows][mine], return_inverse=True)
+                profiles = store.get_profiles(user_ids.tolist())
+                # A user without a stored record is known by id only, with no behaviour (as serving encodes them).
+                users = [profiles[u].user if u in profiles else User.model_construct(user_id=u) for u in user_ids]
+                known = [behaviours.get(u) if u in profiles else None for u in user_ids.tolist()]
+                block = spec.users(users, known)
+                at = (ad_rows[mine], context[mine], position[mine], label[mine])
+                parts.append((mine, spec.assemble(block, user_rows, ad_block, *at)))
+            advance(1)
+    order = np.concatenate([m for m, _ in parts])
+    examples = Examples.concat([x for _, x in parts]).take(np.argsort(order, kind="stable"))
     train, valid, test = time_split(ts, valid_share, test_share)
     campaign_of: npt.NDArray[np.object_] = served.campaign_id[rows]
     baselines = {}

@@ -775,7 +775,12 @@ class Pipeline:
             n_explore = min(len(explore_pool), int(share) + int(rng.random() < share - int(share)))
             shuffled = rng.permutation(explore_pool)
             explore_pick = shuffled[:n_explore]
-            order = order[~explore[order]]
+            if served is not None and served.click is not None:
+                # The click model scores a fresh ad from its content (its id unseen): it competes on eCPM like any
+                # candidate, and the exploration share adds drawn ones on top of those that win.
+                order = order[~np.isin(order, explore_pick)]
+            else:  # a fresh ad's pCTR is only the base rate: it is shown by the exploration share alone
+                order = order[~explore[order]]
         picked = rerank(
             cat,
             cand,

@@ -163,6 +163,18 @@ class Examples:
         label = None if self.label is None else self.label[rows]
         return Examples(self.ids[rows], self.dense[rows], self.position[rows], label)
 
+    @staticmethod
+    def concat(parts: Sequence[Examples]) -> Examples:
+        """The rows of ``parts`` one after the other (labelled only if all are)."""
+        labels = [p.label for p in parts if p.label is not None]
+        label = np.concatenate(labels) if len(labels) == len(parts) else None
+        return Examples(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.dense for p in parts]),
+            np.concatenate([p.position for p in parts]),
+            label,
+        )
+
     @property
     def labels(self) -> FloatArray:
         """The labels; a clear error where there are none."""
