@@ -65,7 +65,8 @@ def _newton_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 30) -> np.n
 @pytest.mark.slow
 def test_logistic_regression_recovers_the_weights_of_a_logistic_truth() -> None:
     train, weights, _ = _logistic_truth(300_000, seed=1)
-    model = LogisticRegression(epochs=6, batch_size=2048, lr=0.05, l2=0.0, dedup=False).fit(train, spec=SPEC)
+    model = LogisticRegression(epochs=6, batch_size=2048, lr=0.05, l2=0.0, dedup=False, id_dropout=0.0)
+    model.fit(train, spec=SPEC)
     table = model.net_.linear.weight.detach().numpy().ravel()
     learned_position = model.net_.position.weight.detach().numpy().ravel()[1:5]
     # The reference: the exact maximum-likelihood fit of the same one-hot design.
@@ -87,6 +88,30 @@ def test_logistic_regression_recovers_the_weights_of_a_logistic_truth() -> None:
         assert np.sqrt(np.mean(gap**2)) < 0.025 and np.abs(gap).max() < 0.08, field
         slope = np.polyfit(w - w.mean(), centred, 1)[0]
         assert 0.9 < slope < 1.1, field  # ... and the optimum is the truth, up to sampling noise
+
+
+@pytest.mark.parametrize("name", ["lr", "dcnv2"])
+def test_id_dropout_teaches_the_unknown_id_what_a_new_ad_of_a_known_category_is_worth(name: str) -> None:
+    """Ads nest in categories: ``logit = -3 + w_cat[category] + w_ad[ad]``. Every training ad is frequent, so
+    without id dropout the unknown ad bucket never learns anything and a new ad's pCTR is whatever the category
+    weight absorbed; with it, a new ad gets about its category's rate."""
+    rng, truth = np.random.default_rng(5), np.random.default_rng(6)
+    w_cat, w_ad = truth.normal(0, 0.5, 4), truth.normal(0, 0.6, 60)
+    category_of = np.arange(60) % 4
+    n = 120_000
+    ad = rng.integers(0, 40, n)  # ads 40..59 are never seen in training
+    z = -3.0 + w_cat[category_of[ad]] + w_ad[ad]
+    train = _examples({"ad": ad, "category": category_of[ad]}, np.ones(n), (rng.random(n) < _sigmoid(z)).astype(np.float32))
+    new = np.arange(40, 60)
+    candidates = _examples({"ad": new, "category": category_of[new]}, np.ones(len(new)), None)
+    # What a new ad of each category is worth on average: the truth averaged over the category's ad effects.
+    expected = np.array([_sigmoid(-3.0 + w_cat[c] + w_ad).mean() for c in category_of[new]])
+    errors = {}
+    for dropout in (0.0, 0.1):
+        params = {**FAST_BY_MODEL[name], "lr": 0.05} if name == "lr" else FAST_BY_MODEL[name]
+        model = get_click_model(name, **params, id_dropout=dropout).fit(train, spec=SPEC)
+        errors[dropout] = float(np.abs(np.log(model.predict(candidates) / expected)).mean())
+    assert errors[0.1] < 0.25 and errors[0.1] < 0.7 * errors[0.0], errors
 
 
 def _interaction_truth(n: int, seed: int) -> Examples:

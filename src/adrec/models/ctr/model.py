@@ -17,8 +17,9 @@ What every model shares:
   RecSys 2019): the simulator's truth has exactly this form, and serving scores every candidate at one reference
   position.
 - **Unseen values**: a bucket seen fewer than ``min_count`` times in training is mapped to its field's
-  *unknown* bucket, in training and at prediction, so a new ad or advertiser gets the weight learned for rare ones
-  instead of an untrained embedding.
+  *unknown* bucket, in training and at prediction; and a share ``id_dropout`` of the training examples has its
+  user, ad and campaign ids replaced by the unknown bucket, so a new ad or user gets a weight learned on known
+  ones with their other features instead of an untrained embedding.
 - **Calibration**: when ``fit`` is given validation examples, a Platt scaling of the logit is fitted on them
   (:class:`~adrec.models.calibration.Calibrator`) and :meth:`ClickModel.predict` applies it.
 """
@@ -118,6 +119,7 @@ class ClickModel(ABC):
     name: ClassVar[str] = ""
 
     min_count: int
+    id_dropout: float
     seed: int
 
     spec_: FeatureSpec
@@ -132,7 +134,7 @@ class ClickModel(ABC):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """The hyper-parameters and their default values."""
-        return {"min_count": 5, "seed": 0}
+        return {"min_count": 5, "id_dropout": 0.05, "seed": 0}
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.defaults()}
@@ -161,7 +163,9 @@ class ClickModel(ABC):
         self.known_ = counts >= self.min_count
         self.known_[0] = True
         self.calibrator_ = None
-        train, valid = self._remap(train), None if valid is None else self._remap(valid)
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ValidationError("id_dropout", f"must be in [0, 1) (got {self.id_dropout!r})")
+        train, valid = self._drop_ids(self._remap(train)), None if valid is None else self._remap(valid)
         self._fit(train, valid, progress)
         if valid is not None and len(valid):
             self.calibrator_ = Calibrator.fit(self._logit(valid, None), valid.labels)
@@ -217,6 +221,21 @@ class ClickModel(ABC):
     @abstractmethod
     def _restore(self, folder: Path, state: dict[str, npt.NDArray[Any]]) -> None: ...
 
+    def _drop_ids(self, train: Examples) -> Examples:
+        """Training examples with each id of :data:`DROPPED_IDS` replaced by its field's unknown bucket with
+        probability ``id_dropout``: the unknown bucket then learns what an id nobody has seen is worth given
+        everything else (a new ad of a known category, brand and advertiser), instead of what the few rare ids were
+        worth, or nothing where none was rare."""
+        if self.id_dropout == 0 or len(train) == 0:
+            return train
+        rng = np.random.default_rng(self.seed)
+        ids = train.ids.copy()
+        for field in DROPPED_IDS:
+            col = self.spec_.slot_fields.index(field)
+            dropped = rng.random(len(ids)) < self.id_dropout
+            ids[dropped, col] = self.spec_.unknown_bucket(field)
+        return dataclasses.replace(train, ids=ids)
+
     def _remap(self, examples: Examples) -> Examples:
         """Buckets unseen (or rare) in training → their field's unknown bucket."""
         ids = examples.ids
@@ -225,6 +244,10 @@ class ClickModel(ABC):
             return examples
         unknown = np.array([self.spec_.unknown_bucket(f) for f in self.spec_.slot_fields], dtype=np.int64)
         return dataclasses.replace(examples, ids=np.where(known, ids, unknown[None, :]))
+
+
+DROPPED_IDS = ("user", "ad", "campaign")
+"""The id fields a new user or a new ad brings unseen (see ``id_dropout``)."""
 
 
 # -- the torch models -------------------------------------------------------------------------------------------
