@@ -71,15 +71,19 @@ def test_arms_served_over_http_by_real_servers_decide_as_in_process(tmp_path: Pa
     # clock, its tokens, budgets, caps, model reloads and bid changes, it served exactly what it served in process.
     assert remote["bpr"]["totals"] == pytest.approx(mine["bpr"].totals)
     # Ranked by a click model saved in the version's ctr/ folder, reading the profiles the loop's profile job
-    # writes into the arm's store: the same decisions again.
-    assert remote["bpr-lr"]["totals"] == pytest.approx(mine["bpr-lr"].totals)
+    # writes into the arm's store: the same decisions again. The two runs train their click models apart, and
+    # multi-threaded float sums may differ in the last bits: a GSP price can round the other way in its sixth
+    # decimal, so money agrees to 1e-4 and everything counted exactly.
+    theirs, ours = remote["bpr-lr"]["totals"], mine["bpr-lr"].totals
+    money = {"revenue", "spend", "unbilled", "billed", "value", "welfare", "pctr", "budget"}
+    assert {k: v for k, v in theirs.items() if k not in money} == pytest.approx(
+        {k: v for k, v in ours.items() if k not in money}
+    )
+    assert {k: theirs[k] for k in money & set(ours)} == pytest.approx({k: ours[k] for k in money & set(ours)}, rel=1e-4)
     assert remote["oracle"]["totals"] == pytest.approx(mine["oracle"].totals)  # in process both times
-    # The segment arm fills its last slots with fresh ads in a random order that the server draws itself (the API
-    # does not take the client's request id): close, and the arms rank the same.
-    assert remote["segments"]["totals"]["requests"] == pytest.approx(mine["segments"].totals["requests"], rel=0.15)
-    truth = "true_ctr_of_shown"
-    by_remote = sorted(remote, key=lambda name: -remote[name]["metrics"][truth]["mean"])
-    assert by_remote == sorted(mine, key=lambda name: -mine[name].metrics[truth].mean)
+    # The segment arm fills its last slots with fresh ads in a random order: the loop's request id, sent as the
+    # API's request_id, seeds the server's draws as it seeds the in-process pipeline's, so they draw the same.
+    assert remote["segments"]["totals"] == pytest.approx(mine["segments"].totals)
     # The servers wrote into the arms' stores: the events with their charges, and a model version per reload.
     with open_store(db.replace("{arm}", "bpr"), create=False) as store:
         batches = list(store.iter_events(since=config.live_start))

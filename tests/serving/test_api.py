@@ -418,3 +418,36 @@ def test_a_server_on_the_simulated_clock_serves_at_the_time_each_request_names()
             spec = client.get("/openapi.json").json()["paths"]
             for path, method in (("/v1/recommendations", "get"), ("/v1/events", "post")):
                 assert "X-Adrec-Clock" in [p["name"] for p in spec[path][method]["parameters"]]
+
+
+def test_a_client_request_id_is_echoed_and_seeds_the_draws_while_impression_ids_stay_unique() -> None:
+    from adrec.data.schema import Ad
+    from adrec.serving.pipeline import PipelineConfig
+
+    with open_store("sqlite://") as store:
+        fill(store)
+        # Fresh ads the model never saw: half of every response's slots are drawn among them at random.
+        store.upsert_ads([Ad(ad_id=f"fresh-{i}", campaign_id=f"cmp-{i % 4}", title=f"fresh {i}") for i in range(40)])
+        state = ServerState(store, None, TokenSigner(SECRET), PipelineConfig(explore_share=0.5))
+        state.pipeline.swap_model(blocks_model())
+        key = {"X-API-Key": create_api_key(store, "serving")[1]}
+        with TestClient(create_app(state)) as client:
+
+            def ask(request_id: str | None) -> dict:
+                params = {"user_id": user_id(1, 2), "k": 6, **({"request_id": request_id} if request_id else {})}
+                r = client.get("/v1/recommendations", params=params, headers=key)
+                assert r.status_code == 200, r.text
+                return r.json()  # type: ignore[no-any-return]
+
+            first, again, other = ask("client-7:a"), ask("client-7:a"), ask("client-8:b")
+            assert first["request_id"] == again["request_id"] == "client-7:a"
+            drawn = [a["ad_id"] for a in first["ads"] if a["ad_id"].startswith("fresh-")]
+            assert len(drawn) >= 3 and drawn == [a["ad_id"] for a in again["ads"] if a["ad_id"].startswith("fresh-")]
+            assert drawn != [a["ad_id"] for a in other["ads"] if a["ad_id"].startswith("fresh-")]
+            # The same id twice: the tokens still name distinct served ads, so the ledger bills each on its own.
+            signer = TokenSigner(SECRET)
+            iids = [signer.verify(a["token"]).iid for a in first["ads"] + again["ads"]]
+            assert len(set(iids)) == len(iids)
+            for bad in ("x" * 41, "has space", ""):
+                r = client.get("/v1/recommendations", params={"user_id": "u", "request_id": bad}, headers=key)
+                assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "request_id"], bad

@@ -187,10 +187,9 @@ class OverHttp:
         return response.json()
 
     def recommend(self, user_id: str, k: int, now: float, placement: str, request_id: str) -> list[Served]:
-        # The server draws its own request id (its exploration draws then differ from the in-process run's).
-        body = self._call(
-            "GET", "/v1/recommendations", now, params={"user_id": user_id, "k": k, "placement": placement}
-        )
+        # The loop's request id seeds the server's draws as it seeds the in-process pipeline's: the same exploration.
+        params = {"user_id": user_id, "k": k, "placement": placement, "request_id": request_id}
+        body = self._call("GET", "/v1/recommendations", now, params=params)
         return [
             Served(a["ad_id"], a["pricing_model"], a["price"], a["token"], a["explanation"]["pctr"])
             for a in body["ads"]

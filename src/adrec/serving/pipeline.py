@@ -9,6 +9,7 @@ reads the references once at its start and finishes on what it read.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import threading
@@ -589,15 +590,25 @@ class Pipeline:
         exclude_advertisers: Sequence[str] = (),
         now: float | None = None,
         request_id: str | None = None,
+        client_request_id: str | None = None,
     ) -> Response:
-        """Up to ``k`` ads for ``user_id``, ranked, priced and explained (never empty when an ad is eligible)."""
+        """Up to ``k`` ads for ``user_id``, ranked, priced and explained (never empty when an ad is eligible).
+
+        ``request_id`` (trusted callers: unique per request) names the request and its served ads
+        (``{request_id}-{rank}``); by default a random one. ``client_request_id`` is a client's own id (the API's
+        ``request_id`` parameter), which may repeat: the response echoes it and it seeds the request's random
+        draws (the same id, the same exploration), while the served ads' ids stay unique (a random suffix)."""
         if k < 1:
             raise ConfigError(f"k must be >= 1 (got {k})")
         t0 = time.perf_counter()
         binding = self._binding  # one read: a concurrent swap does not affect this request
         catalog, model = binding.catalog, binding.model
         now = time.time() if now is None else now
-        request_id = request_id or uuid.uuid4().hex
+        if client_request_id is not None:
+            draws, request_id = client_request_id, f"{client_request_id}~{uuid.uuid4().hex[:12]}"
+        else:
+            request_id = request_id or uuid.uuid4().hex
+            draws = request_id
         ctx = RequestContext(now, placement, device, region, frozenset(exclude_advertisers))
         user, interests, behaviour = self._user(user_id)
         deliveries: list[tuple[str, str, float]] = []
@@ -622,7 +633,7 @@ class Pipeline:
             cand, scores, source = np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int8)
         t3 = time.perf_counter()
         ads = self._rank(
-            binding, cand, scores, source, k, user, user_id, interests, ctx, request_id, repeats, behaviour
+            binding, cand, scores, source, k, user, user_id, interests, ctx, request_id, draws, repeats, behaviour
         )
         t4 = time.perf_counter()
         timings = {
@@ -632,7 +643,7 @@ class Pipeline:
             "rank_auction": (t4 - t3) * 1e3,
         }
         return Response(
-            request_id,
+            client_request_id if client_request_id is not None else request_id,
             user_id,
             model.version if model is not None else None,
             ads,
@@ -718,6 +729,7 @@ class Pipeline:
         interests: list[str],
         ctx: RequestContext,
         request_id: str,
+        draws: str,
         repeats: dict[str, int],
         behaviour: Behaviour | None = None,
     ) -> list[ServedAd]:
@@ -768,7 +780,7 @@ class Pipeline:
         explore_pool = np.flatnonzero(explore)
         explore_pick = np.array([], dtype=np.int64)
         if len(explore_pool):
-            rng = np.random.default_rng(int(request_id[:8], 16) if _is_hex(request_id[:8]) else None)
+            rng = np.random.default_rng(_draw_seed(draws))
             # The share is met on average: k * share slots, the fraction by chance (k = 1 explores 10 % of the
             # time).
             share = k * cfg.explore_share
@@ -952,9 +964,10 @@ def _first_open(
     return np.array(out, dtype=np.int64)
 
 
-def _is_hex(s: str) -> bool:
+def _draw_seed(key: str) -> int:
+    """The seed of a request's random draws: the number its first 8 hex digits spell (random request ids are hex),
+    else a hash of the whole id, so that the same id always draws the same."""
     try:
-        int(s, 16)
+        return int(key[:8], 16)
     except ValueError:
-        return False
-    return bool(s)
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")

@@ -50,6 +50,14 @@ class AdRequest(BaseModel):
     exclude_advertisers: list[Id] = Field(
         default_factory=list, max_length=1000, description="Advertisers not to show (repeatable)."
     )
+    request_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="Your id of this request: echoed as the response's request_id, and the seed of its random draws "
+        "(exploration), so the same id draws the same. The served ads' impression ids stay unique.",
+    )
 
 
 _Query = TypeVar("_Query", bound=BaseModel)

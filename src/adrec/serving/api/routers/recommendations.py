@@ -35,6 +35,7 @@ async def recommendations(key: Serving, request: Request) -> Response:
         device=q.device,
         region=q.region,
         exclude_advertisers=q.exclude_advertisers,
+        client_request_id=q.request_id,
     )
     # Serialised directly: FastAPI's generic encoder costs more than the whole decision here.
     body = response.as_dict(confidential=key.role == "admin")
