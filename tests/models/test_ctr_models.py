@@ -101,7 +101,9 @@ def test_id_dropout_teaches_the_unknown_id_what_a_new_ad_of_a_known_category_is_
     n = 120_000
     ad = rng.integers(0, 40, n)  # ads 40..59 are never seen in training
     z = -3.0 + w_cat[category_of[ad]] + w_ad[ad]
-    train = _examples({"ad": ad, "category": category_of[ad]}, np.ones(n), (rng.random(n) < _sigmoid(z)).astype(np.float32))
+    train = _examples(
+        {"ad": ad, "category": category_of[ad]}, np.ones(n), (rng.random(n) < _sigmoid(z)).astype(np.float32)
+    )
     new = np.arange(40, 60)
     candidates = _examples({"ad": new, "category": category_of[new]}, np.ones(len(new)), None)
     # What a new ad of each category is worth on average: the truth averaged over the category's ad effects.
