@@ -178,7 +178,7 @@ def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: 
     if positives < 500:
         out.print(
             f"[yellow]only {positives} positive test examples: differences between models are mostly noise; "
-            "simulate more impressions[/]",
+            f"{'log more served ads' if dataset.startswith('store:') else 'simulate more impressions'}[/]",
             highlight=False,
         )
     report = compare_click_models(
