@@ -146,13 +146,14 @@ def served_click_dataset(
     step = (hi - cut + 1.0) if profile_every_s is None else profile_every_s
     boundaries = [cut + i * step for i in range(int((hi - cut) // step) + 1)]
     period = np.minimum(((ts - cut) // step).astype(np.int64), len(boundaries) - 1)
+    user_of = served.user_id[rows]
     parts: list[tuple[npt.NDArray[np.intp], Examples]] = []
     with Bars(enabled=progress) as bars:
         advance = bars.task("examples, profile period by period", len(boundaries))
         for i, behaviours in enumerate(_profile_snapshots(store, boundaries, builder or ProfileBuilder())):
             mine = np.flatnonzero(period == i)
             if len(mine):
-                user_ids, user_rows = np.unique(served.user_id[rows][mine], return_inverse=True)
+                user_ids, user_rows = np.unique(user_of[mine], return_inverse=True)
                 profiles = store.get_profiles(user_ids.tolist())
                 # A user without a stored record is known by id only, with no behaviour (as serving encodes them).
                 users = [profiles[u].user if u in profiles else User.model_construct(user_id=u) for u in user_ids]
@@ -179,7 +180,7 @@ def served_click_dataset(
         train=examples.take(train),
         valid=examples.take(valid),
         test=examples.take(test),
-        test_users=served.user_id[rows][test],
+        test_users=user_of[test],
         test_fields={"advertiser": advertiser, "category": category},
         baselines=baselines,
     )
