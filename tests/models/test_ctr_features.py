@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import numpy as np
@@ -138,3 +139,46 @@ def test_simulated_dataset_splits_by_time_after_the_profile_cut(market: Market) 
     assert 0.0 < data.base_rate < 0.2
     # Test clicks follow the truth: the oracle's probabilities predict them (a broken alignment would not).
     assert abs(data.test_truth.sum() - data.test.labels.sum()) < 4 * np.sqrt(data.test_truth.sum())
+
+
+def test_profile_snapshots_of_a_chunked_history_equal_a_profile_of_all_events_before_each_boundary(
+    market: Market,
+) -> None:
+    """A simulated history comes in chunks whose clicks are later than the next chunk's first impressions: the
+    snapshots taken in one pass over the chunks must still be the profiles of exactly the events before each
+    boundary."""
+    from adrec.data.schema import EventBatch
+
+    chunked = Market.generate(market.config.model_copy(update={"chunk_size": 3_000}))
+    logs = [log.to_event_batch(chunked) for log in simulate_history(chunked)]
+    assert len(logs) > 1 and any(a.ts.max() > b.ts.min() for a, b in itertools.pairwise(logs))  # chunks overlap
+    meta = {ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in ad_records(chunked)}
+    cfg = chunked.config
+    boundaries = [cfg.start_ts + f * (cfg.end_ts - cfg.start_ts) for f in (0.3, 0.55, 0.9)]
+    builder = ProfileBuilder()
+    snapshots = list(builder.snapshots(iter(logs), boundaries, lambda ids: {a: meta[a] for a in ids.tolist()}))
+    everything = EventBatch(**{c: np.concatenate([getattr(b, c) for b in logs]) for c in EventBatch.COLUMNS})
+    assert len(snapshots) == len(boundaries)
+    for boundary, snapshot in zip(boundaries, snapshots, strict=True):
+        direct = builder.aggregate(everything.take(np.flatnonzero(everything.ts < boundary)), meta)
+        assert snapshot.keys() == direct.keys()
+        for user in list(direct)[:50]:
+            a, b = snapshot[user], direct[user]
+            assert (a.impressions, a.clicks, a.conversions, a.last_ts) == (
+                b.impressions,
+                b.clicks,
+                b.conversions,
+                b.last_ts,
+            )
+            assert a.affinities("category") == pytest.approx(b.affinities("category"), rel=1e-9)
+    assert sum(b.impressions for b in snapshots[0].values()) < sum(b.impressions for b in snapshots[-1].values())
+
+
+def test_simulated_examples_see_the_profiles_of_their_own_day(market: Market) -> None:
+    once = simulated_click_dataset(market, SPEC, profile_every_s=None)
+    daily = simulated_click_dataset(market, SPEC)  # a profile run a day
+    activity = DENSE.index("log_impressions")
+    # The same examples in the same order; later days see more of each user's history than the cut alone.
+    np.testing.assert_array_equal(once.test.labels, daily.test.labels)
+    grown = daily.test.dense[:, activity] - once.test.dense[:, activity]
+    assert (grown >= -1e-6).all() and (grown > 0).mean() > 0.5

@@ -14,14 +14,13 @@ that were never served (``append_events``) have no ledger rows: they reach the p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from adrec.data.profile import Behaviour, price_band
-from adrec.data.schema import EventBatch, User
+from adrec.data.profile import price_band
+from adrec.data.schema import User
 from adrec.exceptions import ValidationError
 from adrec.models.ctr.dataset import ClickDataset, campaign_rate, check_shares, time_split
 from adrec.models.ctr.features import REFERENCE_POSITION, Examples, FeatureSpec
@@ -39,39 +38,6 @@ def _served(store: Store, since: float | None, until: float | None) -> ServedBat
         empty = {"position": np.int16, "served_ts": np.float64, "click_ts": np.float64, "conversion_ts": np.float64}
         return ServedBatch(**{n: np.zeros(0, dtype=empty.get(n, object)) for n in names})
     return ServedBatch(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
-
-
-def _profile_snapshots(
-    store: Store, boundaries: list[float], builder: ProfileBuilder
-) -> Iterator[dict[str, Behaviour]]:
-    """Each user's behaviour from the store's events before each of ``boundaries`` (ascending), in one pass over
-    the events: the profiles a profile job run at each boundary would have written (consent is applied when
-    encoding). Each snapshot is yielded before the events after its boundary are read; the dict is reused."""
-    behaviours: dict[str, Behaviour] = {}
-    meta: dict[str, tuple[str | None, str | None, str | None]] = {}
-
-    def fold(batch: EventBatch) -> None:
-        wanted = [a for a in set(batch.ad_id.tolist()) if a not in meta]
-        meta.update({ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in store.get_ads(wanted)})
-        for user_id, b in builder.aggregate(batch, meta).items():
-            behaviours[user_id] = b if user_id not in behaviours else builder.merge(behaviours[user_id], b)
-
-    events = store.iter_events(until=boundaries[-1])
-    carry: EventBatch | None = None
-    for boundary in boundaries:
-        while True:
-            batch = carry if carry is not None else next(events, None)
-            carry = None
-            if batch is None:
-                break
-            before = batch.ts < boundary
-            if before.all():
-                fold(batch)
-                continue
-            fold(batch.take(np.flatnonzero(before)))
-            carry = batch.take(np.flatnonzero(~before))
-            break
-        yield behaviours
 
 
 def served_click_dataset(
@@ -150,7 +116,13 @@ def served_click_dataset(
     parts: list[tuple[npt.NDArray[np.intp], Examples]] = []
     with Bars(enabled=progress) as bars:
         advance = bars.task("examples, profile period by period", len(boundaries))
-        for i, behaviours in enumerate(_profile_snapshots(store, boundaries, builder or ProfileBuilder())):
+        events = store.iter_events(until=boundaries[-1])
+
+        def ad_meta(ad_ids: npt.NDArray[np.object_]) -> dict[str, tuple[str | None, str | None, str | None]]:
+            return {ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in store.get_ads(ad_ids.tolist())}
+
+        snapshots = (builder or ProfileBuilder()).snapshots(events, boundaries, ad_meta)
+        for i, behaviours in enumerate(snapshots):
             mine = np.flatnonzero(period == i)
             if len(mine):
                 user_ids, user_rows = np.unique(user_of[mine], return_inverse=True)

@@ -17,7 +17,7 @@ ignored, and an update that meets a non-consenting user clears whatever behaviou
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +68,17 @@ class ProfileUpdate:
     """Events of users without a stored record (anonymous: no consent on file)."""
     skipped_no_consent: int
     """Events of users who do not consent to behavioural targeting."""
+
+
+def _fold_before(batches: list[EventBatch], boundary: float, fold: Callable[[EventBatch], None]) -> list[EventBatch]:
+    """Fold the events before ``boundary``; return the rest."""
+    rest = []
+    for batch in batches:
+        before = batch.ts < boundary
+        fold(batch.take(np.flatnonzero(before)))
+        if not before.all():
+            rest.append(batch.take(np.flatnonzero(~before)))
+    return rest
 
 
 class ProfileBuilder:
@@ -230,6 +241,44 @@ class ProfileBuilder:
         ]
         store.upsert_profiles(out)
         return ProfileUpdate(n_events, used, len(out), unknown, no_consent)
+
+    def snapshots(
+        self,
+        batches: Iterable[EventBatch],
+        boundaries: Sequence[float],
+        ad_meta: Callable[[npt.NDArray[np.object_]], Mapping[str, AdMeta]],
+    ) -> Iterator[dict[str, Behaviour]]:
+        """Each user's behaviour from the events of ``batches`` before each of ``boundaries`` (ascending), in one
+        pass: the profiles a profile job run at each boundary would have had (consent is the reader's to apply).
+
+        ``batches`` need not be sorted within or across batches, as long as no event before a boundary comes after
+        a batch whose events all lie at or after it (a simulated history's chunks: each chunk's clicks come after
+        its impressions, the next chunk's impressions after this chunk's). ``ad_meta`` gives the metadata of the
+        ads of a batch. Each snapshot is a dict of its own (sharing the unchanged behaviours)."""
+        behaviours: dict[str, Behaviour] = {}
+        meta: dict[str, AdMeta] = {}
+        pending: list[EventBatch] = []  # events at or after the current boundary
+
+        def fold(batch: EventBatch) -> None:
+            if len(batch) == 0:
+                return
+            meta.update(ad_meta(np.array([a for a in set(batch.ad_id.tolist()) if a not in meta], dtype=object)))
+            for user_id, b in self.aggregate(batch, meta).items():
+                behaviours[user_id] = b if user_id not in behaviours else self.merge(behaviours[user_id], b)
+
+        remaining = list(boundaries)
+        for batch in batches:
+            while remaining and len(batch) and float(batch.ts.min()) >= remaining[0]:
+                yield dict(behaviours)  # nothing before this boundary can come any more
+                remaining.pop(0)
+                pending = _fold_before(pending, remaining[0] if remaining else math.inf, fold)
+            if not remaining:
+                return
+            pending = _fold_before([*pending, batch], remaining[0], fold)
+        while remaining:
+            yield dict(behaviours)
+            remaining.pop(0)
+            pending = _fold_before(pending, remaining[0] if remaining else math.inf, fold)
 
     # -- the arithmetic --------------------------------------------------------------------------------------
     def _ad_meta(

@@ -1,22 +1,24 @@
 """Click datasets from a simulated market, with every example's true click probability.
 
-The market's logged history (:func:`~adrec.simulate.history.simulate_history`) is cut in time: the events before
-the cut build the users' behaviour profiles (:class:`~adrec.profiles.ProfileBuilder`, as the profile job would
-have them at the cut), and the impressions after it are the examples, encoded with those profiles through the
-same :class:`~adrec.models.ctr.FeatureSpec` as serving (so no feature sees the click it predicts). The examples
-are then split by time into train, validation and test.
+The market's logged history (:func:`~adrec.simulate.history.simulate_history`) is cut in time: the impressions
+after the cut are the examples, each encoded through the same :class:`~adrec.models.ctr.FeatureSpec` as serving
+with the users' behaviour profiles a daily profile job would have had at the start of its day, built from the
+events before then (:meth:`~adrec.profiles.ProfileBuilder.snapshots`, as ``store:`` datasets do; no feature sees
+the click it predicts). The examples are then split by time into train, validation and test.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
 
-from adrec.data.profile import Behaviour, price_band
+from adrec.data.profile import price_band
+from adrec.data.schema import EventBatch
 from adrec.exceptions import ValidationError
 from adrec.models.ctr.dataset import ClickDataset, campaign_rate, check_shares, time_split
-from adrec.models.ctr.features import REFERENCE_POSITION, FeatureSpec
+from adrec.models.ctr.features import REFERENCE_POSITION, Examples, FeatureSpec
 from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
 from adrec.simulate.config import SimulationConfig
@@ -36,10 +38,13 @@ def simulated_click_dataset(
     test_share: float = 0.2,
     target: Literal["click", "conversion"] = "click",
     campaign_prior_clicks: float = 50.0,
+    profile_every_s: float | None = 86_400.0,
     progress: bool = False,
 ) -> ClickDataset:
-    """Examples of the market's history after the first ``profile_share`` of its time span, split by time: the
-    last ``test_share`` of the examples' span is the test set, the ``valid_share`` before it the validation set.
+    """Examples of the market's history after the first ``profile_share`` of its time span, each encoded with the
+    profiles of a profile job run every ``profile_every_s`` seconds from the cut (None: once, at the cut), as
+    ``store:`` datasets are, split by time: the last ``test_share`` of the examples' span is the test set, the
+    ``valid_share`` before it the validation set.
 
     ``target="conversion"``: the clicked impressions only, labelled by whether the click converted (a pCVR
     dataset; truth ``Market.true_cvr``), with the baseline ``campaign rate``: each campaign's conversions per
@@ -49,23 +54,23 @@ def simulated_click_dataset(
     if target not in ("click", "conversion"):
         raise ValueError(f"target must be click or conversion; got {target!r}")
     check_shares(profile_share, valid_share, test_share)
+    if profile_every_s is not None and not profile_every_s > 0:
+        raise ValueError(f"profile_every_s must be > 0 or None; got {profile_every_s}")
     spec = spec or FeatureSpec()
     cfg = market.config
     cut = cfg.start_ts + profile_share * (cfg.end_ts - cfg.start_ts)
+    step = (cfg.end_ts - cut + 1.0) if profile_every_s is None else profile_every_s
+    boundaries = [cut + i * step for i in range(int((cfg.end_ts - cut) // step) + 1)]
     ads = list(ad_records(market))
     meta = {ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in ads}
-    builder = ProfileBuilder()
-    behaviours: dict[str, Behaviour] = {}
     keys = ("user", "ad", "ts", "position", "clicked", "p_click", "converted", "p_conversion")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    with Bars(enabled=progress) as bars:
-        advance = bars.task("history", cfg.n_impressions)
+
+    def history(advance: Callable[[int], None]) -> Iterator[EventBatch]:
+        """The history's events up to the last profile run, collecting the examples after the cut on the way."""
         for log in simulate_history(market):
-            if log.ts[0] < cut:
-                events = log.to_event_batch(market)
-                early = events.take(np.flatnonzero(events.ts < cut))
-                for user_id, b in builder.aggregate(early, meta).items():
-                    behaviours[user_id] = b if user_id not in behaviours else builder.merge(behaviours[user_id], b)
+            if log.ts[0] < boundaries[-1]:
+                yield log.to_event_batch(market)
             later = log.ts >= cut
             for key, values in (
                 ("user", log.user_idx),
@@ -79,18 +84,31 @@ def simulated_click_dataset(
             ):
                 parts[key].append(values[later])
             advance(len(log))
+
+    with Bars(enabled=progress) as bars:
+        logs = history(bars.task("history", cfg.n_impressions))
+        snapshots = list(ProfileBuilder().snapshots(logs, boundaries, lambda ids: {a: meta[a] for a in ids.tolist()}))
+        for _ in logs:  # the rest of the history: examples after the last profile run
+            pass
     col = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     if target == "conversion":
         clicked = col["clicked"].astype(bool)
         col = {k: v[clicked] for k, v in col.items()}
     label, truth = ("clicked", "p_click") if target == "click" else ("converted", "p_conversion")
     users = list(user_records(market))
-    user_block = spec.users(users, [behaviours.get(u.user_id) for u in users])
     ad_block = spec.ads(ads, {c.campaign_id: c for c in campaign_records(market)})
     context = spec.context(col["ts"], cfg.placement)
-    examples = spec.assemble(
-        user_block, col["user"], ad_block, col["ad"], context, col["position"], col[label].astype(np.float32)
-    )
+    # One block of examples per profile period: every user encoded with the profiles at the period's start.
+    period = np.minimum(((col["ts"] - cut) // step).astype(np.int64), len(boundaries) - 1)
+    blocks, order = [], []
+    for i, behaviours in enumerate(snapshots):
+        mine = np.flatnonzero(period == i)
+        if len(mine):
+            user_block = spec.users(users, [behaviours.get(u.user_id) for u in users])
+            at = (col["ad"][mine], context[mine], col["position"][mine], col[label][mine].astype(np.float32))
+            blocks.append(spec.assemble(user_block, col["user"][mine], ad_block, *at))
+            order.append(mine)
+    examples = Examples.concat(blocks).take(np.argsort(np.concatenate(order), kind="stable"))
     train, valid, test = time_split(col["ts"], valid_share, test_share)
     ad_idx = col["ad"][test].astype(np.int64)
     baselines = {}
