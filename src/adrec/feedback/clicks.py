@@ -22,8 +22,15 @@ import numpy.typing as npt
 from adrec.data.profile import price_band
 from adrec.data.schema import User
 from adrec.exceptions import ValidationError
-from adrec.models.ctr.dataset import ClickDataset, campaign_rate, check_shares, time_split
-from adrec.models.ctr.features import REFERENCE_POSITION, Examples, FeatureSpec
+from adrec.models.ctr.dataset import (
+    ClickDataset,
+    campaign_rate,
+    check_shares,
+    encode_by_period,
+    profile_boundaries,
+    time_split,
+)
+from adrec.models.ctr.features import REFERENCE_POSITION, FeatureSpec
 from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
 from adrec.store.base import ServedBatch, Store
@@ -80,62 +87,55 @@ def served_click_dataset(
             )
         lo, hi = float(served.served_ts[0]), float(served.served_ts[-1])
         cut = lo + profile_share * (hi - lo)
-    if profile_every_s is not None and not profile_every_s > 0:
-        raise ValueError(f"profile_every_s must be > 0 or None; got {profile_every_s}")
-    later = served.served_ts >= cut
-    clicked = ~np.isnan(served.click_ts)
-    keep = later & clicked if target == "conversion" else later
-    rows = np.flatnonzero(keep)
-    label = (~np.isnan(served.conversion_ts) if target == "conversion" else clicked)[rows].astype(np.float32)
-    if len(rows) == 0 or label.min() == label.max():
-        what = "clicks" if target == "conversion" else "impressions"
-        raise ValidationError(
-            "--dataset",
-            f"{name}: the {len(rows):,} {what} served after the first {profile_share:.0%} of its time span are all "
-            f"{'positive' if len(rows) and label[0] else 'negative'}: nothing to learn from",
-        )
-    ad_ids, ad_rows = np.unique(served.ad_id[rows], return_inverse=True)
-    ads = {ad.ad_id: ad for ad in store.get_ads(ad_ids.tolist())}
-    missing = [a for a in ad_ids.tolist() if a not in ads]
-    if missing:
-        raise ValidationError(
-            "--dataset", f"{name}: served ads missing from the ad library (deleted?): {', '.join(missing[:5])}"
-        )
-    campaign_ids = sorted({ad.campaign_id for ad in ads.values()})
-    campaigns = {c.campaign_id: c for c in (store.get_campaign(cid) for cid in campaign_ids)}
-    ad_block = spec.ads([ads[a] for a in ad_ids.tolist()], campaigns)
-    ts = served.served_ts[rows]
-    position = served.position[rows].astype(np.int64)
-    position[position < 1] = REFERENCE_POSITION
-    context = spec.context(ts, served.placement[rows].tolist())
-    # One block of examples per profile period: the users of the period encoded with the profiles at its start.
-    step = (hi - cut + 1.0) if profile_every_s is None else profile_every_s
-    boundaries = [cut + i * step for i in range(int((hi - cut) // step) + 1)]
-    period = np.minimum(((ts - cut) // step).astype(np.int64), len(boundaries) - 1)
-    user_of = served.user_id[rows]
-    parts: list[tuple[npt.NDArray[np.intp], Examples]] = []
-    with Bars(enabled=progress) as bars:
-        advance = bars.task("examples, profile period by period", len(boundaries))
-        events = store.iter_events(until=boundaries[-1])
+        boundaries = profile_boundaries(cut, hi, profile_every_s)
+        later = served.served_ts >= cut
+        clicked = ~np.isnan(served.click_ts)
+        rows = np.flatnonzero(later & clicked if target == "conversion" else later)
+        label = (~np.isnan(served.conversion_ts) if target == "conversion" else clicked)[rows].astype(np.float32)
+        if len(rows) == 0 or label.min() == label.max():
+            what = "clicks" if target == "conversion" else "impressions"
+            raise ValidationError(
+                "--dataset",
+                f"{name}: the {len(rows):,} {what} served after the first {profile_share:.0%} of its time span are "
+                f"all {'positive' if len(rows) and label[0] else 'negative'}: nothing to learn from",
+            )
+        ad_ids, ad_rows = np.unique(served.ad_id[rows], return_inverse=True)
+        ads = {ad.ad_id: ad for ad in store.get_ads(ad_ids.tolist())}
+        missing = [a for a in ad_ids.tolist() if a not in ads]
+        if missing:
+            raise ValidationError(
+                "--dataset", f"{name}: served ads missing from the ad library (deleted?): {', '.join(missing[:5])}"
+            )
+        campaign_ids = sorted({ad.campaign_id for ad in ads.values()})
+        campaigns = {c.campaign_id: c for c in (store.get_campaign(cid) for cid in campaign_ids)}
+        ts = served.served_ts[rows]
+        position = served.position[rows].astype(np.int64)
+        position[position < 1] = REFERENCE_POSITION
+        user_of = served.user_id[rows]
 
         def ad_meta(ad_ids: npt.NDArray[np.object_]) -> dict[str, tuple[str | None, str | None, str | None]]:
             return {ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in store.get_ads(ad_ids.tolist())}
 
-        snapshots = (builder or ProfileBuilder()).snapshots(events, boundaries, ad_meta)
-        for i, behaviours in enumerate(snapshots):
-            mine = np.flatnonzero(period == i)
-            if len(mine):
-                user_ids, user_rows = np.unique(user_of[mine], return_inverse=True)
-                profiles = store.get_profiles(user_ids.tolist())
-                # A user without a stored record is known by id only, with no behaviour (as serving encodes them).
-                users = [profiles[u].user if u in profiles else User.model_construct(user_id=u) for u in user_ids]
-                known = [behaviours.get(u) if u in profiles else None for u in user_ids.tolist()]
-                block = spec.users(users, known)
-                at = (ad_rows[mine], context[mine], position[mine], label[mine])
-                parts.append((mine, spec.assemble(block, user_rows, ad_block, *at)))
-            advance(1)
-    order = np.concatenate([m for m, _ in parts])
-    examples = Examples.concat([x for _, x in parts]).take(np.argsort(order, kind="stable"))
+        def users(ids: list[str]) -> dict[str, User]:
+            return {u: p.user for u, p in store.get_profiles(ids).items()}
+
+        with bars.step("examples, profile period by period"):
+            snapshots = (builder or ProfileBuilder()).snapshots(
+                store.iter_events(until=boundaries[-1]), boundaries, ad_meta
+            )
+            examples = encode_by_period(
+                spec,
+                boundaries,
+                snapshots,
+                ts,
+                user_of,
+                users,
+                spec.ads([ads[a] for a in ad_ids.tolist()], campaigns),
+                ad_rows,
+                spec.context(ts, served.placement[rows].tolist()),
+                position,
+                label,
+            )
     train, valid, test = time_split(ts, valid_share, test_share)
     campaign_of: npt.NDArray[np.object_] = served.campaign_id[rows]
     baselines = {}

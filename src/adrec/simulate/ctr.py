@@ -17,8 +17,15 @@ import numpy as np
 from adrec.data.profile import price_band
 from adrec.data.schema import EventBatch
 from adrec.exceptions import ValidationError
-from adrec.models.ctr.dataset import ClickDataset, campaign_rate, check_shares, time_split
-from adrec.models.ctr.features import REFERENCE_POSITION, Examples, FeatureSpec
+from adrec.models.ctr.dataset import (
+    ClickDataset,
+    campaign_rate,
+    check_shares,
+    encode_by_period,
+    profile_boundaries,
+    time_split,
+)
+from adrec.models.ctr.features import REFERENCE_POSITION, FeatureSpec
 from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
 from adrec.simulate.config import SimulationConfig
@@ -54,13 +61,10 @@ def simulated_click_dataset(
     if target not in ("click", "conversion"):
         raise ValueError(f"target must be click or conversion; got {target!r}")
     check_shares(profile_share, valid_share, test_share)
-    if profile_every_s is not None and not profile_every_s > 0:
-        raise ValueError(f"profile_every_s must be > 0 or None; got {profile_every_s}")
     spec = spec or FeatureSpec()
     cfg = market.config
     cut = cfg.start_ts + profile_share * (cfg.end_ts - cfg.start_ts)
-    step = (cfg.end_ts - cut + 1.0) if profile_every_s is None else profile_every_s
-    boundaries = [cut + i * step for i in range(int((cfg.end_ts - cut) // step) + 1)]
+    boundaries = profile_boundaries(cut, cfg.end_ts, profile_every_s)
     ads = list(ad_records(market))
     meta = {ad.ad_id: (ad.category, ad.brand, price_band(ad.price)) for ad in ads}
     keys = ("user", "ad", "ts", "position", "clicked", "p_click", "converted", "p_conversion")
@@ -95,20 +99,20 @@ def simulated_click_dataset(
         clicked = col["clicked"].astype(bool)
         col = {k: v[clicked] for k, v in col.items()}
     label, truth = ("clicked", "p_click") if target == "click" else ("converted", "p_conversion")
-    users = list(user_records(market))
-    ad_block = spec.ads(ads, {c.campaign_id: c for c in campaign_records(market)})
-    context = spec.context(col["ts"], cfg.placement)
-    # One block of examples per profile period: every user encoded with the profiles at the period's start.
-    period = np.minimum(((col["ts"] - cut) // step).astype(np.int64), len(boundaries) - 1)
-    blocks, order = [], []
-    for i, behaviours in enumerate(snapshots):
-        mine = np.flatnonzero(period == i)
-        if len(mine):
-            user_block = spec.users(users, [behaviours.get(u.user_id) for u in users])
-            at = (col["ad"][mine], context[mine], col["position"][mine], col[label][mine].astype(np.float32))
-            blocks.append(spec.assemble(user_block, col["user"][mine], ad_block, *at))
-            order.append(mine)
-    examples = Examples.concat(blocks).take(np.argsort(np.concatenate(order), kind="stable"))
+    records = {u.user_id: u for u in user_records(market)}
+    examples = encode_by_period(
+        spec,
+        boundaries,
+        snapshots,
+        col["ts"],
+        market.user_ids(col["user"].astype(np.int64)),
+        lambda ids: {u: records[u] for u in ids},
+        spec.ads(ads, {c.campaign_id: c for c in campaign_records(market)}),
+        col["ad"].astype(np.int64),
+        spec.context(col["ts"], cfg.placement),
+        col["position"].astype(np.int64),
+        col[label].astype(np.float32),
+    )
     train, valid, test = time_split(col["ts"], valid_share, test_share)
     ad_idx = col["ad"][test].astype(np.int64)
     baselines = {}

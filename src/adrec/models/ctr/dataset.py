@@ -4,14 +4,17 @@ by."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from adrec.models.ctr.features import Examples, FeatureSpec
+from adrec.data.profile import Behaviour
+from adrec.data.schema import User
+from adrec.models.ctr.features import AdBlock, Examples, FeatureSpec
 
-__all__ = ["ClickDataset", "campaign_rate", "check_shares", "time_split"]
+__all__ = ["ClickDataset", "campaign_rate", "check_shares", "encode_by_period", "profile_boundaries", "time_split"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,46 @@ def campaign_rate(
     positives = np.bincount(campaign[seen], weights=label[seen], minlength=n_campaigns)
     overall = (positives.sum() + 1.0) / (counts.sum() + 2.0)
     return np.asarray((positives + prior * overall) / (counts + prior), dtype=np.float64)
+
+
+def profile_boundaries(cut: float, end: float, every_s: float | None) -> list[float]:
+    """When a profile job runs every ``every_s`` seconds from ``cut`` until ``end`` (None: once, at the cut): the
+    start of each profile period of a dataset's examples."""
+    if every_s is None:
+        return [cut]
+    if not every_s > 0:
+        raise ValueError(f"profile_every_s must be > 0 or None; got {every_s}")
+    return [cut + i * every_s for i in range(int((end - cut) // every_s) + 1)]
+
+
+def encode_by_period(
+    spec: FeatureSpec,
+    boundaries: list[float],
+    snapshots: Iterable[Mapping[str, Behaviour]],
+    ts: npt.NDArray[np.float64],
+    user_ids: npt.NDArray[np.object_],
+    users: Callable[[list[str]], Mapping[str, User]],
+    ads: AdBlock,
+    ad_rows: npt.NDArray[np.integer],
+    context: npt.NDArray[np.int64],
+    position: npt.NDArray[np.int64],
+    label: npt.NDArray[np.float32],
+) -> Examples:
+    """The examples (one per row of ``ts``), each encoded with the behaviour profiles of its period: the snapshot
+    (user id → behaviour, one per boundary, as :meth:`~adrec.profiles.ProfileBuilder.snapshots` gives them) of the
+    last boundary at or before it. ``users`` gives the records of the users it knows; a user it does not know is
+    known by id only, with no behaviour, as serving encodes a user without a stored record."""
+    period = np.searchsorted(np.asarray(boundaries), ts, side="right") - 1
+    parts: list[Examples] = []
+    rows: list[npt.NDArray[np.intp]] = []
+    for i, behaviours in enumerate(snapshots):
+        mine = np.flatnonzero(period == i)
+        if not len(mine):
+            continue
+        ids, user_rows = np.unique(user_ids[mine], return_inverse=True)
+        known = users(ids.tolist())
+        records = [known.get(u) or User.model_construct(user_id=u) for u in ids.tolist()]
+        block = spec.users(records, [behaviours.get(u) if u in known else None for u in ids.tolist()])
+        parts.append(spec.assemble(block, user_rows, ads, ad_rows[mine], context[mine], position[mine], label[mine]))
+        rows.append(mine)
+    return Examples.concat(parts).take(np.argsort(np.concatenate(rows), kind="stable"))
