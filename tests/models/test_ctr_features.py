@@ -83,17 +83,46 @@ def test_cross_features_are_the_users_affinity_for_the_ads_values(parts: tuple) 
     ab = SPEC.ads(ads, campaigns)
     u, a = np.meshgrid(np.arange(len(rows)), np.arange(len(ads)), indexing="ij")
     x = SPEC.assemble(ub, u.ravel(), ab, a.ravel(), SPEC.context([0.0], "feed"), 1)
-    hits = 0
+    hits = lifted = matched = 0
     for j, (ui, ai) in enumerate(zip(u.ravel().tolist(), a.ravel().tolist(), strict=True)):
         behaviour, ad = behaviours[rows[ui]], ads[ai]
         assert behaviour is not None
         want_cat = behaviour.affinities("category").get(ad.category or "", 0.0)
         want_brand = behaviour.affinities("brand").get(ad.brand or "", 0.0)
         want_price = behaviour.affinities("price").get(price_band(ad.price) or "", 0.0)
+        lifts = []
+        for dimension, value in (("category", ad.category), ("brand", ad.brand), ("price", price_band(ad.price))):
+            stats = behaviour.interests.get(dimension, {}).get(value or "")
+            ctr = behaviour.ctr
+            # (clicks + 20 ctr) / (impressions + 20) against ctr, written out; 0 for a value never shown
+            lifts.append(0.0 if stats is None else np.log((stats.clicks + 20 * ctr) / (stats.impressions + 20) / ctr))
+        declared = float(ad.category in users[rows[ui]].interests)
         got = x.dense[j, DENSE.index("affinity_category") :]
-        np.testing.assert_allclose(got, [want_cat, want_brand, want_price], rtol=1e-6)
+        np.testing.assert_allclose(got, [want_cat, want_brand, want_price, *lifts, declared], rtol=1e-5, atol=1e-6)
         hits += want_cat > 0
-    assert hits > 50  # the check saw real affinities, not only zeros
+        lifted += lifts[0] > 0
+        matched += declared
+    assert hits > 50 and lifted > 5 and matched > 20  # the check saw real values, not only zeros
+
+
+def test_declared_interest_matches_like_targeting_and_ignores_consent() -> None:
+    """A category tag matches the ad's category, ``brand:``/``price:`` tags its brand and price band; declared
+    interests are what the user told us, so they count without consent to behavioural targeting (only behaviour
+    needs it)."""
+    base = {"user_id": "u1", "gender": "female", "device": "mobile"}
+    users = [
+        User(**base, interests=["shoes"]),
+        User(**base, interests=["brand:Acme"], consent=False),
+        User(**base, interests=["price:10-25"]),
+        User(**base, interests=["Acme", "beauty"]),
+    ]
+    campaign = Campaign(campaign_id="c1", advertiser_id="v1", name="c", bid=1.0)
+    ad = Ad(ad_id="a1", campaign_id="c1", title="t", category="shoes", brand="Acme", price=20.0)
+    ub, ab = SPEC.users(users, [None] * 4), SPEC.ads([ad], {"c1": campaign})
+    x = SPEC.assemble(ub, np.arange(4), ab, np.zeros(4, dtype=np.int64), SPEC.context([0.0], "feed"), 1)
+    assert price_band(20.0) == "10-25"
+    assert x.dense[:, DENSE.index("declared_interest")].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert (x.dense[:, DENSE.index("click_lift_category")] == 0).all()  # no behaviour: no evidence
 
 
 def test_context_encodes_the_utc_hour_weekday_and_placement() -> None:

@@ -264,7 +264,14 @@ def test_a_small_market_still_teaches_the_position_term(name: str) -> None:
     model = get_click_model(name).fit(data.train, data.valid, spec=data.spec)
     w = model.net_.position.weight.detach().numpy().ravel()[1:5]  # type: ignore[attr-defined]
     truth = -market.config.position_decay * np.log(np.arange(2, 5))
-    np.testing.assert_allclose(w[1:] - w[0], truth, atol=0.2)
+    # The logging policy redraws a later slot that repeats an earlier ad, so lower slots hold slightly less relevant
+    # ads (measured here: the mean true logit at the top slot of the ads logged at each slot). Relevance the model
+    # cannot see there leaks into its position term: allow that much on top of the tolerance.
     assert data.test_truth_top is not None
+    top_logit = np.log(data.test_truth_top / (1 - data.test_truth_top))
+    drift = np.array([top_logit[data.test.position == k].mean() for k in range(1, 5)])
+    drift = drift[1:] - drift[0]
+    assert (drift < 0).all() and (drift > -0.3).all()
+    np.testing.assert_array_less(np.abs(w[1:] - w[0] - truth), 0.2 + np.abs(drift))
     top = model.predict(data.test, position=1).sum() / data.test_truth_top.sum()
     assert 0.85 < top < 1.15  # the served pCTR level, against the truth at position 1

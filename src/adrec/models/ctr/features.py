@@ -17,8 +17,16 @@ context    hour, weekday (UTC), placement
 =========  ================================================================================================
 
 Dense features: ``log_impressions`` and ``ctr_logit`` (the profile's decayed activity and smoothed click rate),
-``has_behaviour`` (1 when the user consents and has a profile), and the crosses ``affinity_category``,
-``affinity_brand``, ``affinity_price`` (the user's affinity share for the ad's category, brand and price band).
+``has_behaviour`` (1 when the user consents and has a profile), and the crosses of the user with the ad:
+
+- ``affinity_category``, ``affinity_brand``, ``affinity_price``: the user's affinity share for the ad's category,
+  brand and price band (decayed weights of every event, so mostly what the user was shown);
+- ``click_lift_category``, ``click_lift_brand``, ``click_lift_price``: how much more (or less) often the user
+  clicked ads of that value than their ads overall, ``log(((c + m·ctr) / (i + m)) / ctr)`` with ``i``
+  impressions and ``c`` clicks of the value, ``ctr`` the profile's smoothed rate and ``m`` =
+  :data:`LIFT_PRIOR_IMPRESSIONS` (0 without evidence: a value never shown);
+- ``declared_interest``: 1 when the ad's category (or a ``brand:``/``price:`` tag, its brand or price band) is one
+  of the user's declared interests, the literal match targeting makes.
 
 The position is not a field: the models learn it as a separate shallow term (PAL, Guo et al., RecSys 2019), and
 serving asks for :data:`REFERENCE_POSITION`.
@@ -38,7 +46,7 @@ from hashlib import blake2b
 import numpy as np
 import numpy.typing as npt
 
-from adrec.data.profile import Behaviour, price_band
+from adrec.data.profile import Behaviour, InterestStats, price_band
 from adrec.data.schema import Ad, Campaign, User
 from adrec.exceptions import ValidationError
 
@@ -82,7 +90,15 @@ FIELDS: tuple[tuple[str, int], ...] = USER_FIELDS + AD_FIELDS + CONTEXT_FIELDS
 """Every categorical field with its number of slots, in the order of the columns of :attr:`Examples.ids`."""
 
 USER_DENSE = ("log_impressions", "ctr_logit", "has_behaviour")
-CROSS_DENSE = ("affinity_category", "affinity_brand", "affinity_price")
+CROSS_DENSE = (
+    "affinity_category",
+    "affinity_brand",
+    "affinity_price",
+    "click_lift_category",
+    "click_lift_brand",
+    "click_lift_price",
+    "declared_interest",
+)
 DENSE: tuple[str, ...] = USER_DENSE + CROSS_DENSE
 """The dense features, in the order of the columns of :attr:`Examples.dense`."""
 
@@ -93,6 +109,9 @@ REFERENCE_POSITION = 1
 """The position serving scores every candidate at: pCTR means the click chance in the top slot."""
 
 MISSING = "?"
+
+LIFT_PRIOR_IMPRESSIONS = 20.0
+"""Impressions' worth of the user's overall click rate a value's click lift is shrunk towards."""
 
 _TOP = {"top_category": "category", "top_brand": "brand", "top_price": "price"}
 
@@ -108,12 +127,14 @@ def _slots(fields: Sequence[tuple[str, int]]) -> int:
 
 @dataclass(frozen=True)
 class UserBlock:
-    """Encoded users: ``ids (n, user slots)``, ``dense (n, 3)``, and each user's affinity shares for the crosses
-    (per dimension, sorted keys ``row << 32 | value code`` and their shares)."""
+    """Encoded users: ``ids (n, user slots)``, ``dense (n, 3)``, and what the crosses compare with the ads: per
+    dimension, sorted keys ``row << 32 | value code`` with their ``(k, 2)`` affinity shares and click lifts; and the
+    sorted keys of the users' declared interests."""
 
     ids: IntArray
     dense: FloatArray
     shares: tuple[tuple[IntArray, FloatArray], ...]
+    declared: IntArray
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -228,7 +249,8 @@ class FeatureSpec:
         ids = np.zeros((len(users), _slots(USER_FIELDS)), dtype=np.int64)
         dense = np.zeros((len(users), len(USER_DENSE)), dtype=np.float32)
         keys: list[list[int]] = [[] for _ in _DIMENSIONS]
-        values: list[list[float]] = [[] for _ in _DIMENSIONS]
+        values: list[list[tuple[float, float]]] = [[] for _ in _DIMENSIONS]
+        declared: list[int] = []
         b = self.bucket
         for row, (user, behaviour) in enumerate(zip(users, behaviours, strict=True)):
             if not user.consent:
@@ -248,6 +270,7 @@ class FeatureSpec:
             for j, tag in enumerate(sorted(user.interests)[:5]):
                 ids[row, col + j] = b("interests", tag)
             col += 5
+            declared.extend(row << 32 | _declared_code(tag) for tag in user.interests)
             if behaviour is not None:
                 # Each dimension's shares once (highest first, as top_interests ranks them): the top slots and the
                 # crosses both read them.
@@ -259,15 +282,16 @@ class FeatureSpec:
                 ctr = min(max(behaviour.ctr, 1e-6), 1 - 1e-6)
                 dense[row] = (math.log1p(behaviour.impressions), math.log(ctr / (1 - ctr)), 1.0)
                 for d, dimension in enumerate(_DIMENSIONS):
+                    stats = behaviour.interests.get(dimension, {})
                     for value, share in affinities[dimension].items():
                         keys[d].append(row << 32 | _code(dimension, value))
-                        values[d].append(share)
+                        values[d].append((share, _click_lift(stats[value], ctr)))
         shares = []
         for d in range(len(_DIMENSIONS)):
             k = np.array(keys[d], dtype=np.int64)
             order = np.argsort(k, kind="stable")
-            shares.append((k[order], np.array(values[d], dtype=np.float32)[order]))
-        return UserBlock(ids, dense, tuple(shares))
+            shares.append((k[order], np.array(values[d], dtype=np.float32).reshape(-1, 2)[order]))
+        return UserBlock(ids, dense, tuple(shares), np.unique(np.array(declared, dtype=np.int64)))
 
     def ads(self, ads: Sequence[Ad], campaigns: Mapping[str, Campaign]) -> AdBlock:
         """Encode ads with their campaigns (``campaign_id`` → campaign; an ad whose campaign is missing gets the
@@ -330,18 +354,45 @@ class FeatureSpec:
             raise ValidationError("context", f"{len(ctx)} rows for {n} examples")
         ids = np.concatenate([users.ids[u], ads.ids[a], ctx], axis=1)
         cross = np.zeros((n, len(CROSS_DENSE)), dtype=np.float32)
-        for d, (keys, shares) in enumerate(users.shares):
-            code = ads.codes[a, d]
-            if len(keys) == 0:
-                continue
-            wanted = u << 32 | np.maximum(code, 0)
-            at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-            hit = (keys[at] == wanted) & (code >= 0)
-            cross[hit, d] = shares[at[hit]]
+        dims = len(_DIMENSIONS)
+        for d, (keys, values) in enumerate(users.shares):
+            hit, at = _lookup(keys, u, ads.codes[a, d])
+            cross[hit, d] = values[at[hit], 0]
+            cross[hit, dims + d] = values[at[hit], 1]
+        for d in range(dims):
+            hit, _ = _lookup(users.declared, u, ads.codes[a, d])
+            cross[hit, 2 * dims] = 1.0
         dense = np.concatenate([users.dense[u], cross], axis=1)
         pos = np.broadcast_to(np.asarray(position, dtype=np.int64), (n,)).copy()
         y = None if label is None else np.asarray(label, dtype=np.float32)
         return Examples(ids, dense, pos, y)
+
+
+def _lookup(keys: IntArray, rows: IntArray, codes: IntArray) -> tuple[npt.NDArray[np.bool_], IntArray]:
+    """Where each ``rows[i] << 32 | codes[i]`` is in the sorted ``keys`` (never for a code of -1, unknown), and at
+    which index."""
+    wanted = rows << 32 | np.maximum(codes, 0)
+    if len(keys) == 0:
+        return np.zeros(len(wanted), dtype=bool), np.zeros(len(wanted), dtype=np.int64)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return (keys[at] == wanted) & (codes >= 0), at
+
+
+def _click_lift(stats: InterestStats, ctr: float) -> float:
+    """``log(((clicks + m·ctr) / (impressions + m)) / ctr)``: the user's click rate on a value against their
+    overall ``ctr``, shrunk towards it by ``m`` = :data:`LIFT_PRIOR_IMPRESSIONS` impressions."""
+    m = LIFT_PRIOR_IMPRESSIONS
+    rate = (stats.clicks + m * ctr) / (stats.impressions + m)
+    return math.log(min(max(rate, 1e-6), 1.0) / ctr)
+
+
+def _declared_code(tag: str) -> int:
+    """The value code a declared interest tag names: ``brand:X`` a brand, ``price:X`` a price band, else a
+    category (spelt as targeting matches them, :func:`~adrec.data.targeting.targeting_interests`)."""
+    dimension, _, value = tag.partition(":")
+    if value and dimension in ("brand", "price"):
+        return _code(dimension, value)
+    return _code("category", tag)
 
 
 def _code(dimension: str, value: str) -> int:
