@@ -64,6 +64,7 @@ def test_two_simulated_days_run_in_seconds_and_each_ledger_sees_exactly_what_its
     assert len(arms["bpr"].retrains) == 5 and arms["segments"].retrains == []
     assert [p["from_hour"] for p in arms["bpr"].learning_curve] == [0, 8, 16, 24, 32, 40]
     assert sum(p["requests"] for p in arms["bpr"].learning_curve) == arms["bpr"].totals["requests"]
+    assert all(math.isnan(p["share_of_oracle"]) for p in arms["bpr"].learning_curve)  # no oracle arm to compare with
     for a in report.arms:
         for m in a.metrics.values():
             assert m.ci_low <= m.mean <= m.ci_high or math.isnan(m.mean)
@@ -128,6 +129,15 @@ def test_the_oracle_shows_truly_more_relevant_ads_than_random() -> None:
     (ctr,) = [c for c in report.comparisons if c.metric == "ctr"]
     assert ctr.ci_low > 0  # and the drawn clicks follow
     assert report.gain_captured["oracle"] == pytest.approx(1.0) and report.gain_captured["random"] == 0.0
+    # The learning curve compares each model version with the oracle in the same hours: here one version each,
+    # over the whole day, so random's share is its true CTR of shown over the oracle's.
+    arms = {a.name: a for a in report.arms}
+    (oracle,), (random,) = arms["oracle"].learning_curve, arms["random"].learning_curve
+    assert oracle["share_of_oracle"] == pytest.approx(1.0)
+    want = (arms["random"].totals["true_ctr"] / arms["random"].totals["impressions"]) / (
+        arms["oracle"].totals["true_ctr"] / arms["oracle"].totals["impressions"]
+    )
+    assert random["share_of_oracle"] == pytest.approx(want) and want < 0.8
 
 
 def test_users_tire_of_repeated_ads_and_come_back_for_relevant_ones() -> None:

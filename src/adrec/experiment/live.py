@@ -502,6 +502,9 @@ class _Loop:
         """Per arm and pCTR bin: impressions, Σ served pCTR, Σ true click probability."""
         self.periods: list[list[list[float]]] = [[[0.0, 0, 0, 0.0, 0]] for _ in config.arms]
         """Per arm, per model version: [start hour, requests, impressions, Σ true click probability, clicks]."""
+        self.hourly_shown = np.zeros((n_arms, self.hours, 2))
+        """Per arm and live hour: impressions and Σ their true click probability (the oracle's, hour by hour, is
+        what each learning-curve period is compared with)."""
         self.pending: list[list[tuple[float, RawFeedback]]] = [[] for _ in config.arms]
         """Each arm's events not sent yet, with their times."""
         self.next_flush = self.live_start + config.feedback_every_s
@@ -657,6 +660,7 @@ class _Loop:
             row[_ROW["new_impressions"]] += new.sum()
             self.daily[j, day, 1:] += (len(ads), n_clicks, p_click.sum(), new.sum(), p_click[new].sum())
             period[2:] = [period[2] + len(ads), period[3] + float(p_click.sum()), period[4] + n_clicks]
+            self.hourly_shown[j, min(int((t - self.live_start) // 3600), self.hours - 1)] += (len(ads), p_click.sum())
             self.shown[j, ads] = True
             bins = np.digitize(pctr, _CALIBRATION_EDGES)
             np.add.at(self.calibration[j], bins, np.stack([np.ones(len(ads)), pctr, p_click], axis=1))
@@ -787,22 +791,40 @@ def _arm_results(loop: _Loop, hourly: npt.NDArray[np.float64]) -> list[ArmResult
             {"impressions": float(c[0]), "pctr": float(c[1] / c[0]), "true_ctr": float(c[2] / c[0])}
             for c in cal[filled].tolist()
         ]
-        curve = [
-            {
-                "from_hour": p[0],
-                "requests": p[1],
-                "impressions": p[2],
-                "true_ctr_of_shown": p[3] / p[2] if p[2] else math.nan,
-                "ctr": p[4] / p[2] if p[2] else math.nan,
-            }
-            for p in loop.periods[j]
-        ]
+        curve = _learning_curve(loop, j)
         arms.append(
             ArmResult(
                 arm.name, int(mine.sum()), totals, metrics, per_day, summary, calibration, curve, loop.retrains[j]
             )
         )
     return arms
+
+
+def _learning_curve(loop: _Loop, j: int) -> list[dict[str, float]]:
+    """Arm ``j``'s model versions: from when each served (hours into the live window), its requests, impressions,
+    CTR and true CTR of the ads shown, and ``share_of_oracle``: that true CTR over the oracle arm's in the same
+    hours. Budgets run out and users tire as the run goes on, so every arm's true CTR falls, the oracle's
+    included; the share is what tells whether retraining on the live data made the arm better (NaN without an
+    oracle arm)."""
+    oracle = next((k for k, a in enumerate(loop.config.arms) if a.policy == "oracle"), None)
+    periods = loop.periods[j]
+    ends = [p[0] for p in periods[1:]] + [float(loop.hours)]
+    curve = []
+    for p, end in zip(periods, ends, strict=True):
+        point = {
+            "from_hour": p[0],
+            "requests": p[1],
+            "impressions": p[2],
+            "true_ctr_of_shown": p[3] / p[2] if p[2] else math.nan,
+            "ctr": p[4] / p[2] if p[2] else math.nan,
+            "share_of_oracle": math.nan,
+        }
+        if oracle is not None and p[2]:
+            shown = loop.hourly_shown[oracle, math.floor(p[0]) : math.ceil(end)].sum(axis=0)
+            if shown[0]:
+                point["share_of_oracle"] = point["true_ctr_of_shown"] / (shown[1] / shown[0])
+        curve.append(point)
+    return curve
 
 
 def _regret(config: ExperimentConfig, arms: list[ArmResult]) -> list[Comparison]:

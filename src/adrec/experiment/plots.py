@@ -41,12 +41,17 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     _daily(flat[1], arms, "revenue", "ledger revenue per day")
     _daily(flat[2], arms, "cumulative_regret", "cumulative regret (expected clicks)")
     curve = flat[4]
+    # Against the oracle in the same hours where the report has it (budgets run out and users tire, so raw true CTR
+    # falls in every arm); reports written before it plot the raw true CTR.
+    relative = all("share_of_oracle" in p for a in arms for p in a.get("learning_curve", []))
+    key = "share_of_oracle" if relative else "true_ctr_of_shown"
     for k, arm in enumerate(arms):
-        points = [(p["from_hour"], p["true_ctr_of_shown"]) for p in arm.get("learning_curve", []) if p["impressions"]]
+        points = [(p["from_hour"], p[key]) for p in arm.get("learning_curve", []) if p["impressions"]]
+        points = [(h, v) for h, v in points if not math.isnan(v)]
         if len(points) > 1:
             hours, values = [h for h, _ in points], [v for _, v in points]
             curve.plot(hours, values, marker="o", drawstyle="steps-post", color=f"C{k}", label=arm["name"])
-    curve.set_title("learning curve (true CTR of shown)")
+    curve.set_title("learning curve (true CTR of shown / oracle's)" if relative else "learning curve (true CTR)")
     curve.set_xlabel("simulated hours (each point: a retrain)")
     calibration = flat[5]
     top = 0.0
