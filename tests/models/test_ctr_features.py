@@ -55,7 +55,7 @@ def test_buckets_are_stable_per_field_and_leave_zero_for_padding() -> None:
 
 def test_user_part_follows_the_record_and_needs_consent_for_behaviour(parts: tuple) -> None:  # type: ignore[type-arg]
     users, behaviours, _, _ = parts
-    row = next(i for i, b in enumerate(behaviours) if b is not None and users[i].consent)
+    row = next(i for i, b in enumerate(behaviours) if b is not None and users[i].consent and users[i].interests)
     user, behaviour = users[row], behaviours[row]
     assert behaviour is not None
     block = SPEC.users([user], [behaviour])
@@ -73,7 +73,9 @@ def test_user_part_follows_the_record_and_needs_consent_for_behaviour(parts: tup
 
     withdrawn = SPEC.users([user.model_copy(update={"consent": False})], [behaviour])
     assert (withdrawn.dense == 0).all()
-    assert (withdrawn.ids[0][user_slots.index("top_category") :] == 0).all()
+    # Without consent no interests at all, declared ones included (targeting gives such a user none either).
+    assert user.interests and (withdrawn.ids[0][user_slots.index("interests") :] == 0).all()
+    assert len(withdrawn.declared) == 0
 
 
 def test_cross_features_are_the_users_affinity_for_the_ads_values(parts: tuple) -> None:  # type: ignore[type-arg]
@@ -105,23 +107,23 @@ def test_cross_features_are_the_users_affinity_for_the_ads_values(parts: tuple) 
     assert hits > 50 and lifted > 5 and matched > 20  # the check saw real values, not only zeros
 
 
-def test_declared_interest_matches_like_targeting_and_ignores_consent() -> None:
-    """A category tag matches the ad's category, ``brand:``/``price:`` tags its brand and price band; declared
-    interests are what the user told us, so they count without consent to behavioural targeting (only behaviour
-    needs it)."""
+def test_declared_interest_matches_like_targeting_and_needs_consent() -> None:
+    """A category tag matches the ad's category, ``brand:``/``price:`` tags its brand and price band; without
+    consent a user has no interests (targeting gives them none)."""
     base = {"user_id": "u1", "gender": "female", "device": "mobile"}
     users = [
         User(**base, interests=["shoes"]),
-        User(**base, interests=["brand:Acme"], consent=False),
+        User(**base, interests=["brand:Acme"]),
         User(**base, interests=["price:10-25"]),
         User(**base, interests=["Acme", "beauty"]),
+        User(**base, interests=["shoes"], consent=False),
     ]
     campaign = Campaign(campaign_id="c1", advertiser_id="v1", name="c", bid=1.0)
     ad = Ad(ad_id="a1", campaign_id="c1", title="t", category="shoes", brand="Acme", price=20.0)
-    ub, ab = SPEC.users(users, [None] * 4), SPEC.ads([ad], {"c1": campaign})
-    x = SPEC.assemble(ub, np.arange(4), ab, np.zeros(4, dtype=np.int64), SPEC.context([0.0], "feed"), 1)
+    ub, ab = SPEC.users(users, [None] * 5), SPEC.ads([ad], {"c1": campaign})
+    x = SPEC.assemble(ub, np.arange(5), ab, np.zeros(5, dtype=np.int64), SPEC.context([0.0], "feed"), 1)
     assert price_band(20.0) == "10-25"
-    assert x.dense[:, DENSE.index("declared_interest")].tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert x.dense[:, DENSE.index("declared_interest")].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
     assert (x.dense[:, DENSE.index("click_lift_category")] == 0).all()  # no behaviour: no evidence
 
 

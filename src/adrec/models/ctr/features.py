@@ -28,6 +28,9 @@ Dense features: ``log_impressions`` and ``ctr_logit`` (the profile's decayed act
 - ``declared_interest``: 1 when the ad's category (or a ``brand:``/``price:`` tag, its brand or price band) is one
   of the user's declared interests, the literal match targeting makes.
 
+Without consent to behavioural targeting a user has no interests here, declared or behavioural (empty slots, zero
+crosses), as targeting gives them none.
+
 The position is not a field: the models learn it as a separate shallow term (PAL, Guo et al., RecSys 2019), and
 serving asks for :data:`REFERENCE_POSITION`.
 
@@ -243,7 +246,8 @@ class FeatureSpec:
 
     # -- the parts -----------------------------------------------------------------------------------------------
     def users(self, users: Sequence[User], behaviours: Sequence[Behaviour | None]) -> UserBlock:
-        """Encode users and their behaviour (ignored, as targeting ignores it, without consent)."""
+        """Encode users and their behaviour. Without consent a user's interests, declared or behavioural, are
+        ignored, as targeting ignores them (:func:`~adrec.data.targeting.targeting_interests`)."""
         if len(users) != len(behaviours):
             raise ValidationError("behaviours", f"{len(behaviours)} for {len(users)} users")
         ids = np.zeros((len(users), _slots(USER_FIELDS)), dtype=np.int64)
@@ -267,10 +271,11 @@ class FeatureSpec:
             ):
                 ids[row, col] = b(name, value)
                 col += 1
-            for j, tag in enumerate(sorted(user.interests)[:5]):
-                ids[row, col + j] = b("interests", tag)
+            if user.consent:  # no interest personalisation without consent, declared or behavioural (as targeting)
+                for j, tag in enumerate(sorted(user.interests)[:5]):
+                    ids[row, col + j] = b("interests", tag)
+                declared.extend(row << 32 | _declared_code(tag) for tag in user.interests)
             col += 5
-            declared.extend(row << 32 | _declared_code(tag) for tag in user.interests)
             if behaviour is not None:
                 # Each dimension's shares once (highest first, as top_interests ranks them): the top slots and the
                 # crosses both read them.
