@@ -87,8 +87,9 @@ def _markdown(report: dict[str, Any], config_path: Path, rss: str) -> str:
     if oracle is not None and curves and all("share_of_oracle" in p for a in curves for p in a["learning_curve"]):
         rows += [
             "",
-            "Learning curve: each model version's true CTR of the ads it showed, as a share of the oracle's in the "
-            "same hours (from the hour it started serving; the first is the model trained on the warm-up history).",
+            "Learning curve: each model version's true CTR of the ads it showed as a share of the oracle's in the "
+            "same hours, and the share of the oracle's gain over random it captured in those hours (from the hour it "
+            "started serving; the first is the model trained on the warm-up history).",
             "",
             "| arm | "
             + " | ".join("version " + str(i) for i in range(max(len(a["learning_curve"]) for a in curves)))
@@ -96,7 +97,11 @@ def _markdown(report: dict[str, Any], config_path: Path, rss: str) -> str:
             "|---|" + "---:|" * max(len(a["learning_curve"]) for a in curves),
         ]
         for a in curves:
-            cells = [f"{p['share_of_oracle']:.1%} (h {p['from_hour']:g})" for p in a["learning_curve"]]
+            cells = [
+                f"h {p['from_hour']:g}: {p['share_of_oracle']:.1%} of oracle, "
+                f"{p.get('gain_share', math.nan):.0%} of gain"
+                for p in a["learning_curve"]
+            ]
             rows.append(f"| {a['name']} | " + " | ".join(cells) + " |")
     captured = ", ".join(f"{k} {v:.0%}" for k, v in report["gain_captured"].items()) or "— (no random or oracle arm)"
     shown = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path

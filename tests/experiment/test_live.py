@@ -138,6 +138,7 @@ def test_the_oracle_shows_truly_more_relevant_ads_than_random() -> None:
         arms["oracle"].totals["true_ctr"] / arms["oracle"].totals["impressions"]
     )
     assert random["share_of_oracle"] == pytest.approx(want) and want < 0.8
+    assert oracle["gain_share"] == pytest.approx(1.0) and random["gain_share"] == pytest.approx(0.0)
 
 
 def test_users_tire_of_repeated_ads_and_come_back_for_relevant_ones() -> None:

@@ -802,11 +802,14 @@ def _arm_results(loop: _Loop, hourly: npt.NDArray[np.float64]) -> list[ArmResult
 
 def _learning_curve(loop: _Loop, j: int) -> list[dict[str, float]]:
     """Arm ``j``'s model versions: from when each served (hours into the live window), its requests, impressions,
-    CTR and true CTR of the ads shown, and ``share_of_oracle``: that true CTR over the oracle arm's in the same
-    hours. Budgets run out and users tire as the run goes on, so every arm's true CTR falls, the oracle's
-    included; the share is what tells whether retraining on the live data made the arm better (NaN without an
-    oracle arm)."""
-    oracle = next((k for k, a in enumerate(loop.config.arms) if a.policy == "oracle"), None)
+    CTR and true CTR of the ads shown, ``share_of_oracle``: that true CTR over the oracle arm's in the same hours,
+    and ``gain_share``: the share of the oracle's gain over the random arm it captured in those hours. Budgets run
+    out and users tire as the run goes on, so every arm's true CTR falls, the oracle's included, and the best ads'
+    budgets go first, so the oracle's lead over random shrinks too; the shares tell whether retraining on the live
+    data made the arm better (NaN without an oracle arm, or a random one for the gain)."""
+    arms = loop.config.arms
+    oracle = next((k for k, a in enumerate(arms) if a.policy == "oracle"), None)
+    random = next((k for k, a in enumerate(arms) if a.policy == "random"), None)
     periods = loop.periods[j]
     ends = [p[0] for p in periods[1:]] + [float(loop.hours)]
     curve = []
@@ -818,11 +821,17 @@ def _learning_curve(loop: _Loop, j: int) -> list[dict[str, float]]:
             "true_ctr_of_shown": p[3] / p[2] if p[2] else math.nan,
             "ctr": p[4] / p[2] if p[2] else math.nan,
             "share_of_oracle": math.nan,
+            "gain_share": math.nan,
         }
-        if oracle is not None and p[2]:
-            shown = loop.hourly_shown[oracle, math.floor(p[0]) : math.ceil(end)].sum(axis=0)
-            if shown[0]:
-                point["share_of_oracle"] = point["true_ctr_of_shown"] / (shown[1] / shown[0])
+        hours = slice(math.floor(p[0]), math.ceil(end))
+        best, floor = (
+            loop.hourly_shown[k, hours].sum(axis=0) if k is not None else np.zeros(2) for k in (oracle, random)
+        )
+        if p[2] and best[0]:
+            point["share_of_oracle"] = point["true_ctr_of_shown"] / (best[1] / best[0])
+            if floor[0] and best[1] / best[0] != floor[1] / floor[0]:
+                low = floor[1] / floor[0]
+                point["gain_share"] = (point["true_ctr_of_shown"] - low) / (best[1] / best[0] - low)
         curve.append(point)
     return curve
 
