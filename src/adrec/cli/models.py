@@ -43,7 +43,8 @@ DatasetOption = Annotated[
         "-d",
         help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.store.datasets); with `--task ctr` or "
         "`cvr`, `store:URL` (the ads the store's ledger served, labelled by their clicks) or `sim:KEY=VALUE,...` "
-        "(simulator settings, e.g. `sim:users=20000,impressions=5000000`).",
+        "(simulator settings, e.g. `sim:users=20000,impressions=5000000`); with `--task ctr` also an outside CTR log, "
+        "`criteo:PATH` or `avazu:PATH` (its own columns: such a model cannot serve).",
     ),
 ]
 TaskOption = Annotated[
@@ -52,7 +53,8 @@ TaskOption = Annotated[
         "--task",
         help="`ranking` (recommenders, top-K metrics), `ctr` (click models on user, ad and context features) or `cvr` "
         "(the same models predicting whether a click converts); ctr and cvr read `store:URL` (served ads and their "
-        "clicks) or `sim:[KEY=VALUE,...]`, a simulated market with its true probabilities.",
+        "clicks) or `sim:[KEY=VALUE,...]`, a simulated market with its true probabilities; ctr also `criteo:PATH` and "
+        "`avazu:PATH`.",
     ),
 ]
 SetOption = Annotated[
@@ -148,10 +150,18 @@ def _click_dataset(dataset: str, task: str, seed: int) -> Any:
             raise ValidationError("--dataset", "store: needs the store's URL, e.g. store:sqlite:///adrec.db")
         with open_store(rest, create=False) as store:
             return served_click_dataset(store, target=target, name=f"store {shown_url(rest)}", progress=out.is_terminal)
+    if kind in ("criteo", "avazu"):
+        from adrec.models.ctr.tabular import ctr_log_dataset
+
+        if task != "ctr" or not rest:
+            need = "a path, e.g. criteo:data/criteo_sample.txt" if not rest else "--task ctr (it logs no conversions)"
+            raise ValidationError("--dataset", f"{kind}: needs {need}")
+        return ctr_log_dataset(kind, rest)
     if kind != "sim":
         raise ValidationError(
             "--dataset",
-            f"--task {task} reads `sim:[KEY=VALUE,...]` or `store:URL` datasets; {kind!r} is not supported yet",
+            f"--task {task} reads `sim:[KEY=VALUE,...]`, `store:URL`, `criteo:PATH` or `avazu:PATH` datasets; "
+            f"{kind!r} is not supported yet",
         )
     from adrec.simulate.ctr import simulated_click_dataset, simulation_from_spec
     from adrec.simulate.market import Market
@@ -163,6 +173,12 @@ def _click_dataset(dataset: str, task: str, seed: int) -> Any:
     )
     market = Market.generate(config)
     return simulated_click_dataset(market, target=target, progress=out.is_terminal)
+
+
+def _more(dataset: str) -> str:
+    """What gives a click dataset more test examples."""
+    kind = dataset.partition(":")[0]
+    return {"store": "log more served ads", "sim": "simulate more impressions"}.get(kind, "read a larger log")
 
 
 def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: str, seed: int) -> None:
@@ -178,7 +194,7 @@ def _evaluate_ctr(dataset: str, names: list[str], json_path: Path | None, task: 
     if positives < 500:
         out.print(
             f"[yellow]only {positives} positive test examples: differences between models are mostly noise; "
-            f"{'log more served ads' if dataset.startswith('store:') else 'simulate more impressions'}[/]",
+            f"{_more(dataset)}[/]",
             highlight=False,
         )
     report = compare_click_models(

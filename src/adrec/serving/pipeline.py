@@ -31,7 +31,7 @@ from adrec.data.targeting import targeting_interests
 from adrec.exceptions import ConfigError, NotFoundError
 from adrec.feedback.tokens import TokenSigner
 from adrec.models.artifact import Artifact
-from adrec.models.ctr import REFERENCE_POSITION, AdBlock, ClickModel, Examples, load_click_model
+from adrec.models.ctr import REFERENCE_POSITION, AdBlock, ClickModel, Examples, FeatureSpec, load_click_model
 from adrec.retrieval.index import ExactIndex, VectorIndex, build_index
 from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
@@ -143,6 +143,9 @@ class ServingModel:
         """Build the vector index (``index_kind``: auto, exact, ivf, hnsw; see :func:`build_index`; kept in and
         read back from ``index_cache`` if given) and calibrate pCTR on the store's logged impressions (``click``:
         a click model ranks the candidates instead; ``conversion``: a conversion model gives their pCVR)."""
+        for m in (click, conversion):
+            if m is not None:
+                _feature_spec(m)  # refuse a model of an outside log's features before anything is built
         items = artifact.model.item_embeddings
         index = None
         if items is not None:
@@ -155,6 +158,17 @@ class ServingModel:
         else:
             calibrator = Calibrator()
         return cls(artifact, version, calibrator, index, popularity, click, conversion)
+
+
+def _feature_spec(model: ClickModel) -> FeatureSpec:
+    """The spec of a click model serving may use: adrec's (users, ads, requests); a clear error for one trained on
+    an outside log's columns (``criteo:``, ``avazu:``), which cannot describe adrec's ads."""
+    if not isinstance(model.spec_, FeatureSpec):
+        raise ConfigError(
+            f"the {model.name} click model was trained on an outside CTR log's columns ({model.spec_!r}): it cannot "
+            "rank adrec's ads; train one on adrec's features (`adrec train --task ctr -d store:URL` or `sim:`)"
+        )
+    return model.spec_
 
 
 # -- responses --------------------------------------------------------------------------------------------------
@@ -426,7 +440,7 @@ def _encode_ads(catalog: CatalogSnapshot, model: ServingModel | None) -> dict[in
     campaigns = {c.campaign_id: c for c in catalog.campaigns}
     for m in (model.click, model.conversion) if model is not None else ():
         if m is not None and m.spec_.hash_bits not in out:
-            out[m.spec_.hash_bits] = m.spec_.ads(catalog.ads, campaigns)
+            out[m.spec_.hash_bits] = _feature_spec(m).ads(catalog.ads, campaigns)
     return out
 
 
@@ -880,7 +894,7 @@ def click_features(
 ) -> Examples:
     """The click model's features of the candidates ``cand`` (catalogue indices) for this user and request, as the
     pipeline scores them: at :data:`REFERENCE_POSITION`. A user without a stored record is known by id only."""
-    spec = click.spec_
+    spec = _feature_spec(click)
     person = user if user is not None else User.model_construct(user_id=user_id)  # the defaults, unvalidated
     users = spec.users([person], [behaviour])
     return spec.assemble(users, 0, ads, cand, spec.context([ctx.now], ctx.placement), REFERENCE_POSITION)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from adrec.data.profile import Behaviour
 from adrec.data.schema import User
-from adrec.models.ctr.features import AdBlock, Examples, FeatureSpec
+from adrec.models.ctr.features import AdBlock, Examples, FeatureSpec, HashedSpec
 
 __all__ = ["ClickDataset", "campaign_rate", "check_shares", "encode_by_period", "profile_boundaries", "time_split"]
 
@@ -27,7 +27,7 @@ class ClickDataset:
     """
 
     name: str
-    spec: FeatureSpec
+    spec: HashedSpec
     train: Examples
     valid: Examples
     test: Examples

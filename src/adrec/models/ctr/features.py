@@ -60,6 +60,7 @@ __all__ = [
     "AdBlock",
     "Examples",
     "FeatureSpec",
+    "HashedSpec",
     "UserBlock",
 ]
 
@@ -207,14 +208,23 @@ class Examples:
         return self.label
 
 
-class FeatureSpec:
-    """Encodes users, ads and contexts into the hashed and dense features of :data:`FIELDS` and :data:`DENSE`.
+class HashedSpec:
+    """What a click model needs of a feature spec: its hashed fields (name and number of slots, the columns of
+    :attr:`Examples.ids`), its dense features (the columns of :attr:`Examples.dense`) and the hashing.
+
+    :class:`FeatureSpec` is adrec's (users, ads and requests, what serving scores); a
+    :class:`~adrec.models.ctr.tabular.TabularSpec` names the columns of an outside CTR log (Criteo, Avazu), for
+    benchmarking the models on it.
 
     Parameters
     ----------
     hash_bits
         Buckets of the hashing trick: ``2**hash_bits`` (bucket 0 is padding).
     """
+
+    kind: str = ""
+    field_slots: tuple[tuple[str, int], ...] = ()
+    dense_names: tuple[str, ...] = ()
 
     def __init__(self, hash_bits: int = 18) -> None:
         if not 8 <= hash_bits <= 30:
@@ -223,16 +233,16 @@ class FeatureSpec:
         self.n_buckets = 1 << hash_bits
 
     def __repr__(self) -> str:
-        return f"FeatureSpec(hash_bits={self.hash_bits})"
+        return f"{type(self).__name__}(hash_bits={self.hash_bits})"
 
     @property
     def slot_fields(self) -> tuple[str, ...]:
         """The field of each column of :attr:`Examples.ids`."""
-        return tuple(name for name, n in FIELDS for _ in range(n))
+        return tuple(name for name, n in self.field_slots for _ in range(n))
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in FIELDS)
+        return tuple(name for name, _ in self.field_slots)
 
     def bucket(self, field: str, value: object) -> int:
         """The bucket of ``field=value`` (``None`` or ``""`` is the missing value ``?``)."""
@@ -243,6 +253,29 @@ class FeatureSpec:
         """Where a value the model never learned about goes (:meth:`~adrec.models.ctr.ClickModel.fit` maps rare
         values here, so it has a trained weight)."""
         return 1 + _hash64(f"{field}\x00unknown") % (self.n_buckets - 1)
+
+    def describe(self) -> dict[str, object]:
+        """What a saved model records of its spec (:func:`~adrec.models.ctr.load_click_model` rebuilds it)."""
+        return {
+            "spec": self.kind,
+            "hash_bits": self.hash_bits,
+            "fields": [list(f) for f in self.field_slots],
+            "dense": list(self.dense_names),
+        }
+
+
+class FeatureSpec(HashedSpec):
+    """Encodes users, ads and contexts into the hashed and dense features of :data:`FIELDS` and :data:`DENSE`.
+
+    Parameters
+    ----------
+    hash_bits
+        Buckets of the hashing trick: ``2**hash_bits`` (bucket 0 is padding).
+    """
+
+    kind = "adrec"
+    field_slots = FIELDS
+    dense_names = DENSE
 
     # -- the parts -----------------------------------------------------------------------------------------------
     def users(self, users: Sequence[User], behaviours: Sequence[Behaviour | None]) -> UserBlock:

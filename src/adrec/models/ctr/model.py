@@ -41,7 +41,8 @@ from torch import nn
 from adrec.exceptions import NotFittedError, NotFoundError, ValidationError
 from adrec.models.base import check_device, torch_threads
 from adrec.models.calibration import Calibrator
-from adrec.models.ctr.features import DENSE, FIELDS, Examples, FeatureSpec
+from adrec.models.ctr.features import DENSE, FIELDS, Examples, FeatureSpec, HashedSpec
+from adrec.models.ctr.tabular import TabularSpec
 from adrec.progress import Bars
 
 __all__ = [
@@ -95,16 +96,26 @@ def load_click_model(path: str | Path) -> ClickModel:
         raise NotFoundError(f"{folder} holds no click model (params.json is missing)") from None
     if meta.get("format") != _FORMAT:
         raise ValidationError(str(folder / "params.json"), f"is not a click model (format {meta.get('format')!r})")
-    saved, current = [*map(tuple, meta.get("fields", [])), *meta.get("dense", [])], [*FIELDS, *DENSE]
-    if saved != current:
-        differ = sorted({str(f) for f in saved} ^ {str(f) for f in current})
-        raise ValidationError(
-            str(folder / "params.json"),
-            f"was saved with other features than this version encodes (differing: {', '.join(differ)}); "
-            "retrain it with `adrec train --task ctr`",
-        )
+    kind = meta.get("spec", FeatureSpec.kind)  # models saved before other specs existed are adrec's
+    fields = tuple((str(name), int(n)) for name, n in meta.get("fields", []))
+    dense = tuple(str(d) for d in meta.get("dense", []))
+    spec: HashedSpec
+    if kind == FeatureSpec.kind:
+        saved, current = [*fields, *dense], [*FIELDS, *DENSE]
+        if saved != current:
+            differ = sorted({str(f) for f in saved} ^ {str(f) for f in current})
+            raise ValidationError(
+                str(folder / "params.json"),
+                f"was saved with other features than this version encodes (differing: {', '.join(differ)}); "
+                "retrain it with `adrec train --task ctr`",
+            )
+        spec = FeatureSpec(meta["hash_bits"])
+    elif kind == TabularSpec.kind:
+        spec = TabularSpec(fields, dense, meta["hash_bits"])
+    else:
+        raise ValidationError(str(folder / "params.json"), f"has an unknown feature spec {kind!r}")
     model = get_click_model(meta["name"], **meta["params"])
-    model.spec_ = FeatureSpec(meta["hash_bits"])
+    model.spec_ = spec
     model.calibrator_ = Calibrator(**meta["calibration"]) if meta["calibration"] is not None else None
     with np.load(folder / "arrays.npz") as arrays:
         state = {k: arrays[k] for k in arrays.files}
@@ -122,7 +133,7 @@ class ClickModel(ABC):
     id_dropout: float
     seed: int
 
-    spec_: FeatureSpec
+    spec_: HashedSpec
     known_: npt.NDArray[np.bool_]
     calibrator_: Calibrator | None
 
@@ -144,17 +155,17 @@ class ClickModel(ABC):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- the contract ----------------------------------------------------------------------------------------
-    def fit(self, train: Examples, valid: Examples | None = None, *, spec: FeatureSpec, progress: bool = False) -> Self:
+    def fit(self, train: Examples, valid: Examples | None = None, *, spec: HashedSpec, progress: bool = False) -> Self:
         """Learn from labelled ``train`` examples encoded by ``spec``; ``valid`` (labelled) stops the iterative
         models early and calibrates the result. Returns self."""
         y = train.labels
         if len(train) == 0 or y.sum() == 0 or y.sum() == len(y):
             raise ValidationError("train", f"needs clicked and unclicked examples (got {int(y.sum())} of {len(y)})")
-        if train.ids.shape[1] != len(spec.slot_fields) or train.dense.shape[1] != len(DENSE):
+        if train.ids.shape[1] != len(spec.slot_fields) or train.dense.shape[1] != len(spec.dense_names):
             raise ValidationError(
                 "train",
                 f"has {train.ids.shape[1]} slots and {train.dense.shape[1]} dense features; the spec has "
-                f"{len(spec.slot_fields)} and {len(DENSE)}",
+                f"{len(spec.slot_fields)} and {len(spec.dense_names)}",
             )
         if valid is not None:
             valid.labels  # noqa: B018 -- the error names what is missing before any training is done
@@ -196,9 +207,7 @@ class ClickModel(ABC):
             "format": _FORMAT,
             "name": self.name,
             "params": self.get_params(),
-            "hash_bits": self.spec_.hash_bits,
-            "fields": [list(f) for f in FIELDS],
-            "dense": list(DENSE),
+            **self.spec_.describe(),
             "calibration": None if self.calibrator_ is None else dataclasses.asdict(self.calibrator_),
         }
         arrays = {"known": np.packbits(self.known_), **self._state(folder)}
@@ -231,6 +240,8 @@ class ClickModel(ABC):
         rng = np.random.default_rng(self.seed)
         ids = train.ids.copy()
         for field in DROPPED_IDS:
+            if field not in self.spec_.slot_fields:  # an outside log's spec names no such id
+                continue
             col = self.spec_.slot_fields.index(field)
             dropped = rng.random(len(ids)) < self.id_dropout
             ids[dropped, col] = self.spec_.unknown_bucket(field)
@@ -258,7 +269,7 @@ class ClickNet(nn.Module):
     standardised dense features) and the position term are common to all three.
     """
 
-    def __init__(self, kind: str, spec: FeatureSpec, params: dict[str, Any]) -> None:
+    def __init__(self, kind: str, spec: HashedSpec, params: dict[str, Any]) -> None:
         super().__init__()
         self.kind = kind
         self.dedup = bool(params.get("dedup", True))
@@ -266,7 +277,9 @@ class ClickNet(nn.Module):
         pool = torch.zeros(len(slot_fields), len(names))
         for s, f in enumerate(slot_fields):
             pool[s, names.index(f)] = 1.0
-        n_dense = len(DENSE)
+        # A spec without dense features (an Avazu log) gets one constant zero column: the dense layer also holds
+        # the bias the base rate starts from.
+        n_dense = max(len(spec.dense_names), 1)
         dim = int(params.get("dim", 1))
         self.pool: torch.Tensor
         self.dense_mean: torch.Tensor
@@ -303,6 +316,8 @@ class ClickNet(nn.Module):
         self, ids: torch.Tensor, dense: torch.Tensor, position: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(n,)`` and the batch's L2 penalty on the embeddings it used."""
+        if dense.shape[1] < self.dense_mean.shape[0]:
+            dense = torch.zeros(len(dense), self.dense_mean.shape[0], dtype=dense.dtype, device=dense.device)
         x = (dense - self.dense_mean) / self.dense_std
         # With ``dedup``, training looks each distinct bucket of the batch up once: the sparse gradients then hold
         # one row per bucket, not one per occurrence, which makes the optimiser step cheaper (on 2.4M simulated
@@ -369,8 +384,9 @@ class _TorchClickModel(ClickModel):
         rate = float(train.labels.mean())
         with torch.no_grad():
             net.dense_linear.bias.fill_(math.log(rate / (1 - rate)))  # start at the base rate, not at p = 0.5
-            net.dense_mean.copy_(torch.from_numpy(train.dense.mean(0)))
-            net.dense_std.copy_(torch.from_numpy(np.maximum(train.dense.std(0), 1e-3)))
+            if train.dense.shape[1]:
+                net.dense_mean.copy_(torch.from_numpy(train.dense.mean(0)))
+                net.dense_std.copy_(torch.from_numpy(np.maximum(train.dense.std(0), 1e-3)))
         net.to(self.device)
         params = dict(net.named_parameters())
         sparse = [

@@ -1,0 +1,161 @@
+"""Click datasets from outside CTR logs (Criteo, Avazu), for benchmarking the click models on public data.
+
+These logs have no adrec users or ads, only anonymous columns, so they get a spec of their own
+(:class:`TabularSpec`: one hashed field per categorical column, the numeric columns as dense features) that the
+same models (:class:`~adrec.models.ctr.ClickModel`) train on; such a model cannot rank adrec's ads (serving
+refuses it). The rows are read by the importers (:mod:`adrec.data.importers`), so a bad row gets the same error,
+naming its file, line and column, as ``adrec import``.
+
+``criteo:PATH`` (the Kaggle 2014 Display Advertising Challenge file, TSV or DeepCTR's CSV):
+
+- fields ``C1``..``C26`` (the hashed categories; a missing one is the value ``?``), and ``I1``..``I13`` bucketed
+  as categories (``floor(ln(x)²)`` above 2, the value itself up to 2: the winning solution's transform);
+- dense ``I1``..``I13`` as ``sign(x)·ln(1 + |x|)`` (0 when missing);
+- no time column: the rows are split in file order (the original file is in time order).
+
+``avazu:PATH`` (the Kaggle 2014 mobile-ad file): a field per column but ``id`` and ``click``, with ``hour`` as
+the hour of day and a ``weekday`` field from the date; split by the ``hour`` column's time (in file order when
+every row has the same hour, as a sample of the file's first rows does).
+
+No slot is logged in either: every example is at position 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from adrec.data.records import CtrExample
+from adrec.exceptions import ValidationError
+from adrec.models.ctr.features import Examples, HashedSpec
+
+__all__ = ["LOGS", "TabularSpec", "ctr_log_dataset"]
+
+
+class TabularSpec(HashedSpec):
+    """One hashed field per categorical column (one slot each) and the named dense columns of an outside log."""
+
+    kind = "tabular"
+
+    def __init__(self, fields: Sequence[tuple[str, int]], dense: Sequence[str], hash_bits: int = 18) -> None:
+        super().__init__(hash_bits)
+        self.field_slots = tuple((str(name), int(n)) for name, n in fields)
+        self.dense_names = tuple(dense)
+        if not self.field_slots:
+            raise ValidationError("fields", "a tabular spec needs at least one categorical field")
+        if any(n != 1 for _, n in self.field_slots):
+            raise ValidationError("fields", "a tabular spec has one slot per field")
+
+    def __repr__(self) -> str:
+        return f"TabularSpec({len(self.field_slots)} fields, {len(self.dense_names)} dense, hash_bits={self.hash_bits})"
+
+    def encode(
+        self, values: Sequence[Mapping[str, object]], dense: npt.NDArray[np.float32], labels: Sequence[int]
+    ) -> Examples:
+        """Examples of rows given as ``field → value`` (a missing field or ``None`` is the value ``?``) with their
+        dense features ``(n, len(dense_names))`` and labels, all at position 1."""
+        n = len(values)
+        ids = np.empty((n, len(self.field_slots)), dtype=np.int64)
+        b = self.bucket
+        for col, name in enumerate(self.fields):
+            ids[:, col] = [b(name, row.get(name)) for row in values]
+        label = np.asarray(labels, dtype=np.float32)
+        return Examples(ids, dense.astype(np.float32).reshape(n, len(self.dense_names)), np.ones(n, np.int64), label)
+
+
+# -- the logs ------------------------------------------------------------------------------------------------------
+_CRITEO_INTEGERS = tuple(f"I{i}" for i in range(1, 14))
+_CRITEO_CATEGORIES = tuple(f"C{i}" for i in range(1, 27))
+
+
+def criteo_bucket(value: int | None) -> str | None:
+    """The category of a Criteo count: ``floor(ln(x)²)`` above 2, the count itself up to 2, None when missing."""
+    if value is None:
+        return None
+    return f"L{math.floor(math.log(value) ** 2)}" if value > 2 else str(value)
+
+
+def _criteo(rows: Sequence[CtrExample]) -> tuple[TabularSpec, list[dict[str, object]], npt.NDArray[np.float32]]:
+    spec = TabularSpec([(c, 1) for c in (*_CRITEO_INTEGERS, *_CRITEO_CATEGORIES)], _CRITEO_INTEGERS)
+    values, dense = [], np.zeros((len(rows), len(_CRITEO_INTEGERS)), dtype=np.float32)
+    for r, row in enumerate(rows):
+        f = row.features
+        row_values: dict[str, object] = {c: f.get(c) for c in _CRITEO_CATEGORIES}
+        row_values.update({c: criteo_bucket(f.get(c)) for c in _CRITEO_INTEGERS})
+        values.append(row_values)
+        for j, c in enumerate(_CRITEO_INTEGERS):
+            x = f.get(c)
+            if x is not None:
+                dense[r, j] = math.copysign(math.log1p(abs(x)), x)
+    return spec, values, dense
+
+
+def _avazu(rows: Sequence[CtrExample]) -> tuple[TabularSpec, list[dict[str, object]], npt.NDArray[np.float32]]:
+    names = [n for n in rows[0].features if n != "hour"] if rows else []
+    spec = TabularSpec([(n, 1) for n in (*names, "hour", "weekday")], ())
+    values = []
+    for row in rows:
+        when = datetime.fromtimestamp(row.ts or 0.0, UTC)
+        values.append({**{n: row.features.get(n) for n in names}, "hour": when.hour, "weekday": when.weekday()})
+    return spec, values, np.zeros((len(rows), 0), dtype=np.float32)
+
+
+_Encoded = tuple[TabularSpec, list[dict[str, object]], npt.NDArray[np.float32]]
+LOGS: dict[str, Callable[[Sequence[CtrExample]], _Encoded]] = {"criteo": _criteo, "avazu": _avazu}
+"""The outside logs a ``KIND:PATH`` dataset reads: importer name → how its rows become features."""
+
+
+class _Rows:
+    """The import sink that keeps the rows of a CTR log (these importers write nothing else)."""
+
+    def __init__(self) -> None:
+        self.rows: list[CtrExample] = []
+
+    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int:
+        self.rows.extend(examples)
+        return len(examples)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"a CTR log import wrote {name}: not a CTR log")
+
+
+def ctr_log_dataset(kind: str, path: str | Path, *, valid_share: float = 0.1, test_share: float = 0.2) -> Any:
+    """The :class:`~adrec.models.ctr.ClickDataset` of the ``kind`` log at ``path`` (see the module docs): the last
+    ``test_share`` of its time (of its rows without times) is the test set, the ``valid_share`` before it the
+    validation set."""
+    from adrec.data.importers import IMPORTERS
+    from adrec.data.importers.base import execute
+    from adrec.models.ctr.dataset import ClickDataset, check_shares, time_split
+
+    if kind not in LOGS:
+        raise ValidationError("--dataset", f"unknown CTR log {kind!r}; known: {', '.join(sorted(LOGS))}")
+    check_shares(0.5, valid_share, test_share)
+    sink = _Rows()
+    execute(IMPORTERS[kind], Path(path), sink, skip_bad=False, progress=False)
+    rows = sink.rows
+    if not rows:
+        raise ValidationError("--dataset", f"{kind}:{path} holds no rows")
+    spec, values, dense = LOGS[kind](rows)
+    labels = [r.label for r in rows]
+    if min(labels) == max(labels):
+        raise ValidationError("--dataset", f"{kind}:{path}: all {len(rows):,} rows are labelled {labels[0]}")
+    examples = spec.encode(values, dense, labels)
+    ts = np.array([r.ts if r.ts is not None else math.nan for r in rows], dtype=np.float64)
+    if np.isnan(ts).any() or ts.min() == ts.max():  # no times, or all in one hour (a sample's first rows)
+        ts = np.arange(len(rows), dtype=np.float64)
+    train, valid, test = time_split(ts, valid_share, test_share)
+    users: npt.NDArray[np.object_] = np.array([f"row{i}" for i in test.tolist()], dtype=object)  # no users here
+    return ClickDataset(
+        name=f"{kind}:{path} ({len(rows):,} rows)",
+        spec=spec,
+        train=examples.take(train),
+        valid=examples.take(valid),
+        test=examples.take(test),
+        test_users=users,
+    )
