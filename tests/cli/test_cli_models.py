@@ -59,6 +59,16 @@ def test_train_then_recommend_excludes_seen_ads(market_db: str, tmp_path: Path) 
     missing = runner.invoke(app, ["recommend", "--model-dir", str(model_dir), "--user", "nobody"])
     assert missing.exit_code == 1
     assert "nobody" in missing.output
+    # A click model trained into the folder survives a retrain of the retrieval model (it used to be dropped).
+    clicks = runner.invoke(
+        app, ["train", "--task", "ctr", "-d", SMALL_SIM, "--model", "lr", "--out", str(model_dir / "ctr")]
+    )
+    assert clicks.exit_code == 0, clicks.output
+    again = runner.invoke(app, ["train", "-d", f"store:{market_db}", "--model", "popularity", "--out", str(model_dir)])
+    assert again.exit_code == 0 and "kept the click models trained into it earlier: ctr/" in again.output
+    from adrec.models.ctr import load_click_model
+
+    assert load_click_model(model_dir / "ctr").name == "lr"
 
 
 def test_train_from_a_store_calibrates_on_held_out_impressions(market_db: str, tmp_path: Path) -> None:

@@ -291,8 +291,13 @@ def train(
         fitted = artifact.calibration
         how = f"on {fitted['n']:,} held-out impressions" if fitted else "not fitted (too few held-out clicks)"
         out.print(f"calibration {how} ({time.perf_counter() - t0:.1f} s)", highlight=False)
-    path = artifact.save(out_dir)
+    from adrec.serving.pipeline import CLICK_MODEL_DIR, CONVERSION_MODEL_DIR
+
+    kept = [d for d in (CLICK_MODEL_DIR, CONVERSION_MODEL_DIR) if (out_dir / d).is_dir()]
+    path = artifact.save(out_dir, keep=kept)
     out.print(f"trained {estimator!r} on {train_set.nnz:,} interactions in {seconds:.1f} s → {path}", highlight=False)
+    if kept:
+        out.print(f"kept the click models trained into it earlier: {', '.join(d + '/' for d in kept)}", highlight=False)
 
 
 train.__doc__ = f"{train.__doc__}\n\nRegistered models: {_model_names()}"

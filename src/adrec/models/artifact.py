@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,12 @@ class Artifact:
     ) -> Artifact:
         return cls(model, train.users, train.items, train.matrix, titles or [], dataset)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, *, keep: Sequence[str] = ()) -> Path:
         """Write the folder ``path`` atomically: into a hidden sibling first (``.NAME.partial-…``), renamed into
         place once complete, so a reader (a server reloading its model) never sees a half-written model, and a save
-        that dies half-way leaves the previous model where it was. An existing folder at ``path`` is replaced."""
+        that dies half-way leaves the previous model where it was. An existing folder at ``path`` is replaced, but
+        for its sub-folders named in ``keep`` (models trained apart and saved into it, e.g. serving's ``ctr/``),
+        which are copied into the new one."""
         root = Path(path)
         root.parent.mkdir(parents=True, exist_ok=True)
         tag = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -67,6 +70,9 @@ class Artifact:
                 (partial / "calibration.json").write_text(json.dumps(self.calibration))
             m = self.seen.tocsr()
             np.savez(partial / "seen.npz", data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape))
+            for name in keep:
+                if (root / name).is_dir() and not (partial / name).exists():
+                    shutil.copytree(root / name, partial / name)
             if root.exists():
                 old = root.parent / f".{root.name}.old-{tag}"
                 os.rename(root, old)
