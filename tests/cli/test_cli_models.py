@@ -102,6 +102,9 @@ def test_train_from_a_store_calibrates_on_held_out_impressions(market_db: str, t
         (["evaluate", "--task", "clicks", "-d", "sim:", "-m", "lr"], "--task"),
         (["train", "--task", "ctr", "-d", "sim:", "--model", "lr", "--out", "x", "--set", "depth=2"], "depth"),
         (["train", "--task", "ctr", "-d", "sim:", "--model", "lr", "--out", "x", "--all"], "--all"),
+        (["train", "--task", "ctr", "-d", "sim:", "--model", "lr", "--out", "x", "--no-calibrate"], "--calibrate"),
+        (["evaluate", "--task", "ctr", "-d", "sim:", "-m", "lr", "--k", "5"], "--k: applies to --task ranking"),
+        (["evaluate", "--task", "cvr", "-d", "sim:", "-m", "lr", "--plot", "p.png"], "--plot"),
         (["evaluate", "--task", "ctr", "-d", "sim:users=10,users=20", "-m", "lr"], "set twice"),
     ],
 )

@@ -73,7 +73,7 @@ SetOption = Annotated[
 def evaluate(
     dataset: DatasetOption,
     models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated registered model names.")],
-    k: Annotated[str, typer.Option("--k", help="Comma-separated cut-offs.")] = "10,20",
+    k: Annotated[str | None, typer.Option("--k", help="Comma-separated cut-offs (default 10,20).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON here.")] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write the metric-vs-K plot here (default: next to --json).")
@@ -94,8 +94,12 @@ def evaluate(
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if task in ("ctr", "cvr"):
+        for flag, value in (("--k", k), ("--plot", plot)):
+            if value is not None:
+                raise ValidationError(flag, "applies to --task ranking (click models are scored on every test example)")
         _evaluate_ctr(dataset, names, json_path, task, settings(seed=seed).seed)
         return
+    k = "10,20" if k is None else k
     if task != "ranking":
         raise ValidationError("--task", f"must be ranking, ctr or cvr (got {task!r})")
     unknown = [m for m in names if m not in registered_models()]
@@ -238,14 +242,14 @@ def train(
     ] = False,
     seed: Annotated[int | None, typer.Option(help="Seed for splits that need one.")] = None,
     calibrate: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             help="For a store: dataset, fit the pCTR calibrator serving uses on held-out later impressions (a copy of "
             "the model trained on the earlier clicks scores them; doubles training time). Without it, or when too "
             "few clicks are held out, serving fits one when it loads the model, on logged impressions of pairs "
-            "outside the training data."
+            "outside the training data. Default: on (ranking models only)."
         ),
-    ] = True,
+    ] = None,
     task: TaskOption = "ranking",
 ) -> None:
     """Train a model on a dataset and save it (without pickle) for `adrec recommend` and serving.
@@ -265,6 +269,10 @@ def train(
     if task in ("ctr", "cvr"):
         if all_data:
             raise ValidationError("--all", "applies to --task ranking; a click model keeps its validation examples")
+        if calibrate is not None:
+            raise ValidationError(
+                "--calibrate", "applies to --task ranking; a click model calibrates on its validation examples"
+            )
         _train_ctr(dataset, model, options, out_dir, task, settings(seed=seed).seed)
         return
     if task != "ranking":
@@ -281,7 +289,7 @@ def train(
     seconds = time.perf_counter() - t0
     artifact = Artifact.create(estimator, train_set, titles=data.item_titles, dataset=data.name)
     kind, _, location = dataset.partition(":")
-    if calibrate and kind == "store":
+    if calibrate is not False and kind == "store":
         from adrec.serving.calibration import held_out_calibration
         from adrec.store import open_store
 
