@@ -30,6 +30,8 @@ import dataclasses
 import json
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -342,6 +344,19 @@ class ClickNet(nn.Module):
         return logit + self.deep(xl).squeeze(-1), penalty
 
 
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """Torch's deterministic algorithms for the block: without them the sparse embedding updates add up in thread
+    order, and two fits of the same data differ in the fifth digit (so an experiment arm, or a server trained apart,
+    would not repeat its decisions)."""
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
 class _TorchClickModel(ClickModel):
     """Mini-batch training with Adam (sparse Adam for the embedding tables), early stopping on validation
     logloss, the best epoch kept."""
@@ -407,7 +422,7 @@ class _TorchClickModel(ClickModel):
         ]
         best, best_state, stale = math.inf, None, 0
         self.epochs_run_ = 0
-        with torch_threads(self.threads), Bars(enabled=progress) as bars:
+        with torch_threads(self.threads), _deterministic(), Bars(enabled=progress) as bars:
             for epoch in range(1, self.epochs + 1):
                 net.train()
                 advance = bars.task(f"{self.name} epoch {epoch}", len(train))
