@@ -1,10 +1,11 @@
 """The same experiment in process and over HTTP: do real ``adrec serve`` processes decide as the pipeline does?
 
-``python -m benchmarks.bench_experiment_http`` runs ``config/experiment.example.toml`` at 25,000 requests a day for
-two days (50,000 requests) twice on the same seed: every arm in this process, then with ``http = true`` (the model
-and no-model arms served by real ``adrec serve --simulated-clock`` processes over HTTP; the oracle and random arms,
-whose models are the simulator's truth, in process). Writes ``results/experiment-http.{json,md}``: both runs' arm
-tables, whether the arms rank the same on each metric, and the wall time of each.
+``python -m benchmarks.bench_experiment_http`` runs ``config/experiment.example.toml`` at 32,000 requests a day for
+two days (a little over 50,000 requests: the return model moves the visits) twice on the same seed: every arm in
+this process, then with ``http = true`` (the model and no-model arms served by real ``adrec serve
+--simulated-clock`` processes over HTTP; the oracle and random arms, whose models are the simulator's truth, in
+process). Writes ``results/experiment-http.{json,md}``: both runs' arm tables, whether the arms rank the same on
+each metric, and the wall time of each.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ METRICS = ("ctr", "true_ctr_of_shown", "revenue_per_request", "visits_per_user")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "config" / "experiment.example.toml"))
-    parser.add_argument("--requests-per-day", type=int, default=25_000)
+    parser.add_argument("--requests-per-day", type=int, default=32_000)
     parser.add_argument("--days", type=float, default=2.0)
     parser.add_argument("--name", default="experiment-http")
     args = parser.parse_args()
