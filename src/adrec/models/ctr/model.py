@@ -345,10 +345,14 @@ class ClickNet(nn.Module):
 
 
 @contextmanager
-def _deterministic() -> Iterator[None]:
-    """Torch's deterministic algorithms for the block: without them the sparse embedding updates add up in thread
-    order, and two fits of the same data differ in the fifth digit (so an experiment arm, or a server trained apart,
-    would not repeat its decisions)."""
+def _deterministic(device: str) -> Iterator[None]:
+    """Torch's deterministic algorithms for the block, on the CPU: without them the sparse embedding updates add up
+    in thread order, and two fits of the same data differ in the fifth digit (so an experiment arm, or a server
+    trained apart, would not repeat its decisions). On a GPU the block runs as it is: there some kernels may lack
+    a deterministic version and cuBLAS needs a workspace setting for one, so GPU fits are not bit-repeatable."""
+    if device != "cpu":
+        yield
+        return
     was = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
@@ -422,7 +426,7 @@ class _TorchClickModel(ClickModel):
         ]
         best, best_state, stale = math.inf, None, 0
         self.epochs_run_ = 0
-        with torch_threads(self.threads), _deterministic(), Bars(enabled=progress) as bars:
+        with torch_threads(self.threads), _deterministic(self.device), Bars(enabled=progress) as bars:
             for epoch in range(1, self.epochs + 1):
                 net.train()
                 advance = bars.task(f"{self.name} epoch {epoch}", len(train))
