@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from adrec.data.records import CtrExample
 from adrec.exceptions import ValidationError
+from adrec.models.ctr.dataset import ClickDataset, check_shares, time_split
 from adrec.models.ctr.features import Examples, HashedSpec
 
 __all__ = ["LOGS", "TabularSpec", "ctr_log_dataset"]
@@ -125,17 +126,16 @@ class _Rows:
         raise AttributeError(f"a CTR log import wrote {name}: not a CTR log")
 
 
-def ctr_log_dataset(kind: str, path: str | Path, *, valid_share: float = 0.1, test_share: float = 0.2) -> Any:
+def ctr_log_dataset(kind: str, path: str | Path, *, valid_share: float = 0.1, test_share: float = 0.2) -> ClickDataset:
     """The :class:`~adrec.models.ctr.ClickDataset` of the ``kind`` log at ``path`` (see the module docs): the last
     ``test_share`` of its time (of its rows without times) is the test set, the ``valid_share`` before it the
     validation set."""
     from adrec.data.importers import IMPORTERS
     from adrec.data.importers.base import execute
-    from adrec.models.ctr.dataset import ClickDataset, check_shares, time_split
 
     if kind not in LOGS:
         raise ValidationError("--dataset", f"unknown CTR log {kind!r}; known: {', '.join(sorted(LOGS))}")
-    check_shares(0.5, valid_share, test_share)
+    check_shares(0.5, valid_share, test_share)  # no profile span here: any valid share stands in for it
     sink = _Rows()
     execute(IMPORTERS[kind], Path(path), sink, skip_bad=False, progress=False)
     rows = sink.rows
