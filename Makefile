@@ -64,6 +64,18 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_coldstart
 	$(BIN)/python -m benchmarks.bench_lookalike
 	$(BIN)/python -m benchmarks.bench_serving
+	$(MAKE) $(OBP_VENV)/.installed
+	$(BIN)/python -m benchmarks.bench_ope_obp --obp-python $(OBP_VENV)/bin/python
+
+## The Open Bandit Pipeline (obp 0.4.1) in an environment of its own (its pins clash with adrec's): the peer of
+## the off-policy estimators (benchmarks/bench_ope_obp.py).
+OBP_VENV ?= .venv-obp
+$(OBP_VENV)/.installed:
+	test -x $(OBP_VENV)/bin/python || $(PYTHON) -m venv $(OBP_VENV)
+	$(OBP_VENV)/bin/python -m pip install --quiet --no-deps obp==0.4.1
+	$(OBP_VENV)/bin/python -m pip install --quiet mypy-extensions pyyaml scipy tqdm matplotlib seaborn torch==2.13.0 \
+		'pandas<2' 'numpy<2' 'scikit-learn<1.4'
+	touch $@
 
 clean:
-	rm -rf $(VENV) adrec-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OBP_VENV) adrec-demo .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ Typer's own usage errors exit with status 2. Tracebacks are kept for bugs.
 
 from __future__ import annotations
 
-from adrec.cli import experiment, market, models, profiles, serve  # noqa: F401  (importing registers the commands)
+from adrec.cli import experiment, market, models, ope, profiles, serve  # noqa: F401  (importing registers the commands)
 from adrec.cli.app import app
 
 __all__ = ["app", "main"]
