@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_serving
 	$(MAKE) $(OBP_VENV)/.installed
 	$(BIN)/python -m benchmarks.bench_ope_obp --obp-python $(OBP_VENV)/bin/python
+	$(BIN)/python -m benchmarks.bench_ope_sim
 
 ## The Open Bandit Pipeline (obp 0.4.1) in an environment of its own (its pins clash with adrec's): the peer of
 ## the off-policy estimators (benchmarks/bench_ope_obp.py).

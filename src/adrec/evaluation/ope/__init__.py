@@ -27,7 +27,7 @@ from adrec.evaluation.ope.estimators import (
     uniform_slate_gamma,
 )
 from adrec.evaluation.ope.policies import bernoulli_ts, deterministic, uniform_random, zozotown_prior
-from adrec.evaluation.ope.reward import LogisticReward, cross_fit, one_hot
+from adrec.evaluation.ope.reward import LogisticReward, cross_fit, fit_folds, one_hot
 
 __all__ = [
     "BanditLog",
@@ -50,6 +50,7 @@ __all__ = [
     "bernoulli_ts",
     "cross_fit",
     "deterministic",
+    "fit_folds",
     "one_hot",
     "uniform_random",
     "uniform_slate_gamma",
