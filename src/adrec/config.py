@@ -68,6 +68,21 @@ class Settings(BaseSettings):
         description="model folder written by `adrec train`, or a folder of them (CURRENT names the one), to serve",
     )
     explore_share: float = Field(default=0.1, ge=0, le=1, description="share of slots kept for fresh ads")
+    exploration: str = Field(
+        default="none",
+        pattern="^(none|egreedy|softmax|thompson)$",
+        description="how slots are filled: none (exploit and the fresh-ad share), egreedy, softmax or thompson",
+    )
+    epsilon: float = Field(default=0.1, ge=0, le=1, description="egreedy: chance that a slot takes a uniform ad")
+    temperature: float = Field(default=0.25, gt=0, description="softmax: temperature over log-eCPM")
+    prior_precision: float = Field(default=1.0, gt=0, description="thompson: precision of an unseen ad's logit")
+    max_explore: int = Field(default=2, ge=0, le=100, description="most exploratory slots of one response")
+    propensity_draws: int = Field(
+        default=200,
+        ge=0,
+        le=100_000,
+        description="Monte Carlo runs per response for propensities without a closed form",
+    )
     max_per_advertiser: int = Field(default=2, ge=1, le=100, description="most ads of one advertiser per response")
     category_decay: float = Field(
         default=0.7, gt=0, le=1, description="eCPM multiplier per ad of a category already placed (1: no diversity)"

@@ -70,6 +70,24 @@ def test_tokens_carry_the_slot_and_tokens_signed_without_one_still_verify() -> N
     assert old.position is None and old.iid == "req-1"
 
 
+def test_tokens_carry_the_propensity_and_older_formats_still_verify() -> None:
+    signer = TokenSigner("s" * 32)
+    explored = dataclasses.replace(_delivery(), position=2, propensity=0.125)
+    token = signer.sign(explored)
+    assert signer.verify(token, now=1_700_000_100.0) == explored
+    # Without a propensity the token is byte for byte the format before propensities were carried.
+    placed = dataclasses.replace(_delivery(), position=2)
+    assert signer.sign(placed) == signer.sign(dataclasses.replace(explored, propensity=None))
+    assert signer.verify(signer.sign(placed), now=1_700_000_100.0).propensity is None
+    # A propensity with no slot keeps the slot's place empty.
+    no_slot = dataclasses.replace(_delivery(), propensity=0.5)
+    assert signer.verify(signer.sign(no_slot), now=1_700_000_100.0) == no_slot
+    for bad in (0.0, 1.5, float("nan")):
+        forged = signer.sign(dataclasses.replace(explored, propensity=bad))
+        with pytest.raises(TokenError, match="out of range"):
+            signer.verify(forged, now=1_700_000_100.0)
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

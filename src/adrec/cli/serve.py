@@ -76,6 +76,13 @@ def serve(
     explore_share: Annotated[
         float | None, typer.Option(min=0, max=1, help="Share of slots for fresh ads [setting: 0.1].")
     ] = None,
+    exploration: Annotated[
+        str | None,
+        typer.Option(
+            help="How slots are filled: none, egreedy, softmax or thompson (the last three log each served ad's "
+            "propensity) [setting: none]."
+        ),
+    ] = None,
     max_per_advertiser: Annotated[
         int | None, typer.Option(min=1, help="Most ads of one advertiser per response [setting: 2].")
     ] = None,
@@ -125,6 +132,7 @@ def serve(
         db_url=db,
         models_dir=models,
         explore_share=explore_share,
+        exploration=exploration,
         max_per_advertiser=max_per_advertiser,
         reserve_ecpm=reserve_ecpm,
         index=index,

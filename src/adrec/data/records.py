@@ -44,8 +44,8 @@ class Delivery:
     served_ts: float
     placement: str | None = None
     propensity: float | None = None
-    """The serving policy's probability of showing this ad here (for off-policy evaluation); None when unknown.
-    Not carried by impression tokens: set by serving paths that record their events directly (the simulator)."""
+    """The serving policy's probability of showing this ad in this slot for this request (for off-policy
+    evaluation); None when unknown (a pipeline that only exploits). Carried by impression tokens when set."""
     position: int | None = None
     """The slot the ad was shown in, 1 at the top (what click models learn position bias from); None when unknown
     (tokens signed before positions were recorded)."""

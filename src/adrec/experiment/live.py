@@ -144,6 +144,12 @@ per request than popularity on the default market once its budgets run out, and 
 _SERVING_KEYS = (
     "n_candidates",
     "explore_share",
+    "exploration",
+    "epsilon",
+    "temperature",
+    "prior_precision",
+    "max_explore",
+    "propensity_draws",
     "max_per_advertiser",
     "category_decay",
     "reserve_ecpm",
@@ -152,7 +158,7 @@ _SERVING_KEYS = (
     "repeat_decay",
     "repeat_window_s",
 )
-_INTEGER_KEYS = ("n_candidates", "max_per_advertiser")
+_INTEGER_KEYS = ("n_candidates", "max_per_advertiser", "max_explore", "propensity_draws")
 
 #: Log-spaced pCTR bins of the calibration (ECE) table.
 _CALIBRATION_EDGES = np.logspace(-4, 0, 17)
@@ -185,11 +191,13 @@ class ArmConfig(BaseModel):
     """Share of users, relative to the other arms; also the arm's share of every campaign's budget."""
     retrain_hours: float = Field(default=24.0, gt=0, le=24 * 3650)
     """Simulated hours between retrains of a ``model`` arm."""
-    serving: dict[str, float] = Field(default_factory=dict)
+    serving: dict[str, float | str] = Field(default_factory=dict)
     """The arm's ranking, re-ranking and exploration settings: :class:`~adrec.serving.PipelineConfig` fields
-    (``n_candidates``, ``explore_share``, ``max_per_advertiser``, ``category_decay``, ``reserve_ecpm``, ``pcvr``,
-    ``pcvr_prior_clicks``, ``repeat_decay``, ``repeat_window_s``), the serving defaults where left out; the
-    ``oracle`` knows the truth, so its ``repeat_decay`` is the market's ``fatigue`` unless set."""
+    (``n_candidates``, ``explore_share``, ``exploration`` (a name: none, egreedy, softmax, thompson), ``epsilon``,
+    ``temperature``, ``prior_precision``, ``max_explore``, ``propensity_draws``, ``max_per_advertiser``,
+    ``category_decay``, ``reserve_ecpm``, ``pcvr``, ``pcvr_prior_clicks``, ``repeat_decay``,
+    ``repeat_window_s``), the serving defaults where left out; the ``oracle`` knows the truth, so its
+    ``repeat_decay`` is the market's ``fatigue`` unless set."""
 
     @model_validator(mode="after")
     def _known_model(self) -> ArmConfig:
@@ -205,18 +213,30 @@ class ArmConfig(BaseModel):
         unknown = set(self.serving) - set(_SERVING_KEYS)
         if unknown:
             raise ValueError(f"unknown serving settings {sorted(unknown)}; known: {', '.join(_SERVING_KEYS)}")
+        for key, value in self.serving.items():
+            if isinstance(value, str) != (key == "exploration"):
+                want = "a strategy name" if key == "exploration" else "a number"
+                raise ValueError(f"serving.{key} must be {want} (got {value!r})")
         for key in ("n_candidates", "max_per_advertiser"):
-            if key in self.serving and (self.serving[key] < 1 or self.serving[key] != int(self.serving[key])):
-                raise ValueError(f"serving.{key} must be a whole number of at least 1 (got {self.serving[key]:g})")
-        if self.serving.get("reserve_ecpm", 0.0) < 0:
-            raise ValueError(f"serving.reserve_ecpm must be at least 0 (got {self.serving['reserve_ecpm']:g})")
+            v = self.serving.get(key)
+            if isinstance(v, float | int) and (v < 1 or v != int(v)):
+                raise ValueError(f"serving.{key} must be a whole number of at least 1 (got {v:g})")
+        for key in ("max_explore", "propensity_draws"):
+            v = self.serving.get(key)
+            if isinstance(v, float | int) and (v < 0 or v != int(v)):
+                raise ValueError(f"serving.{key} must be a whole number of at least 0 (got {v:g})")
+        reserve = self.serving.get("reserve_ecpm", 0.0)
+        if isinstance(reserve, float | int) and reserve < 0:
+            raise ValueError(f"serving.reserve_ecpm must be at least 0 (got {reserve:g})")
         try:
             self.pipeline_config(900.0)  # the pipeline's own checks of the other values
         except ConfigError as err:
             raise ValueError(f"serving: {err}") from None
         return self
 
-    def pipeline_config(self, feedback_every_s: float, defaults: dict[str, float] | None = None) -> PipelineConfig:
+    def pipeline_config(
+        self, feedback_every_s: float, defaults: dict[str, float | str] | None = None
+    ) -> PipelineConfig:
         """The arm's pipeline settings (``defaults`` under its own). Spend changes only when the loop sends
         feedback, which refreshes it: no re-read in between; served ads count against budgets until their events
         come, at least two feedback intervals."""
@@ -479,7 +499,10 @@ class _Loop:
                 if arm.click_model is not None:
                     ProfileBuilder().rebuild(store)  # the profile job, on the warm-up history
                     click = _train_click(arm, store) if artifact is not None else None
-                truth = {"repeat_decay": config.fatigue, "repeat_window_s": config.fatigue_window_s}
+                truth: dict[str, float | str] = {
+                    "repeat_decay": config.fatigue,
+                    "repeat_window_s": config.fatigue_window_s,
+                }
                 defaults = truth if arm.policy == "oracle" else None  # the oracle knows how users tire
                 pipeline_config = arm.pipeline_config(config.feedback_every_s, defaults)
                 if config.http and arm.policy in ("model", "no-model"):

@@ -2,8 +2,9 @@
 
 A token is ``base64url(JSON payload) "." base64url(HMAC-SHA256(secret, payload))``. The payload is the
 :class:`~adrec.data.records.Delivery` (user, ad, campaign, price charged per billable event, time, placement and
-the slot it was served in). Tokens signed before the slot was carried (one field fewer) still verify, with no
-position. The events endpoint
+the slot it was served in, and, when the pipeline explores, the probability with which it put the ad there).
+Tokens signed before the slot was carried (one field fewer) still verify, with no position; a token without a
+propensity is the format before propensities were carried. The events endpoint
 trusts prices and ids only from a verified token, never from the client, so a client cannot bill an ad it was not
 served or change a price.
 """
@@ -27,7 +28,7 @@ from adrec.exceptions import TokenError
 __all__ = ["TokenSigner", "new_secret"]
 
 _FIELDS = ("iid", "user_id", "ad_id", "campaign_id", "advertiser_id", "pricing_model", "price", "served_ts")
-_PAYLOAD = (*_FIELDS, "placement", "position")
+_PAYLOAD = (*_FIELDS, "placement", "position", "propensity")
 
 
 def new_secret() -> str:
@@ -69,6 +70,10 @@ def _sound(d: Delivery) -> bool:
         and bool(d.iid and d.user_id and d.ad_id and d.campaign_id and d.advertiser_id)
         and (d.placement is None or type(d.placement) is str)
         and (d.position is None or (type(d.position) is int and 1 <= d.position <= _MAX_POSITION))
+        and (
+            d.propensity is None
+            or ((type(d.propensity) is float or type(d.propensity) is int) and 0 < d.propensity <= 1)
+        )
     )
 
 
@@ -97,8 +102,10 @@ class TokenSigner:
 
     def sign(self, delivery: Delivery) -> str:
         payload = [getattr(delivery, f) for f in _PAYLOAD]
-        if delivery.position is None:  # the format before positions were carried: the same token as then
+        if delivery.propensity is None:  # the format before propensities were carried: the same token as then
             payload.pop()
+            if delivery.position is None:  # and before positions were
+                payload.pop()
         body = base64.urlsafe_b64encode(_JSON(payload).encode()).rstrip(b"=")
         return (body + b"." + self._mac(body)).decode()
 
@@ -114,9 +121,10 @@ class TokenSigner:
             raise TokenError("token signature does not match (forged, altered or signed with another secret)")
         try:
             values = from_json(_unb64(data))
-            if not isinstance(values, list) or len(values) not in (len(_FIELDS) + 1, len(_FIELDS) + 2):
+            if not isinstance(values, list) or not len(_FIELDS) + 1 <= len(values) <= len(_PAYLOAD):
                 raise ValueError
-            # The payload is in field order: _FIELDS, placement, then the position (absent from older tokens).
+            # The payload is in field order: _FIELDS, placement, then the position and the propensity (absent from
+            # older tokens).
             delivery = Delivery(**dict(zip(_PAYLOAD, values, strict=False)))
         except (ValueError, TypeError):
             raise TokenError("malformed token payload") from None

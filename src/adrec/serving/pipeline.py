@@ -37,6 +37,7 @@ from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
 from adrec.serving.calibration import Calibrator, fit_calibrator
 from adrec.serving.catalog import CatalogSnapshot, Eligibility, RequestContext
+from adrec.serving.explore import Exploration, fill_slots
 from adrec.serving.outstanding import Outstanding
 from adrec.store.base import Delivery, Store, demographic_segment
 
@@ -272,7 +273,10 @@ class PipelineConfig:
     """Knobs of the decision pipeline, with their defaults.
 
     n_candidates: how many nearest neighbours (or top model scores) enter ranking.
-    explore_share: share of slots kept for fresh ads (ads the model learned nothing about), when any are eligible.
+    explore_share: share of slots kept for fresh ads (ads the model learned nothing about), when any are eligible
+        (exploration ``none`` only: the other strategies explore every candidate, fresh ads included).
+    exploration, epsilon, temperature, prior_precision, max_explore, propensity_draws: how the slots are filled
+        and how each served ad's propensity is computed (see :mod:`adrec.serving.explore`).
     max_per_advertiser: most ads of one advertiser in one response.
     category_decay: eCPM multiplier per ad of the same category already placed (1 = no diversity pressure).
     reserve_ecpm: floor price in eCPM; ads below it are not shown.
@@ -291,6 +295,12 @@ class PipelineConfig:
 
     n_candidates: int = 200
     explore_share: float = 0.1
+    exploration: str = "none"
+    epsilon: float = 0.1
+    temperature: float = 0.25
+    prior_precision: float = 1.0
+    max_explore: int = 2
+    propensity_draws: int = 200
     max_per_advertiser: int = 2
     category_decay: float = 0.7
     reserve_ecpm: float = 0.0
@@ -300,6 +310,18 @@ class PipelineConfig:
     outstanding_window_s: float = 600.0
     repeat_decay: float = 1.0
     repeat_window_s: float = 86_400.0
+
+    @property
+    def explore(self) -> Exploration:
+        """The exploration settings (:class:`~adrec.serving.explore.Exploration`)."""
+        return Exploration(
+            self.exploration,
+            self.epsilon,
+            self.temperature,
+            self.prior_precision,
+            self.max_explore,
+            self.propensity_draws,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -316,6 +338,7 @@ class PipelineConfig:
             )
         if not 0.0 <= self.explore_share <= 1.0:
             raise ConfigError(f"explore_share must be in [0, 1] (got {self.explore_share})")
+        self.explore  # noqa: B018  (validates the exploration settings)
         if not 0.0 < self.pcvr <= 1.0 or self.pcvr_prior_clicks <= 0:
             raise ConfigError(
                 f"pcvr must be in (0, 1] and pcvr_prior_clicks > 0 (got {self.pcvr}, {self.pcvr_prior_clicks})"
@@ -368,6 +391,8 @@ class _Binding:
     ad_blocks: dict[int, AdBlock] = field(default_factory=dict)
     """The catalogue's ads encoded for the model's click and conversion models, by their feature spec's
     ``hash_bits`` (empty without either)."""
+    ad_impressions: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    """Per catalogue ad, its logged impressions (Thompson sampling's evidence; zeros unless it explores so)."""
     fresh_ads: npt.NDArray[np.int64] = field(init=False)
     """Catalogue indices of the fresh ads."""
 
@@ -409,6 +434,7 @@ class _Binding:
             ~known | (popularity <= 0),
             _campaign_pcvr(catalog, logged.conversions, config.pcvr, config.pcvr_prior_clicks),
             _encode_ads(catalog, model),
+            np.array([logged.impressions.get(a, 0) for a in catalog.ad_ids.tolist()], dtype=np.float64),
         )
 
 
@@ -420,17 +446,23 @@ class _Logged:
     """Per demographic segment, its most clicked ads (:meth:`Store.segment_click_counts`)."""
     conversions: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per ad id, (clicks, conversions) in the log."""
+    impressions: dict[str, int] = field(default_factory=dict)
+    """Per ad id, its logged impressions (read only for Thompson sampling, whose posteriors narrow with them)."""
 
     @classmethod
-    def read(cls, store: Store) -> _Logged:
+    def read(cls, store: Store, *, impressions: bool = False) -> _Logged:
         clicks: Counter[str] = Counter()
         conversions: Counter[str] = Counter()
-        for batch in store.iter_events(types=[EventType.CLICK, EventType.CONVERSION], batch_size=100_000):
+        shown: Counter[str] = Counter()
+        types = [EventType.CLICK, EventType.CONVERSION, *([EventType.IMPRESSION] if impressions else [])]
+        for batch in store.iter_events(types=types, batch_size=100_000):
             is_click = batch.type == int(EventType.CLICK)
+            is_impression = batch.type == int(EventType.IMPRESSION)
             clicks.update(batch.ad_id[is_click].tolist())
-            conversions.update(batch.ad_id[~is_click].tolist())
+            conversions.update(batch.ad_id[~is_click & ~is_impression].tolist())
+            shown.update(batch.ad_id[is_impression].tolist())
         counts = {a: (clicks[a], conversions[a]) for a in clicks.keys() | conversions.keys()}
-        return cls(store.segment_click_counts(), counts)
+        return cls(store.segment_click_counts(), counts, dict(shown))
 
 
 def _encode_ads(catalog: CatalogSnapshot, model: ServingModel | None) -> dict[int, AdBlock]:
@@ -488,7 +520,8 @@ class Pipeline:
         self.signer = signer
         self.config = config or PipelineConfig()
         self._lock = threading.Lock()
-        self._logged = _Logged.read(store)
+        self._explore = self.config.explore
+        self._logged = _Logged.read(store, impressions=self._explore.strategy == "thompson")
         self._binding = _Binding.make(self._load_catalog(), model, self._logged, self.config)
         self._spend: _Timed | None = None
         self._stored: _Stored | None = None
@@ -513,7 +546,7 @@ class Pipeline:
         change).
         """
         if relearn:
-            self._logged = _Logged.read(self.store)
+            self._logged = _Logged.read(self.store, impressions=self._explore.strategy == "thompson")
         with self._lock:
             self._binding = _Binding.make(self._binding.catalog, model, self._logged, self.config)
 
@@ -789,42 +822,40 @@ class Pipeline:
         if len(cand) == 0:
             return []
         by_value = np.argsort(-values, kind="stable")
-        order = by_value
-        explore = source == EXPLORE
-        explore_pool = np.flatnonzero(explore)
-        explore_pick = np.array([], dtype=np.int64)
-        if len(explore_pool):
-            rng = np.random.default_rng(_draw_seed(draws))
-            # The share is met on average: k * share slots, the fraction by chance (k = 1 explores 10 % of the
-            # time).
-            share = k * cfg.explore_share
-            n_explore = min(len(explore_pool), int(share) + int(rng.random() < share - int(share)))
-            shuffled = rng.permutation(explore_pool)
-            explore_pick = shuffled[:n_explore]
-            if served is not None and served.click is not None:
-                # The click model scores a fresh ad from its content (its id unseen): it competes on eCPM like any
-                # candidate, and the exploration share adds drawn ones on top of those that win.
-                order = order[~np.isin(order, explore_pick)]
-            else:  # a fresh ad's pCTR is only the base rate: it is shown by the exploration share alone
-                order = order[~explore[order]]
-        picked = rerank(
-            cat,
-            cand,
-            values,
-            order,
-            k - len(explore_pick),
-            max_per_advertiser=cfg.max_per_advertiser,
-            category_decay=cfg.category_decay,
-        )
-        picked += explore_pick.tolist()
-        if len(picked) < k and len(explore_pool):  # not enough exploit candidates: fill with the other fresh ads
-            chosen = set(picked)
-            picked += [i for i in shuffled.tolist() if i not in chosen][: k - len(picked)]
-        picked.sort(key=lambda i: -values[i])
+        explore = self._explore
+        propensity: list[float | None]
+        if explore.strategy != "none":
+            # Every slot drawn by the strategy, with the probability of the served ad in it (adrec.serving.explore).
+            pool = by_value[: max(k * 10, 50)]
+            ads_ = cand[pool]
+            filled = fill_slots(
+                values[pool],
+                cat.ad_advertiser_code[ads_],
+                cat.ad_category_code[ads_],
+                k,
+                explore,
+                np.random.default_rng(_draw_seed(draws)),
+                max_per_advertiser=cfg.max_per_advertiser,
+                category_decay=cfg.category_decay,
+                pctr=pctr[pool],
+                impressions=b.ad_impressions[ads_],
+                ctr_priced=pricing[pool] != "CPM",
+            )
+            picked = pool[filled.picks].tolist()
+            propensity = [round(float(p), 6) for p in filled.propensity]
+        else:
+            picked = self._exploit(b, cand, values, by_value, source, k, draws, served)
+            propensity = [None] * len(picked)
         picked_set = set(picked)
         next_value = next((float(values[i]) for i in by_value.tolist() if i not in picked_set), 0.0)
         sel = np.array(picked, dtype=np.int64)
-        prices = gsp_prices(values[sel], next_value, pricing[sel], bid[sel], pctr[sel], pcvr[sel], cfg.reserve_ecpm)
+        # Prices as the auction sets them on the served ads' eCPM order: an explored slot order never raises one.
+        ranked = np.argsort(-values[sel], kind="stable")
+        top = sel[ranked]
+        prices = np.empty(len(sel))
+        prices[ranked] = gsp_prices(
+            values[top], next_value, pricing[top], bid[top], pctr[top], pcvr[top], cfg.reserve_ecpm
+        )
         out: list[ServedAd] = []
         explain = cat.explainer(user, interests, ctx)
         for rank, (i, price) in enumerate(zip(sel.tolist(), prices.tolist(), strict=True), start=1):
@@ -843,6 +874,7 @@ class Pipeline:
                 served_ts=ctx.now,
                 placement=ctx.placement,
                 position=rank,
+                propensity=propensity[rank - 1],
             )
             score = float(scores[i])
             out.append(
@@ -881,6 +913,54 @@ class Pipeline:
         costs = list(zip(ids, (prices * chance).tolist(), strict=True))
         self.outstanding.add(ctx.now, user_id, costs, capped, max(cat.max_window, self._repeat_window))
         return out
+
+    def _exploit(
+        self,
+        b: _Binding,
+        cand: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+        by_value: npt.NDArray[np.intp],
+        source: npt.NDArray[np.int8],
+        k: int,
+        draws: str,
+        served: ServingModel | None,
+    ) -> list[int]:
+        """Exploration ``none``: the re-ranked best ads, with the fresh-ad share drawn at random; eCPM order."""
+        cfg = self.config
+        order = by_value
+        explore = source == EXPLORE
+        explore_pool = np.flatnonzero(explore)
+        explore_pick = np.array([], dtype=np.int64)
+        shuffled = explore_pool
+        if len(explore_pool):
+            rng = np.random.default_rng(_draw_seed(draws))
+            # The share is met on average: k * share slots, the fraction by chance (k = 1 explores 10 % of the
+            # time).
+            share = k * cfg.explore_share
+            n_explore = min(len(explore_pool), int(share) + int(rng.random() < share - int(share)))
+            shuffled = rng.permutation(explore_pool)
+            explore_pick = shuffled[:n_explore]
+            if served is not None and served.click is not None:
+                # The click model scores a fresh ad from its content (its id unseen): it competes on eCPM like any
+                # candidate, and the exploration share adds drawn ones on top of those that win.
+                order = order[~np.isin(order, explore_pick)]
+            else:  # a fresh ad's pCTR is only the base rate: it is shown by the exploration share alone
+                order = order[~explore[order]]
+        picked = rerank(
+            b.catalog,
+            cand,
+            values,
+            order,
+            k - len(explore_pick),
+            max_per_advertiser=cfg.max_per_advertiser,
+            category_decay=cfg.category_decay,
+        )
+        picked += explore_pick.tolist()
+        if len(picked) < k and len(explore_pool):  # not enough exploit candidates: fill with the other fresh ads
+            chosen = set(picked)
+            picked += [i for i in shuffled.tolist() if i not in chosen][: k - len(picked)]
+        picked.sort(key=lambda i: -values[i])
+        return picked
 
 
 def click_features(
