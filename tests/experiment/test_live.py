@@ -268,3 +268,28 @@ def test_a_click_model_must_be_registered_and_ranks_only_model_arms() -> None:
         ArmConfig(name="a", click_model="xgb")
     with pytest.raises(ValueError, match="model arm"):
         ArmConfig(name="a", policy="oracle", click_model="lr")
+
+
+def test_an_exploring_arm_logs_the_propensity_of_every_live_impression(tmp_path: Path) -> None:
+    arms = [
+        ArmConfig(name="exploit", model="bpr", retrain_hours=6),
+        ArmConfig(name="ts", model="bpr", retrain_hours=6, serving={"exploration": "thompson", "propensity_draws": 50}),
+    ]
+    config = CONFIG.model_copy(update={"days": 0.5, "arms": arms})
+    with open_store(f"sqlite:///{tmp_path}/e.db") as e, open_store(f"sqlite:///{tmp_path}/t.db") as t:
+        report = run_experiment(config, {"exploit": e, "ts": t}, progress=False)
+        propensity = {}
+        for name, store in (("exploit", e), ("ts", t)):
+            batches = list(store.iter_events(since=CONFIG.live_start, types=[EventType.IMPRESSION]))
+            propensity[name] = np.concatenate([b.propensity for b in batches])
+    assert all(a.totals["impressions"] > 0 for a in report.arms)
+    assert np.isnan(propensity["exploit"]).all()  # exploiting logs no propensity
+    ts = propensity["ts"]
+    assert not np.isnan(ts).any() and ((ts > 0) & (ts <= 1)).all()
+    assert (ts < 1).any()  # Thompson sampling did explore
+    with pytest.raises(ValueError, match="serving.exploration must be a strategy name"):
+        ArmConfig(name="x", serving={"exploration": 1.0})
+    with pytest.raises(ValueError, match="serving.epsilon must be a number"):
+        ArmConfig(name="x", serving={"epsilon": "high"})
+    with pytest.raises(ValueError, match="exploration must be one of"):
+        ArmConfig(name="x", serving={"exploration": "greedy"})
