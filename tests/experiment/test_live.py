@@ -287,9 +287,9 @@ def test_an_exploring_arm_logs_the_propensity_of_every_live_impression(tmp_path:
     ts = propensity["ts"]
     assert not np.isnan(ts).any() and ((ts > 0) & (ts <= 1)).all()
     assert (ts < 1).any()  # Thompson sampling did explore
-    with pytest.raises(ValueError, match="serving.exploration must be a strategy name"):
+    with pytest.raises(ValueError, match=re.escape("serving.exploration must be a strategy name")):
         ArmConfig(name="x", serving={"exploration": 1.0})
-    with pytest.raises(ValueError, match="serving.epsilon must be a number"):
+    with pytest.raises(ValueError, match=re.escape("serving.epsilon must be a number")):
         ArmConfig(name="x", serving={"epsilon": "high"})
     with pytest.raises(ValueError, match="exploration must be one of"):
         ArmConfig(name="x", serving={"exploration": "greedy"})
