@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     temperature: float = Field(default=0.25, gt=0, description="softmax: temperature over log-eCPM")
     prior_precision: float = Field(default=1.0, gt=0, description="thompson: precision of an unseen ad's logit")
     max_explore: int = Field(default=2, ge=0, le=100, description="most exploratory slots of one response")
+    campaign_explore_share: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="most of a campaign's impressions a day (per process, after 20) that may be exploratory; 1: no cap",
+    )
     propensity_draws: int = Field(
         default=200,
         ge=0,

@@ -17,7 +17,7 @@ from adrec.exceptions import ConfigError
 from adrec.feedback.tokens import TokenSigner
 from adrec.serving.catalog import CatalogSnapshot
 from adrec.serving.explore import Exploration, fill_slots
-from adrec.serving.pipeline import Pipeline, PipelineConfig, rerank
+from adrec.serving.pipeline import EXPLORE_FREE, Pipeline, PipelineConfig, rerank
 from adrec.store import Feedback, Store, open_store
 
 # A pool of 6 ads (eCPM best first) of 4 advertisers and 3 categories.
@@ -57,8 +57,9 @@ def test_exploiting_fills_the_slots_exactly_as_the_pipelines_reranking() -> None
         Exploration("softmax", temperature=0.5, draws=300),
         Exploration("thompson", prior_precision=1.0, draws=300),
         Exploration("egreedy", epsilon=1.0, max_explore=1, draws=300),
+        Exploration("softmax", temperature=1.0, draws=300),
     ],
-    ids=["egreedy", "softmax", "thompson", "egreedy-capped"],
+    ids=["egreedy", "softmax", "thompson", "egreedy-capped", "softmax-some-capped-campaigns"],
 )
 def test_propensities_match_the_frequencies_of_many_requests(explore: Exploration) -> None:
     """Over 3,000 independent requests, how often each (slot, ad) was served must match the mean propensity the
@@ -70,6 +71,8 @@ def test_propensities_match_the_frequencies_of_many_requests(explore: Exploratio
             "impressions": np.array([5000.0, 100.0, 0.0, 2000.0, 10.0, 0.0]),
             "ctr_priced": np.array([True, True, True, True, False, True]),
         }
+    if explore.temperature == 1.0:  # ads 1 and 4 belong to campaigns at their exploration cap
+        extra = {"explorable": np.array([True, False, True, True, False, True])}
     n = 3000
     served: Counter[tuple[int, int]] = Counter()
     logged: dict[tuple[int, int], list[float]] = defaultdict(list)
@@ -85,6 +88,23 @@ def test_propensities_match_the_frequencies_of_many_requests(explore: Exploratio
         # its draws + 1 runs: at most 1 / (draws + 1)).
         tolerance = 4 * np.sqrt(freq * (1 - freq) / n) + 1.5 / (explore.draws + 1)
         assert abs(freq - mean_logged) < tolerance, (key, freq, mean_logged)
+
+
+def test_ads_of_campaigns_at_their_cap_are_shown_only_as_the_exploiting_choice() -> None:
+    explorable = np.array([True, False, True, True, False, True])
+    for seed in range(300):
+        f = fill_slots(
+            VALUES,
+            ADVERTISER,
+            CATEGORY,
+            4,
+            Exploration("egreedy", epsilon=1.0, max_explore=4, draws=0),
+            np.random.default_rng(seed),
+            **RULES,
+            explorable=explorable,  # type: ignore[arg-type]
+        )
+        for a, explored in zip(f.picks.tolist(), f.explored.tolist(), strict=True):
+            assert explorable[a] or not explored
 
 
 def test_slot_one_has_closed_forms() -> None:
@@ -144,6 +164,22 @@ def test_served_ads_carry_their_propensity_into_the_token_and_the_event_log(stor
     batch = next(store.iter_events(types=[EventType.IMPRESSION]))
     logged = dict(zip(batch.ad_id.tolist(), batch.propensity.tolist(), strict=True))
     assert logged == {d.ad_id: d.propensity for d in deliveries}
+
+
+def test_a_campaigns_exploratory_impressions_stop_at_its_daily_cap(store: Store) -> None:
+    config = PipelineConfig(
+        exploration="egreedy", epsilon=1.0, max_explore=4, campaign_explore_share=0.0, max_per_advertiser=10
+    )
+    p = Pipeline(store, blocks_model(), TokenSigner(SECRET), config)
+    for i in range(200):
+        p.recommend(user_id(i % 3, i % 4), 4, now=NOW, request_id=f"{i:08x}")
+    counts = p._explored._counts  # per campaign: [exploratory, all] impressions today
+    assert sum(total for _, total in counts.values()) == 800
+    for explored, _ in counts.values():  # share 0: only the free allowance (a request may cross it by its slots)
+        assert EXPLORE_FREE <= explored < EXPLORE_FREE + 4
+    # The next day the allowance starts again.
+    p.recommend(user_id(0, 0), 4, now=NOW + 86_400, request_id="ffffffff")
+    assert sum(total for _, total in p._explored._counts.values()) == 4
 
 
 def test_exploit_only_logs_no_propensity(store: Store) -> None:

@@ -150,6 +150,7 @@ _SERVING_KEYS = (
     "prior_precision",
     "max_explore",
     "propensity_draws",
+    "campaign_explore_share",
     "max_per_advertiser",
     "category_decay",
     "reserve_ecpm",
@@ -194,7 +195,8 @@ class ArmConfig(BaseModel):
     serving: dict[str, float | str] = Field(default_factory=dict)
     """The arm's ranking, re-ranking and exploration settings: :class:`~adrec.serving.PipelineConfig` fields
     (``n_candidates``, ``explore_share``, ``exploration`` (a name: none, egreedy, softmax, thompson), ``epsilon``,
-    ``temperature``, ``prior_precision``, ``max_explore``, ``propensity_draws``, ``max_per_advertiser``,
+    ``temperature``, ``prior_precision``, ``max_explore``, ``propensity_draws``, ``campaign_explore_share``,
+    ``max_per_advertiser``,
     ``category_decay``, ``reserve_ecpm``, ``pcvr``, ``pcvr_prior_clicks``, ``repeat_decay``,
     ``repeat_window_s``), the serving defaults where left out; the ``oracle`` knows the truth, so its
     ``repeat_decay`` is the market's ``fatigue`` unless set."""

@@ -19,7 +19,8 @@ already placed). The exploiting choice of a slot is the open ad with the best de
 
 ``max_explore`` caps the exploratory slots of one request: a slot is exploratory when its ad is not the
 exploiting choice given the slots above it; once a request has ``max_explore`` of them, every later slot
-exploits.
+exploits. ``explorable`` marks the ads exploration may pick at all (the pipeline clears it for campaigns whose
+exploratory impressions reached their cap): any other ad fills a slot only as its exploiting choice.
 
 Propensities: slot 1 of ``egreedy`` and ``softmax`` has a closed form (``(1 - ε) [a = best] + ε / n_open``; the
 softmax's own probability), used exactly. Every other slot, and every slot of ``thompson``, whose marginal
@@ -78,6 +79,8 @@ class Filled:
     picks: Ints
     propensity: Floats
     exact: npt.NDArray[np.bool_]
+    explored: npt.NDArray[np.bool_]
+    """Per served slot, whether it was exploratory (its ad not the exploiting choice given the slots above)."""
 
 
 def fill_slots(
@@ -93,6 +96,7 @@ def fill_slots(
     pctr: Floats | None = None,
     impressions: Floats | None = None,
     ctr_priced: npt.NDArray[np.bool_] | None = None,
+    explorable: npt.NDArray[np.bool_] | None = None,
 ) -> Filled:
     """Fill up to ``k`` slots from a pool of candidates (``values``: their eCPM, best first; ``advertiser``,
     ``category``: small integer codes) with the strategy of ``explore``; ``thompson`` also needs each candidate's
@@ -101,7 +105,7 @@ def fill_slots(
     Runs ``explore.draws + 1`` selections at once (row 0 is the one served) for the Monte Carlo propensities."""
     n = len(values)
     if k <= 0 or n == 0:
-        return Filled(np.array([], np.int64), np.array([]), np.array([], bool))
+        return Filled(np.array([], np.int64), np.array([]), np.array([], bool), np.array([], bool))
     runs = explore.draws + 1
     base = np.broadcast_to(np.asarray(values, dtype=np.float64), (runs, n))
     drawn = base
@@ -121,6 +125,8 @@ def fill_slots(
     explored = np.zeros(runs, dtype=np.int64)
     rows = np.arange(runs)
     picks = np.full((runs, k), -1, dtype=np.int64)
+    was_explored = np.zeros(k, dtype=bool)
+    may = np.ones(n, dtype=bool) if explorable is None else np.asarray(explorable, dtype=bool)
     first: float | None = None  # the closed-form probability of the served ad in slot 1
     for slot in range(k):
         open_ = ~taken & (adv_count[:, adv] < max_per_advertiser)
@@ -129,6 +135,7 @@ def fill_slots(
             break
         decay = category_decay ** cat_count[:, cat]
         best = np.argmax(np.where(open_, base * decay, -np.inf), axis=1)
+        open_ = open_ & (may[None, :] | (np.arange(n)[None, :] == best[:, None]))  # what exploration may pick
         if explore.strategy == "egreedy":
             uniform = np.argmax(np.where(open_, rng.random((runs, n)), -1.0), axis=1)
             pick = np.where(rng.random(runs) < explore.epsilon, uniform, best)
@@ -144,6 +151,7 @@ def fill_slots(
         pick = np.where(explored >= explore.max_explore, best, pick)
         if slot == 0 and explore.strategy in ("egreedy", "softmax"):
             first = _first_slot(explore, base[0], open_[0], best[0], int(pick[0]))
+        was_explored[slot] = bool(pick[0] != best[0])
         explored += pick != best
         pick = np.where(alive, pick, -1)
         picks[:, slot] = pick
@@ -159,7 +167,7 @@ def fill_slots(
         exact[:] = True
     elif first is not None and len(served):
         share[0], exact[0] = first, True
-    return Filled(served, share.astype(np.float64), exact)
+    return Filled(served, share.astype(np.float64), exact, was_explored[: len(served)])
 
 
 def _first_slot(explore: Exploration, values: Floats, open_: npt.NDArray[np.bool_], best: int, pick: int) -> float:

@@ -277,6 +277,9 @@ class PipelineConfig:
         (exploration ``none`` only: the other strategies explore every candidate, fresh ads included).
     exploration, epsilon, temperature, prior_precision, max_explore, propensity_draws: how the slots are filled
         and how each served ad's propensity is computed (see :mod:`adrec.serving.explore`).
+    campaign_explore_share: the most of a campaign's impressions today (served by this process) that may be
+        exploratory, once it has :data:`EXPLORE_FREE` of them (1 = no cap); a campaign at its cap is shown only
+        where it is the exploiting choice.
     max_per_advertiser: most ads of one advertiser in one response.
     category_decay: eCPM multiplier per ad of the same category already placed (1 = no diversity pressure).
     reserve_ecpm: floor price in eCPM; ads below it are not shown.
@@ -301,6 +304,7 @@ class PipelineConfig:
     prior_precision: float = 1.0
     max_explore: int = 2
     propensity_draws: int = 200
+    campaign_explore_share: float = 1.0
     max_per_advertiser: int = 2
     category_decay: float = 0.7
     reserve_ecpm: float = 0.0
@@ -338,6 +342,8 @@ class PipelineConfig:
             )
         if not 0.0 <= self.explore_share <= 1.0:
             raise ConfigError(f"explore_share must be in [0, 1] (got {self.explore_share})")
+        if not 0.0 <= self.campaign_explore_share <= 1.0:
+            raise ConfigError(f"campaign_explore_share must be in [0, 1] (got {self.campaign_explore_share})")
         self.explore  # noqa: B018  (validates the exploration settings)
         if not 0.0 < self.pcvr <= 1.0 or self.pcvr_prior_clicks <= 0:
             raise ConfigError(
@@ -494,6 +500,44 @@ def _campaign_pcvr(
     return rate
 
 
+EXPLORE_FREE = 20
+"""Exploratory impressions a campaign may get each day before :attr:`PipelineConfig.campaign_explore_share`
+applies (a new campaign, with no impressions yet, could otherwise never be explored)."""
+
+
+class _ExploreCounts:
+    """Per campaign, today's impressions served by this process and how many of them were exploratory."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._lock = threading.Lock()
+        self._day = ""
+        self._counts: dict[str, list[int]] = {}
+
+    def explorable(self, campaign_ids: list[str], now: float) -> npt.NDArray[np.bool_] | None:
+        """Whether exploration may still pick each campaign's ads (None: no cap)."""
+        if self.share >= 1.0:
+            return None
+        counts = self._counts if utc_day(now) == self._day else {}
+        out = []
+        for c in campaign_ids:
+            explored, total = counts.get(c, (0, 0))
+            out.append(explored < max(self.share * total, EXPLORE_FREE))
+        return np.array(out, dtype=bool)
+
+    def add(self, campaign_ids: list[str], explored: list[bool], now: float) -> None:
+        if self.share >= 1.0:
+            return
+        day = utc_day(now)
+        with self._lock:
+            if day != self._day:
+                self._day, self._counts = day, {}
+            for c, e in zip(campaign_ids, explored, strict=True):
+                row = self._counts.setdefault(c, [0, 0])
+                row[0] += int(e)
+                row[1] += 1
+
+
 class Pipeline:
     """Decides which ads a user sees and at what price.
 
@@ -521,6 +565,7 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self._lock = threading.Lock()
         self._explore = self.config.explore
+        self._explored = _ExploreCounts(self.config.campaign_explore_share)
         self._logged = _Logged.read(store, impressions=self._explore.strategy == "thompson")
         self._binding = _Binding.make(self._load_catalog(), model, self._logged, self.config)
         self._spend: _Timed | None = None
@@ -828,6 +873,7 @@ class Pipeline:
             # Every slot drawn by the strategy, with the probability of the served ad in it (adrec.serving.explore).
             pool = by_value[: max(k * 10, 50)]
             ads_ = cand[pool]
+            campaign_ids = cat.c_ids[camp[pool]].tolist()
             filled = fill_slots(
                 values[pool],
                 cat.ad_advertiser_code[ads_],
@@ -840,9 +886,11 @@ class Pipeline:
                 pctr=pctr[pool],
                 impressions=b.ad_impressions[ads_],
                 ctr_priced=pricing[pool] != "CPM",
+                explorable=self._explored.explorable(campaign_ids, ctx.now),
             )
             picked = pool[filled.picks].tolist()
             propensity = [round(float(p), 6) for p in filled.propensity]
+            self._explored.add([campaign_ids[j] for j in filled.picks.tolist()], filled.explored.tolist(), ctx.now)
         else:
             picked = self._exploit(b, cand, values, by_value, source, k, draws, served)
             propensity = [None] * len(picked)
