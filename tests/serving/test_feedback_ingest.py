@@ -102,3 +102,22 @@ def test_times_and_values_are_checked_per_event(
     assert report.accepted == 1
     ((index, event_id, reason),) = report.rejected
     assert (index, event_id) == (0, "bad") and reason.startswith(f"{field}: ") and message in reason
+
+
+def test_the_propensity_an_impression_logs_is_the_one_its_token_signed(store: Store) -> None:
+    """An explored ad's token carries its propensity: the impression stores it, clicks do not (the column is the
+    serving policy's, per impression), and a client cannot change it without breaking the signature."""
+    signer = TokenSigner("s" * 32)
+    explored = Delivery("r9-1", "u1", "a1", "c1", "adv1", "CPC", 0.5, NOW - 60, "feed", propensity=0.25, position=1)
+    token = signer.sign(explored)
+    late = [RawFeedback("i9", "impression", token, ts=NOW - 50), RawFeedback("c9", "click", token, ts=NOW - 40)]
+    report = ingest_feedback(store, signer, late, now=NOW + 3600)  # one late batch, impression and click together
+    assert report.accepted == 2
+    batch = next(store.iter_events())
+    stored = dict(zip(batch.event_id.tolist(), batch.propensity.tolist(), strict=True))
+    assert stored["i9"] == 0.25 and math.isnan(stored["c9"])
+    mac = token.partition(".")[2]
+    other = signer.sign(Delivery("r9-1", "u1", "a1", "c1", "adv1", "CPC", 0.5, NOW - 60, "feed", 1.0, 1))
+    forged_token = f"{other.partition('.')[0]}.{mac}"  # propensity 1.0 under the 0.25 token's signature
+    forged = ingest_feedback(store, signer, [RawFeedback("i10", "impression", forged_token)], now=NOW + 3600)
+    assert forged.accepted == 0 and "signature" in forged.rejected[0][2]
