@@ -22,6 +22,7 @@ Writes ``benchmarks/results/ope-obp.{json,md}``. Target: every shared estimator 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -132,8 +133,6 @@ def main() -> None:
     parser.add_argument("--n-sim", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=12345)
     args = parser.parse_args()
-    import os
-
     obd = Path(args.data or Path(os.environ.get("ADREC_DATA_DIR", REPO.parent / "shared" / "data")))
     if args.data is None:
         obd = obd / "open_bandit_dataset_random"

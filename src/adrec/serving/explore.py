@@ -74,11 +74,10 @@ class Exploration:
 @dataclass(frozen=True)
 class Filled:
     """The served slots: ``picks`` are positions into the pool, in slot order; ``propensity`` the probability of
-    each served ad in its slot; ``exact`` whether that probability is the closed form (else Monte Carlo)."""
+    each served ad in its slot (the closed form at slot 1 where there is one, else Monte Carlo)."""
 
     picks: Ints
     propensity: Floats
-    exact: npt.NDArray[np.bool_]
     explored: npt.NDArray[np.bool_]
     """Per served slot, whether it was exploratory (its ad not the exploiting choice given the slots above)."""
 
@@ -105,7 +104,7 @@ def fill_slots(
     Runs ``explore.draws + 1`` selections at once (row 0 is the one served) for the Monte Carlo propensities."""
     n = len(values)
     if k <= 0 or n == 0:
-        return Filled(np.array([], np.int64), np.array([]), np.array([], bool), np.array([], bool))
+        return Filled(np.array([], np.int64), np.array([]), np.array([], bool))
     runs = explore.draws + 1
     base = np.broadcast_to(np.asarray(values, dtype=np.float64), (runs, n))
     drawn = base
@@ -161,13 +160,11 @@ def fill_slots(
         np.add.at(cat_count, (live, cat[pick[alive]]), 1)
     served = picks[0][picks[0] >= 0]
     share = (picks[:, : len(served)] == served[None, :]).mean(axis=0)
-    exact = np.zeros(len(served), dtype=bool)
     if explore.strategy == "none":
         share[:] = 1.0
-        exact[:] = True
     elif first is not None and len(served):
-        share[0], exact[0] = first, True
-    return Filled(served, share.astype(np.float64), exact, was_explored[: len(served)])
+        share[0] = first
+    return Filled(served, share.astype(np.float64), was_explored[: len(served)])
 
 
 def _first_slot(explore: Exploration, values: Floats, open_: npt.NDArray[np.bool_], best: int, pick: int) -> float:

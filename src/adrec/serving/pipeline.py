@@ -873,7 +873,8 @@ class Pipeline:
             # Every slot drawn by the strategy, with the probability of the served ad in it (adrec.serving.explore).
             pool = by_value[: max(k * 10, 50)]
             ads_ = cand[pool]
-            campaign_ids = cat.c_ids[camp[pool]].tolist()
+            per_campaign = self._explored.share < 1.0  # the campaigns' exploration caps are counted only when set
+            campaign_ids = cat.c_ids[camp[pool]].tolist() if per_campaign else []
             filled = fill_slots(
                 values[pool],
                 cat.ad_advertiser_code[ads_],
@@ -886,11 +887,12 @@ class Pipeline:
                 pctr=pctr[pool],
                 impressions=b.ad_impressions[ads_],
                 ctr_priced=pricing[pool] != "CPM",
-                explorable=self._explored.explorable(campaign_ids, ctx.now),
+                explorable=self._explored.explorable(campaign_ids, ctx.now) if per_campaign else None,
             )
             picked = pool[filled.picks].tolist()
             propensity = [round(float(p), 6) for p in filled.propensity]
-            self._explored.add([campaign_ids[j] for j in filled.picks.tolist()], filled.explored.tolist(), ctx.now)
+            if per_campaign:
+                self._explored.add([campaign_ids[j] for j in filled.picks.tolist()], filled.explored.tolist(), ctx.now)
         else:
             picked = self._exploit(b, cand, values, by_value, source, k, draws, served)
             propensity = [None] * len(picked)
