@@ -190,5 +190,13 @@ def test_iter_served_reads_each_served_ad_with_its_slot_and_outcome(store: Store
     assert rows["r7-2"][1:] == (2, 1.7e9 + 10, 1.7e9 + 15, 1.7e9 + 19)
     assert rows["r6-1"][1] == 0 and np.isnan(rows["r6-1"][3])
     assert batches[0].placement.tolist() == ["feed", "feed"] and batches[0].campaign_id.tolist() == ["c1", "c1"]
+    money = {
+        str(iid): (str(pm), float(price), float(cost))
+        for b in batches
+        for iid, pm, price, cost in zip(b.iid, b.pricing_model, b.price, b.cost, strict=True)
+    }
+    # The token's pricing model and price; the cost the ledger charged for its events (a CPA ad's conversion).
+    assert money["r7-1"] == ("CPC", 0.4, 0.4) and money["r7-2"] == ("CPA", 2.0, 2.0)
+    assert money["r6-1"] == ("CPM", 0.002, 0.002) and money["r8-1"] == ("CPC", 0.4, 0.0)
     window = [str(i) for b in store.iter_served(since=1.7e9 + 10, until=1.7e9 + 20) for i in b.iid]
     assert window == ["r7-1", "r7-2"]

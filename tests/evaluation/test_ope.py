@@ -21,6 +21,7 @@ from adrec.evaluation.ope import (
     SelfNormalizedDoublyRobust,
     SelfNormalizedIPW,
     SwitchDoublyRobust,
+    Terms,
     bernoulli_ts,
     cross_fit,
     deterministic,
@@ -133,6 +134,24 @@ def test_bootstrap_interval_matches_the_standard_error_of_a_mean() -> None:
     assert (est.ci_high - est.ci_low) == pytest.approx(2 * 1.96 * se, rel=0.1)
     again = InverseProbabilityWeighting().estimate_interval(log, dist, n_bootstrap=2000, random_state=1)
     assert again == est  # seeded
+
+
+def test_the_cluster_bootstrap_resamples_whole_clusters() -> None:
+    """One unit per cluster: the same replicates as the unit bootstrap. Each unit copied into a cluster of 4: the
+    units are not independent, and the interval is the one of the quarter-size sample, twice as wide."""
+    log, dist, _, _ = _synthetic(5_000, 3)
+    ipw = InverseProbabilityWeighting()
+    n = log.n_rounds
+    plain = ipw.estimate_interval(log, dist, n_bootstrap=500, random_state=2)
+    assert ipw.estimate_interval(log, dist, n_bootstrap=500, random_state=2, cluster=np.arange(n) * 7) == plain
+    terms = ipw.terms(log, dist)
+    copies = Terms(np.repeat(terms.base, 4), np.repeat(terms.num, 4), np.repeat(terms.den, 4))
+    by_unit = copies.bootstrap(2000, 5)
+    by_cluster = copies.bootstrap(2000, 5, np.repeat(np.arange(n), 4))
+    assert by_cluster.std() == pytest.approx(2 * by_unit.std(), rel=0.1)
+    assert by_cluster.mean() == pytest.approx(terms.value(), rel=0.02)
+    with pytest.raises(ValidationError, match="cluster"):
+        terms.bootstrap(10, 0, np.arange(3))
 
 
 def test_self_normalized_bootstrap_recomputes_the_ratio_per_replicate() -> None:

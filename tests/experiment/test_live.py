@@ -293,3 +293,31 @@ def test_an_exploring_arm_logs_the_propensity_of_every_live_impression(tmp_path:
         ArmConfig(name="x", serving={"epsilon": "high"})
     with pytest.raises(ValueError, match="exploration must be one of"):
         ArmConfig(name="x", serving={"exploration": "greedy"})
+
+
+def test_an_arm_serves_a_saved_model_folder_and_never_retrains_it(tmp_path: Path) -> None:
+    """The candidate `adrec ope --policy-model DIR` estimated, run live: its folder's model serves every request."""
+    from adrec.experiment.live import train_arm
+    from adrec.simulate import simulate
+
+    with open_store(f"sqlite:///{tmp_path}/warm.db") as warm:
+        simulate(MARKET, [warm], progress=False)
+        artifact = train_arm(ArmConfig(name="m", model="itemknn"), warm)
+    assert artifact is not None
+    artifact.save(tmp_path / "itemknn")
+    arms = [
+        ArmConfig(name="saved", model_dir=str(tmp_path / "itemknn"), retrain_hours=2),
+        ArmConfig(name="trained", model="itemknn", retrain_hours=2),
+    ]
+    config = CONFIG.model_copy(update={"days": 0.5, "arms": arms})
+    report = run_experiment(config, progress=False)
+    saved, trained = report.arms
+    assert saved.retrains == [] and len(trained.retrains) >= 5
+    assert len(saved.learning_curve) == 1  # one model version all along
+    assert saved.totals["impressions"] > 0
+    with pytest.raises(ValueError, match="model arm"):
+        ArmConfig(name="a", policy="oracle", model_dir=str(tmp_path / "itemknn"))
+    with pytest.raises(ValueError, match="click model from the folder"):
+        ArmConfig(name="a", model_dir=str(tmp_path / "itemknn"), click_model="lr")
+    with pytest.raises(ValueError, match="does not exist"):
+        ArmConfig(name="a", model_dir=str(tmp_path / "nowhere"))

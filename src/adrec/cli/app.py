@@ -7,6 +7,7 @@ Typer's own usage errors exit with status 2. Tracebacks are kept for bugs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 
 from adrec.config import Settings
-from adrec.exceptions import AdrecError
+from adrec.exceptions import AdrecError, ValidationError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +56,20 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def parse_time(value: str, option: str) -> float:
+    """Seconds since the epoch, or an ISO date/datetime (UTC unless it says otherwise); a clear error naming
+    ``option`` otherwise."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(option, f"{value!r} is neither seconds since the epoch nor an ISO date") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 DbOption = Annotated[

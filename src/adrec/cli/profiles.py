@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from adrec.cli.app import DbOption, JsonOption, app, err, friendly, out, settings
+from adrec.cli.app import DbOption, JsonOption, app, err, friendly, out, parse_time, settings
 from adrec.exceptions import ValidationError
 
 if TYPE_CHECKING:
@@ -23,19 +23,6 @@ if TYPE_CHECKING:
 
 def _day(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
-
-
-def _parse_time(value: str) -> float:
-    """Seconds since the epoch, or an ISO date/datetime (UTC unless it says otherwise)."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError("--since", f"{value!r} is neither seconds since the epoch nor an ISO date") from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _parse_age(value: str) -> tuple[int | None, int | None]:
@@ -92,7 +79,7 @@ def build_profiles(
         if since is None:
             report = builder.rebuild(store, embeddings=embeddings)
         else:
-            report = builder.update_window(store, _parse_time(since))
+            report = builder.update_window(store, parse_time(since, "--since"))
     seconds = time.perf_counter() - start
     if as_json:
         out.print_json(json.dumps({**asdict(report), "seconds": seconds}))

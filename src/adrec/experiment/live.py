@@ -74,11 +74,11 @@ from adrec.feedback.ingest import RawFeedback
 from adrec.feedback.tokens import TokenSigner, new_secret
 from adrec.models.artifact import Artifact
 from adrec.models.base import Recommender, get_model, registered_models
-from adrec.models.ctr import ClickModel, get_click_model, registered_click_models
+from adrec.models.ctr import ClickModel, get_click_model, load_click_model, registered_click_models
 from adrec.profiles.builder import ProfileBuilder
 from adrec.progress import Bars
 from adrec.serving.calibration import held_out_calibration
-from adrec.serving.pipeline import PipelineConfig, ServingModel
+from adrec.serving.pipeline import CLICK_MODEL_DIR, PipelineConfig, ServingModel, find_model_dir
 from adrec.simulate.config import SimulationConfig
 from adrec.simulate.history import hourly_intensity
 from adrec.simulate.market import Market
@@ -87,7 +87,7 @@ from adrec.store import open_store
 from adrec.store.base import Store
 from adrec.store.datasets import from_store
 
-__all__ = ["ArmConfig", "ArmResult", "ExperimentConfig", "ExperimentReport", "run_experiment"]
+__all__ = ["ArmConfig", "ArmResult", "ExperimentConfig", "ExperimentReport", "run_experiment", "train_arm"]
 
 _CLICK_DELAY_S = 15.0
 _CONVERSION_DELAY_MEDIAN_S = 900.0
@@ -181,6 +181,10 @@ class ArmConfig(BaseModel):
     """The registered recommender (``adrec train --help`` lists them) of a ``model`` arm."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Its hyper-parameters."""
+    model_dir: str | None = None
+    """A saved model folder (``adrec train --out DIR``; with its click model in ``DIR/ctr`` if it has one) that a
+    ``model`` arm serves as it is, never retrained (``model``, ``params`` and ``retrain_hours`` do not apply): the
+    candidate ``adrec ope --policy-model DIR`` estimated offline, run live."""
     click_model: str | None = None
     """A registered click model (``lr``, ``fm``, ``dcnv2``, ``lightgbm``) that ranks the candidates the arm's
     ``model`` retrieves: trained with it, at the start and at each retrain, on the ads the arm's store served
@@ -206,6 +210,13 @@ class ArmConfig(BaseModel):
         if self.policy == "model" and self.model not in registered_models():
             known = ", ".join(sorted(registered_models()))
             raise ValueError(f"unknown model {self.model!r}; registered: {known}")
+        if self.model_dir is not None:
+            if self.policy != "model":
+                raise ValueError(f"model_dir is served by a model arm, not by a {self.policy} arm")
+            if self.click_model is not None:
+                raise ValueError("an arm serving model_dir takes its click model from the folder (DIR/ctr)")
+            if not Path(self.model_dir).exists():
+                raise ValueError(f"model_dir {self.model_dir} does not exist")
         if self.click_model is not None:
             if self.policy != "model":
                 raise ValueError(f"click_model ranks the candidates of a model arm, not of a {self.policy} arm")
@@ -418,7 +429,7 @@ def _fit(arm: ArmConfig, data: Interactions) -> Recommender:
     return get_model(arm.model, **_quiet(arm.model, arm.params)).fit(data)
 
 
-def _train(arm: ArmConfig, store: Store) -> Artifact | None:
+def train_arm(arm: ArmConfig, store: Store) -> Artifact | None:
     """The arm's model trained on its store's clicks (None without any), its pCTR calibrated on impressions a copy
     trained on earlier clicks never saw (:func:`~adrec.serving.calibration.held_out_calibration`; fitted in-sample
     when the model is loaded if too few clicks are held out)."""
@@ -496,8 +507,14 @@ class _Loop:
         """Until when each click arm's profile job has folded the events into its store's profiles."""
         with bars.step("initial models" + (" and servers" if config.http else "")):
             for arm, store in zip(config.arms, stores, strict=True):
-                artifact = _train(arm, store) if arm.policy == "model" else None
+                artifact = train_arm(arm, store) if arm.policy == "model" and arm.model_dir is None else None
                 click = None
+                if arm.model_dir is not None:
+                    folder = find_model_dir(arm.model_dir)
+                    artifact = Artifact.load(folder)
+                    if (folder / CLICK_MODEL_DIR).is_dir():
+                        click = load_click_model(folder / CLICK_MODEL_DIR)
+                        ProfileBuilder().rebuild(store)  # its features read the profiles the warm-up built
                 if arm.click_model is not None:
                     ProfileBuilder().rebuild(store)  # the profile job, on the warm-up history
                     click = _train_click(arm, store) if artifact is not None else None
@@ -514,6 +531,8 @@ class _Loop:
                     model: ServingModel | None = None
                     if arm.policy in ("oracle", "random"):
                         model = reference_model(market, arm.policy, config.seed)
+                    elif arm.model_dir is not None:
+                        model = ServingModel.load(arm.model_dir, store)  # its conversion model (DIR/cvr) too
                     elif artifact is not None:
                         model = ServingModel.from_artifact(artifact, store, version=f"{arm.name}-0", click=click)
                     server = InProcess(store, model, self.signer, pipeline_config)
@@ -614,11 +633,11 @@ class _Loop:
 
     def retrain_due(self, t: float) -> None:
         for k, arm in enumerate(self.config.arms):
-            if arm.policy == "model" and t >= self.next_retrain[k]:
+            if arm.policy == "model" and arm.model_dir is None and t >= self.next_retrain[k]:
                 self.flush(t)
                 t0 = time.perf_counter()
                 store = self.stores[k]
-                artifact = _train(arm, store)
+                artifact = train_arm(arm, store)
                 click = None
                 if arm.click_model is not None:
                     ProfileBuilder().update_window(store, self.profiled_until[k], t)  # the events flushed by t

@@ -42,7 +42,8 @@ def _served(store: Store, since: float | None, until: float | None) -> ServedBat
     parts = list(store.iter_served(since=since, until=until))
     names = ServedBatch.__dataclass_fields__
     if not parts:
-        empty = {"position": np.int16, "served_ts": np.float64, "click_ts": np.float64, "conversion_ts": np.float64}
+        floats = ("served_ts", "click_ts", "conversion_ts", "price", "cost")
+        empty = {"position": np.int16, **dict.fromkeys(floats, np.float64)}
         return ServedBatch(**{n: np.zeros(0, dtype=empty.get(n, object)) for n in names})
     return ServedBatch(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
 

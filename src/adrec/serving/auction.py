@@ -28,21 +28,22 @@ def ecpm(
 
 def gsp_prices(
     ranked_ecpm: npt.ArrayLike,
-    next_ecpm: float,
+    next_ecpm: float | npt.ArrayLike,
     pricing_model: npt.ArrayLike,
     bid: npt.ArrayLike,
     pctr: npt.ArrayLike,
     pcvr: npt.ArrayLike,
     reserve_ecpm: float = 0.0,
 ) -> npt.NDArray[np.float64]:
-    """Charge per billable event for each ad of a ranked list (slot order).
+    """Charge per billable event for each ad of a ranked list (slot order); several lists at once as the rows of
+    2-D arrays, with one ``next_ecpm`` per row.
 
     Parameters
     ----------
     ranked_ecpm
         eCPM of the ads in slot order (the order may differ from pure eCPM order after re-ranking).
     next_ecpm
-        eCPM of the best ad that did not get a slot (0 when none).
+        eCPM of the best ad that did not get a slot (0 when none); per row for 2-D lists.
     reserve_ecpm
         The floor, in eCPM: no ad pays less than the reserve requires (ads below it should not be ranked).
 
@@ -55,7 +56,8 @@ def gsp_prices(
     b = np.asarray(bid, dtype=np.float64)
     ctr = np.asarray(pctr, dtype=np.float64)
     cvr = np.asarray(pcvr, dtype=np.float64)
-    competitor = np.append(e[1:], next_ecpm) if len(e) else e
+    nxt = np.broadcast_to(np.asarray(next_ecpm, dtype=np.float64), e.shape[:-1])
+    competitor = np.concatenate([e[..., 1:], nxt[..., None]], axis=-1) if e.shape[-1] else e
     # Slot order may differ from eCPM order (diversity): an ad never pays more than its own eCPM.
     pay_ecpm = np.minimum(np.maximum(competitor, reserve_ecpm), e)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -63,4 +65,5 @@ def gsp_prices(
         per_conversion = pay_ecpm / np.maximum(ctr * cvr * 1000.0, 1e-12)
     price = np.where(pm == "CPM", pay_ecpm / 1000.0, np.where(pm == "CPA", per_conversion, per_click))
     unit_bid = np.where(pm == "CPM", b / 1000.0, b)
-    return np.minimum(price, unit_bid)
+    out: npt.NDArray[np.float64] = np.minimum(price, unit_bid)
+    return out

@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from adrec.exceptions import ConfigError
 
-__all__ = ["STRATEGIES", "Exploration", "Filled", "fill_slots"]
+__all__ = ["STRATEGIES", "Exploration", "Filled", "fill_slots", "slot_runs"]
 
 STRATEGIES = ("none", "egreedy", "softmax", "thompson")
 Floats = npt.NDArray[np.float64]
@@ -82,30 +82,34 @@ class Filled:
     """Per served slot, whether it was exploratory (its ad not the exploiting choice given the slots above)."""
 
 
-def fill_slots(
+@dataclass(frozen=True)
+class _Runs:
+    """Independent runs of the whole selection: ``picks`` ``(runs, k)`` (pool positions, -1 where a run filled
+    fewer slots), whether each slot of run 0 explored, and slot 1's exact distribution over the pool where the
+    strategy has one (None otherwise)."""
+
+    picks: Ints
+    explored: npt.NDArray[np.bool_]
+    first: Floats | None
+
+
+def _runs(
     values: Floats,
     advertiser: Ints,
     category: Ints,
     k: int,
     explore: Exploration,
     rng: np.random.Generator,
+    runs: int,
     *,
     max_per_advertiser: int,
     category_decay: float,
-    pctr: Floats | None = None,
-    impressions: Floats | None = None,
-    ctr_priced: npt.NDArray[np.bool_] | None = None,
-    explorable: npt.NDArray[np.bool_] | None = None,
-) -> Filled:
-    """Fill up to ``k`` slots from a pool of candidates (``values``: their eCPM, best first; ``advertiser``,
-    ``category``: small integer codes) with the strategy of ``explore``; ``thompson`` also needs each candidate's
-    ``pctr``, logged ``impressions`` and whether its eCPM scales with its click rate (``ctr_priced``: CPC, CPA).
-
-    Runs ``explore.draws + 1`` selections at once (row 0 is the one served) for the Monte Carlo propensities."""
+    pctr: Floats | None,
+    impressions: Floats | None,
+    ctr_priced: npt.NDArray[np.bool_] | None,
+    explorable: npt.NDArray[np.bool_] | None,
+) -> _Runs:
     n = len(values)
-    if k <= 0 or n == 0:
-        return Filled(np.array([], np.int64), np.array([]), np.array([], bool))
-    runs = explore.draws + 1
     base = np.broadcast_to(np.asarray(values, dtype=np.float64), (runs, n))
     drawn = base
     if explore.strategy == "thompson":
@@ -126,11 +130,11 @@ def fill_slots(
     picks = np.full((runs, k), -1, dtype=np.int64)
     was_explored = np.zeros(k, dtype=bool)
     may = np.ones(n, dtype=bool) if explorable is None else np.asarray(explorable, dtype=bool)
-    first: float | None = None  # the closed-form probability of the served ad in slot 1
+    first: Floats | None = None
     for slot in range(k):
         open_ = ~taken & (adv_count[:, adv] < max_per_advertiser)
         alive: npt.NDArray[np.bool_] = np.asarray(open_.any(axis=1))
-        if not alive[0]:
+        if not alive.any():
             break
         decay = category_decay ** cat_count[:, cat]
         best = np.argmax(np.where(open_, base * decay, -np.inf), axis=1)
@@ -149,8 +153,8 @@ def fill_slots(
             pick = best
         pick = np.where(explored >= explore.max_explore, best, pick)
         if slot == 0 and explore.strategy in ("egreedy", "softmax"):
-            first = _first_slot(explore, base[0], open_[0], best[0], int(pick[0]))
-        was_explored[slot] = bool(pick[0] != best[0])
+            first = _first_slot(explore, base[0], open_[0], int(best[0]))
+        was_explored[slot] = bool(alive[0] and pick[0] != best[0])
         explored += pick != best
         pick = np.where(alive, pick, -1)
         picks[:, slot] = pick
@@ -158,23 +162,112 @@ def fill_slots(
         taken[live, pick[alive]] = True
         np.add.at(adv_count, (live, adv[pick[alive]]), 1)
         np.add.at(cat_count, (live, cat[pick[alive]]), 1)
+    return _Runs(picks, was_explored, first)
+
+
+def fill_slots(
+    values: Floats,
+    advertiser: Ints,
+    category: Ints,
+    k: int,
+    explore: Exploration,
+    rng: np.random.Generator,
+    *,
+    max_per_advertiser: int,
+    category_decay: float,
+    pctr: Floats | None = None,
+    impressions: Floats | None = None,
+    ctr_priced: npt.NDArray[np.bool_] | None = None,
+    explorable: npt.NDArray[np.bool_] | None = None,
+) -> Filled:
+    """Fill up to ``k`` slots from a pool of candidates (``values``: their eCPM, best first; ``advertiser``,
+    ``category``: small integer codes) with the strategy of ``explore``; ``thompson`` also needs each candidate's
+    ``pctr``, logged ``impressions`` and whether its eCPM scales with its click rate (``ctr_priced``: CPC, CPA).
+
+    Runs ``explore.draws + 1`` selections at once (row 0 is the one served) for the Monte Carlo propensities."""
+    if k <= 0 or len(values) == 0:
+        return Filled(np.array([], np.int64), np.array([]), np.array([], bool))
+    got = _runs(
+        values,
+        advertiser,
+        category,
+        k,
+        explore,
+        rng,
+        explore.draws + 1,
+        max_per_advertiser=max_per_advertiser,
+        category_decay=category_decay,
+        pctr=pctr,
+        impressions=impressions,
+        ctr_priced=ctr_priced,
+        explorable=explorable,
+    )
+    picks = got.picks
     served = picks[0][picks[0] >= 0]
     share = (picks[:, : len(served)] == served[None, :]).mean(axis=0)
     if explore.strategy == "none":
         share[:] = 1.0
-    elif first is not None and len(served):
-        share[0] = first
-    return Filled(served, share.astype(np.float64), was_explored[: len(served)])
+    elif got.first is not None and len(served):
+        share[0] = got.first[served[0]]
+    return Filled(served, share.astype(np.float64), got.explored[: len(served)])
 
 
-def _first_slot(explore: Exploration, values: Floats, open_: npt.NDArray[np.bool_], best: int, pick: int) -> float:
-    """The exact probability that slot 1 took ``pick`` (no category has been placed yet: no decay)."""
-    if explore.max_explore == 0:
-        return 1.0 if pick == best else 0.0
+def slot_runs(
+    values: Floats,
+    advertiser: Ints,
+    category: Ints,
+    k: int,
+    explore: Exploration,
+    rng: np.random.Generator,
+    runs: int,
+    *,
+    max_per_advertiser: int,
+    category_decay: float,
+    pctr: Floats | None = None,
+    impressions: Floats | None = None,
+    ctr_priced: npt.NDArray[np.bool_] | None = None,
+) -> Ints:
+    """``runs`` independent selections of the strategy (what :func:`fill_slots` serves one of): their picks
+    ``(runs, k)`` (pool positions, -1 for a slot a run left empty). Their shares are unbiased estimates of the
+    policy's slot marginals, which off-policy evaluation needs of a target policy (:mod:`adrec.serving.replay`)."""
+    if runs < 1:
+        raise ConfigError(f"runs must be >= 1 (got {runs})")
+    if k <= 0 or len(values) == 0:
+        return np.full((runs, max(k, 0)), -1, dtype=np.int64)
+    got = _runs(
+        values,
+        advertiser,
+        category,
+        k,
+        explore,
+        rng,
+        runs,
+        max_per_advertiser=max_per_advertiser,
+        category_decay=category_decay,
+        pctr=pctr,
+        impressions=impressions,
+        ctr_priced=ctr_priced,
+        explorable=None,
+    )
+    return got.picks
+
+
+def _first_slot(explore: Exploration, values: Floats, open_: npt.NDArray[np.bool_], best: int) -> Floats:
+    """Slot 1's exact distribution over the pool (no category has been placed yet: no decay)."""
+    out = np.zeros(len(values))
     n_open = int(open_.sum())
+    if explore.max_explore == 0 or n_open == 0:
+        out[best] = 1.0
+        return out
     if explore.strategy == "egreedy":
-        return (1 - explore.epsilon) * (pick == best) + explore.epsilon / n_open
+        out[open_] = explore.epsilon / n_open
+        out[best] += 1 - explore.epsilon
+        return out
     logits = np.where(open_, np.log(np.maximum(values, 1e-300)) / explore.temperature, -np.inf)
     top = logits.max()
-    weights = np.exp(logits - top)
-    return float(weights[pick] / weights.sum()) if math.isfinite(top) else 1.0 / n_open
+    if not math.isfinite(top):
+        out[open_] = 1.0 / n_open
+        return out
+    weights: Floats = np.exp(logits - top)
+    weights /= weights.sum()
+    return weights

@@ -37,7 +37,7 @@ from adrec.serving.auction import ecpm as compute_ecpm
 from adrec.serving.auction import gsp_prices
 from adrec.serving.calibration import Calibrator, fit_calibrator
 from adrec.serving.catalog import CatalogSnapshot, Eligibility, RequestContext
-from adrec.serving.explore import Exploration, fill_slots
+from adrec.serving.explore import Exploration, fill_slots, slot_runs
 from adrec.serving.outstanding import Outstanding
 from adrec.store.base import Delivery, Store, demographic_segment
 
@@ -50,6 +50,7 @@ __all__ = [
     "Response",
     "ServedAd",
     "ServingModel",
+    "SlotDistribution",
     "find_model_dir",
 ]
 
@@ -500,6 +501,69 @@ def _campaign_pcvr(
     return rate
 
 
+@dataclass(frozen=True)
+class _Request:
+    """A request's user, history, eligible ads and candidates (:meth:`Pipeline._prepare`)."""
+
+    user_id: str
+    user: User | None
+    interests: list[str]
+    behaviour: Behaviour | None
+    repeats: dict[str, int]
+    n_eligible: int
+    cold: bool
+    cand: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float64]
+    source: npt.NDArray[np.int8]
+    marks: tuple[float, float, float]
+    """``perf_counter`` at the start, after the lookups and after eligibility."""
+
+    def timings(self, start: float, end: float) -> dict[str, float]:
+        """Milliseconds of each step, from ``start`` (the request's) to ``end`` (candidates found)."""
+        _, t1, t2 = self.marks
+        return {"lookup": (t1 - start) * 1e3, "eligibility": (t2 - t1) * 1e3, "candidates": (end - t2) * 1e3}
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """The candidates that passed the reserve, with what the auction needs of each (positions into ``cand``)."""
+
+    cand: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float64]
+    source: npt.NDArray[np.int8]
+    camp: npt.NDArray[np.int64]
+    pctr: npt.NDArray[np.float64]
+    pcvr: npt.NDArray[np.float64]
+    pricing: npt.NDArray[Any]
+    bid: npt.NDArray[np.float64]
+    values: npt.NDArray[np.float64]
+
+    def take(self, rows: npt.NDArray[np.intp]) -> _Scored:
+        return _Scored(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
+
+
+@dataclass(frozen=True)
+class SlotDistribution:
+    """A policy's distribution over the ads of one request's slots (:meth:`Pipeline.slot_distribution`): the ads it
+    scored (those it may show, and those it never would: probability 0), the probability of each in each slot,
+    and what it would charge there."""
+
+    ad_ids: list[str]
+    probability: npt.NDArray[np.float64]
+    """``(ads, k)``: the chance the ad is in the slot (a slot's column sums to at most 1: it may stay empty)."""
+    price: npt.NDArray[np.float64]
+    """``(ads, k)``: the mean charge per billable event when the ad is in the slot (NaN where it never is)."""
+    pctr: npt.NDArray[np.float64]
+    pcvr: npt.NDArray[np.float64]
+    pricing: list[str]
+    runs: int
+    """Selections drawn (1: the policy is deterministic for this request)."""
+
+    @classmethod
+    def empty(cls, k: int) -> SlotDistribution:
+        return cls([], np.zeros((0, k)), np.zeros((0, k)), np.zeros(0), np.zeros(0), [], 1)
+
+
 EXPLORE_FREE = 20
 """Exploratory impressions a campaign may get each day before :attr:`PipelineConfig.campaign_explore_share`
 applies (a new campaign, with no impressions yet, could otherwise never be explored)."""
@@ -694,7 +758,7 @@ class Pipeline:
             raise ConfigError(f"k must be >= 1 (got {k})")
         t0 = time.perf_counter()
         binding = self._binding  # one read: a concurrent swap does not affect this request
-        catalog, model = binding.catalog, binding.model
+        model = binding.model
         now = time.time() if now is None else now
         if client_request_id is not None:
             draws, request_id = client_request_id, f"{client_request_id}~{uuid.uuid4().hex[:12]}"
@@ -702,6 +766,26 @@ class Pipeline:
             request_id = request_id or uuid.uuid4().hex
             draws = request_id
         ctx = RequestContext(now, placement, device, region, frozenset(exclude_advertisers))
+        req = self._prepare(binding, user_id, k, ctx)
+        t3 = time.perf_counter()
+        scored = self._score(binding, req, ctx)
+        ads = self._rank(binding, scored, k, req, ctx, request_id, draws) if scored is not None else []
+        t4 = time.perf_counter()
+        timings = {**req.timings(t0, t3), "rank_auction": (t4 - t3) * 1e3}
+        return Response(
+            client_request_id if client_request_id is not None else request_id,
+            user_id,
+            model.version if model is not None else None,
+            ads,
+            req.n_eligible,
+            req.cold,
+            timings,
+        )
+
+    def _prepare(self, binding: _Binding, user_id: str, k: int, ctx: RequestContext) -> _Request:
+        """The request's user, history, eligible ads and candidates."""
+        t0 = time.perf_counter()
+        catalog, model, now = binding.catalog, binding.model, ctx.now
         user, interests, behaviour = self._user(user_id)
         deliveries: list[tuple[str, str, float]] = []
         pending: list[tuple[str, str, float]] = []
@@ -723,25 +807,8 @@ class Pipeline:
             cand, scores, source = self._candidates(binding, u, eligible, k, segment)
         else:
             cand, scores, source = np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int8)
-        t3 = time.perf_counter()
-        ads = self._rank(
-            binding, cand, scores, source, k, user, user_id, interests, ctx, request_id, draws, repeats, behaviour
-        )
-        t4 = time.perf_counter()
-        timings = {
-            "lookup": (t1 - t0) * 1e3,
-            "eligibility": (t2 - t1) * 1e3,
-            "candidates": (t3 - t2) * 1e3,
-            "rank_auction": (t4 - t3) * 1e3,
-        }
-        return Response(
-            client_request_id if client_request_id is not None else request_id,
-            user_id,
-            model.version if model is not None else None,
-            ads,
-            n_eligible,
-            u < 0,
-            timings,
+        return _Request(
+            user_id, user, interests, behaviour, repeats, n_eligible, u < 0, cand, scores, source, (t0, t1, t2)
         )
 
     def _candidates(
@@ -809,25 +876,12 @@ class Pipeline:
         source = np.concatenate([np.full(len(p[0]), p[2], dtype=np.int8) for p in parts])
         return ids, scores, source
 
-    def _rank(
-        self,
-        b: _Binding,
-        cand: npt.NDArray[np.int64],
-        scores: npt.NDArray[np.float64],
-        source: npt.NDArray[np.int8],
-        k: int,
-        user: User | None,
-        user_id: str,
-        interests: list[str],
-        ctx: RequestContext,
-        request_id: str,
-        draws: str,
-        repeats: dict[str, int],
-        behaviour: Behaviour | None = None,
-    ) -> list[ServedAd]:
+    def _score(self, b: _Binding, req: _Request, ctx: RequestContext) -> _Scored | None:
+        """pCTR, pCVR and eCPM of the request's candidates; those under the reserve dropped (None: none left)."""
         cfg = self.config
+        cand, scores, source = req.cand, req.scores, req.source
         if len(cand) == 0:
-            return []
+            return None
         cat = b.catalog
         features: dict[int, Examples] = {}
 
@@ -836,7 +890,7 @@ class Pipeline:
             the slots they happened to be shown in); models with the same feature spec share the features."""
             bits = m.spec_.hash_bits
             if bits not in features:
-                features[bits] = click_features(m, b.ad_blocks[bits], cand, user, user_id, behaviour, ctx)
+                features[bits] = click_features(m, b.ad_blocks[bits], cand, req.user, req.user_id, req.behaviour, ctx)
             return m.predict(features[bits], position=REFERENCE_POSITION)
 
         served = b.model
@@ -848,8 +902,8 @@ class Pipeline:
             scored = ~np.isnan(scores)
             if scored.any():
                 pctr[scored] = calibrator(scores[scored])
-        if repeats:  # the user has seen some of these ads lately: each earlier impression lowers the click chance
-            seen = np.array([repeats.get(a, 0) for a in cat.ad_ids[cand].tolist()], dtype=np.float64)
+        if req.repeats:  # the user has seen some of these ads lately: each earlier impression lowers the click chance
+            seen = np.array([req.repeats.get(a, 0) for a in cat.ad_ids[cand].tolist()], dtype=np.float64)
             pctr = pctr * cfg.repeat_decay**seen
         camp = cat.ad_campaign[cand]
         pricing = cat.c_pricing[camp]
@@ -860,12 +914,28 @@ class Pipeline:
             else b.campaign_pcvr[camp]
         )
         values = compute_ecpm(pricing, bid, pctr, pcvr)
+        got = _Scored(cand, scores, source, camp, pctr, pcvr, pricing, bid, values)
         above = np.flatnonzero(values >= cfg.reserve_ecpm)
         if len(above) < len(cand):
-            cand, scores, source, camp = cand[above], scores[above], source[above], camp[above]
-            pctr, pcvr, pricing, bid, values = pctr[above], pcvr[above], pricing[above], bid[above], values[above]
-        if len(cand) == 0:
-            return []
+            got = got.take(above)
+        return got if len(got.cand) else None
+
+    def _rank(
+        self,
+        b: _Binding,
+        scored: _Scored,
+        k: int,
+        req: _Request,
+        ctx: RequestContext,
+        request_id: str,
+        draws: str,
+    ) -> list[ServedAd]:
+        cfg = self.config
+        cat = b.catalog
+        cand, scores, source, camp = scored.cand, scored.scores, scored.source, scored.camp
+        pctr, pcvr, pricing, bid, values = scored.pctr, scored.pcvr, scored.pricing, scored.bid, scored.values
+        user, user_id, interests = req.user, req.user_id, req.interests
+        served = b.model
         by_value = np.argsort(-values, kind="stable")
         explore = self._explore
         propensity: list[float | None]
@@ -896,16 +966,8 @@ class Pipeline:
         else:
             picked = self._exploit(b, cand, values, by_value, source, k, draws, served)
             propensity = [None] * len(picked)
-        picked_set = set(picked)
-        next_value = next((float(values[i]) for i in by_value.tolist() if i not in picked_set), 0.0)
         sel = np.array(picked, dtype=np.int64)
-        # Prices as the auction sets them on the served ads' eCPM order: an explored slot order never raises one.
-        ranked = np.argsort(-values[sel], kind="stable")
-        top = sel[ranked]
-        prices = np.empty(len(sel))
-        prices[ranked] = gsp_prices(
-            values[top], next_value, pricing[top], bid[top], pctr[top], pcvr[top], cfg.reserve_ecpm
-        )
+        prices = self._prices(scored, sel[None, :])[0]
         out: list[ServedAd] = []
         explain = cat.explainer(user, interests, ctx)
         for rank, (i, price) in enumerate(zip(sel.tolist(), prices.tolist(), strict=True), start=1):
@@ -952,16 +1014,157 @@ class Pipeline:
                     token=self.signer.sign(delivery),
                 )
             )
-        # Outstanding until their events arrive: the expected cost of each served ad (its price per billable event
-        # times the chance of that event: 1 for CPM, pCTR for CPC, pCTR x pCVR for CPA) counts against its budget,
-        # and the ads of capped campaigns against the user's caps.
-        served_camp = camp[sel]
-        chance = np.where(pricing[sel] == "CPM", 1.0, np.where(pricing[sel] == "CPA", pctr[sel] * pcvr[sel], pctr[sel]))
-        ids = cat.c_ids[served_camp].tolist()
+        self._remember(cat, ctx.now, user_id, cand[sel], prices, pctr[sel], pcvr[sel])
+        return out
+
+    def _remember(
+        self,
+        cat: CatalogSnapshot,
+        now: float,
+        user_id: str,
+        ads: npt.NDArray[np.int64],
+        prices: npt.NDArray[np.float64],
+        pctr: npt.NDArray[np.float64],
+        pcvr: npt.NDArray[np.float64],
+    ) -> None:
+        """Served ads (catalogue indices) are outstanding until their events arrive: the expected cost of each (its
+        price per billable event times the chance of that event: 1 for CPM, pCTR for CPC, pCTR x pCVR for CPA)
+        counts against its budget, and the ads of capped campaigns against the user's caps."""
+        camp = cat.ad_campaign[ads]
+        pricing = cat.c_pricing[camp]
+        chance = np.where(pricing == "CPM", 1.0, np.where(pricing == "CPA", pctr * pcvr, pctr))
+        ids = cat.c_ids[camp].tolist()
         remember = self._repeat_window > 0  # every served ad counts as a repeat; otherwise only capped campaigns'
-        capped = [(ids[j], a.ad_id) for j, a in enumerate(out) if remember or cat.c_capped[served_camp[j]]]
+        ad_ids = cat.ad_ids[ads].tolist()
+        capped = [(ids[j], ad_ids[j]) for j in range(len(ads)) if remember or cat.c_capped[camp[j]]]
         costs = list(zip(ids, (prices * chance).tolist(), strict=True))
-        self.outstanding.add(ctx.now, user_id, costs, capped, max(cat.max_window, self._repeat_window))
+        self.outstanding.add(now, user_id, costs, capped, max(cat.max_window, self._repeat_window))
+
+    def remember_served(
+        self, user_id: str, now: float, ad_ids: Sequence[str], prices: Sequence[float], dist: SlotDistribution
+    ) -> None:
+        """Count ads another process served (a logged request being replayed) as this process counts its own:
+        outstanding until their events arrive, with their chance of a billable event as ``dist`` (this pipeline's
+        :meth:`slot_distribution` of that request) scores them (0 where it does not score the ad)."""
+        cat = self._binding.catalog
+        known = [(cat.ad_index[a], p) for a, p in zip(ad_ids, prices, strict=True) if a in cat.ad_index]
+        if not known:
+            return
+        scored = {a: i for i, a in enumerate(dist.ad_ids)}
+        rows = [scored.get(a, -1) for a in ad_ids if a in cat.ad_index]
+        pctr = np.array([dist.pctr[r] if r >= 0 else 0.0 for r in rows])
+        pcvr = np.array([dist.pcvr[r] if r >= 0 else 0.0 for r in rows])
+        ads = np.array([i for i, _ in known], dtype=np.int64)
+        self._remember(cat, now, user_id, ads, np.array([p for _, p in known]), pctr, pcvr)
+
+    def _prices(self, scored: _Scored, sel: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """GSP prices of the ads ``sel`` (``(runs, k)`` positions into the candidates, -1 where a slot is empty; NaN
+        there), each run priced as the auction sets them on its served ads' eCPM order, against the best ad left
+        out (an explored slot order never raises a price)."""
+        values = scored.values
+        runs = sel.shape[0]
+        valid = sel >= 0
+        at = np.maximum(sel, 0)
+        v = np.where(valid, values[at], -np.inf)
+        ranked = np.argsort(-v, axis=1, kind="stable")
+        top = np.take_along_axis(at, ranked, axis=1)
+        top_valid = np.take_along_axis(valid, ranked, axis=1)
+        taken = np.zeros((runs, len(values)), dtype=bool)
+        taken[np.nonzero(valid)[0], sel[valid]] = True
+        left = np.where(taken, -np.inf, values[None, :]).max(axis=1, initial=-np.inf)
+        next_value = np.where(np.isfinite(left), left, 0.0)
+        ranked_values = np.where(top_valid, values[top], next_value[:, None])  # an empty slot: the next ad's
+        prices_sorted = gsp_prices(
+            ranked_values,
+            next_value,
+            scored.pricing[top],
+            scored.bid[top],
+            scored.pctr[top],
+            scored.pcvr[top],
+            self.config.reserve_ecpm,
+        )
+        prices = np.empty(sel.shape)
+        np.put_along_axis(prices, ranked, prices_sorted, axis=1)
+        return np.where(valid, prices, np.nan)
+
+    def slot_distribution(
+        self,
+        user_id: str,
+        k: int,
+        *,
+        now: float,
+        placement: str | None = None,
+        device: Device | None = None,
+        region: str | None = None,
+        runs: int = 200,
+        seed: str = "replay",
+    ) -> SlotDistribution:
+        """What this pipeline would do with a request, as a distribution: the probability of each ad in each of the
+        ``k`` slots and its mean price there, from ``runs`` independent selections (one where the policy is
+        deterministic for the request: no exploration, no fresh ad drawn). Nothing is served: no token, nothing
+        outstanding, no exploration counted. Off-policy evaluation replays logged requests through it
+        (:mod:`adrec.serving.replay`)."""
+        if k < 1 or runs < 1:
+            raise ConfigError(f"k and runs must be >= 1 (got {k}, {runs})")
+        binding = self._binding
+        ctx = RequestContext(now, placement, device, region, frozenset())
+        scored = self._score(binding, self._prepare(binding, user_id, k, ctx), ctx)
+        if scored is None:
+            return SlotDistribution.empty(k)
+        sel = self._select_runs(binding, scored, k, runs, seed)
+        prices = self._prices(scored, sel)
+        n = len(scored.cand)
+        count = np.zeros((n, k))
+        total = np.zeros((n, k))
+        r, j = np.nonzero(sel >= 0)
+        np.add.at(count, (sel[r, j], j), 1.0)
+        np.add.at(total, (sel[r, j], j), prices[r, j])
+        price = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
+        got = scored
+        return SlotDistribution(
+            binding.catalog.ad_ids[got.cand].tolist(),
+            count / sel.shape[0],
+            price,
+            got.pctr,
+            got.pcvr,
+            [str(p) for p in got.pricing.tolist()],
+            sel.shape[0],
+        )
+
+    def _select_runs(self, b: _Binding, scored: _Scored, k: int, runs: int, seed: str) -> npt.NDArray[np.int64]:
+        """Independent selections of the slots, as :meth:`_rank` makes them: ``(runs, k)`` positions into the
+        candidates (-1: empty); a single run where the selection has nothing random."""
+        cat, values = b.catalog, scored.values
+        by_value = np.argsort(-values, kind="stable")
+        explore = self._explore
+        rng = np.random.default_rng(_draw_seed(f"r:{seed}"))
+        if explore.strategy != "none":
+            pool = by_value[: max(k * 10, 50)]
+            ads = scored.cand[pool]
+            picks = slot_runs(
+                values[pool],
+                cat.ad_advertiser_code[ads],
+                cat.ad_category_code[ads],
+                k,
+                explore,
+                rng,
+                runs,
+                max_per_advertiser=self.config.max_per_advertiser,
+                category_decay=self.config.category_decay,
+                pctr=scored.pctr[pool],
+                impressions=b.ad_impressions[ads],
+                ctr_priced=scored.pricing[pool] != "CPM",
+            )
+            return np.where(picks >= 0, pool[np.maximum(picks, 0)], -1)
+        first = self._exploit(b, scored.cand, values, by_value, scored.source, k, f"r0:{seed}", b.model)
+        # Only fresh ads are drawn at random: for the fresh-ad share, or to fill slots nothing else can.
+        fresh = bool((scored.source == EXPLORE).any())
+        n = runs if fresh and (self.config.explore_share > 0 or len(first) < k) else 1
+        out = np.full((n, k), -1, dtype=np.int64)
+        out[0, : len(first)] = first
+        for r in range(1, n):
+            picked = self._exploit(b, scored.cand, values, by_value, scored.source, k, f"r{r}:{seed}", b.model)
+            out[r, : len(picked)] = picked
         return out
 
     def _exploit(

@@ -157,6 +157,12 @@ class ServedBatch:
     served_ts: npt.NDArray[np.float64]
     click_ts: npt.NDArray[np.float64]
     conversion_ts: npt.NDArray[np.float64]
+    pricing_model: npt.NDArray[np.object_]
+    """``CPC``, ``CPM`` or ``CPA``, as the token carried it."""
+    price: npt.NDArray[np.float64]
+    """The price per billable event the token carried."""
+    cost: npt.NDArray[np.float64]
+    """What the ledger charged for the token's events."""
 
     def __len__(self) -> int:
         return len(self.iid)

@@ -24,6 +24,7 @@ from adrec.evaluation.ope.estimators import (
     SwitchDoublyRobust,
     Target,
     Terms,
+    standard_estimators,
     uniform_slate_gamma,
 )
 from adrec.evaluation.ope.policies import bernoulli_ts, deterministic, uniform_random, zozotown_prior
@@ -52,6 +53,7 @@ __all__ = [
     "deterministic",
     "fit_folds",
     "one_hot",
+    "standard_estimators",
     "uniform_random",
     "uniform_slate_gamma",
     "zozotown_prior",

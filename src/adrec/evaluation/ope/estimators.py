@@ -65,6 +65,7 @@ __all__ = [
     "SwitchDoublyRobust",
     "Target",
     "Terms",
+    "standard_estimators",
     "uniform_slate_gamma",
 ]
 
@@ -136,20 +137,29 @@ class Terms:
         den = float(self.den.mean())
         return float(self.base.mean()) + (float(self.num.mean()) / den if den > 0 else math.nan)
 
-    def bootstrap(self, n_bootstrap: int, seed: int | None) -> Floats:
-        """``n_bootstrap`` values on units resampled with replacement (each a multinomial re-weighting)."""
+    def bootstrap(self, n_bootstrap: int, seed: int | None, cluster: Ints | None = None) -> Floats:
+        """``n_bootstrap`` values on units resampled with replacement (each a multinomial re-weighting); with
+        ``cluster`` (one id per unit, e.g. its user), whole clusters are resampled, as units of one cluster are not
+        independent."""
         n = len(self.base)
         rng = np.random.default_rng(seed)
-        stacked = np.stack([self.base, self.num, self.den], axis=1)
+        stacked = np.stack([self.base, self.num, self.den, np.ones(n)], axis=1)
+        if cluster is not None:
+            if len(cluster) != n:
+                raise ValidationError("cluster", f"has {len(cluster)} ids; there are {n} units")
+            _, inverse = np.unique(cluster, return_inverse=True)
+            groups = int(inverse.max()) + 1 if n else 0
+            stacked = np.stack([np.bincount(inverse, weights=c, minlength=groups) for c in stacked.T], axis=1)
+        m = len(stacked)
         out = np.empty(n_bootstrap)
-        chunk = max(1, min(n_bootstrap, 20_000_000 // max(n, 1)))
+        chunk = max(1, min(n_bootstrap, 20_000_000 // max(m, 1)))
         for start in range(0, n_bootstrap, chunk):
             b = min(chunk, n_bootstrap - start)
-            counts = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float64)
-            sums = counts @ stacked  # (b, 3)
+            counts = rng.multinomial(m, np.full(m, 1.0 / m), size=b).astype(np.float64)
+            sums = counts @ stacked  # (b, 4): Σ base, Σ num, Σ den, units
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(sums[:, 2] > 0, sums[:, 1] / sums[:, 2], np.nan)
-            out[start : start + b] = sums[:, 0] / n + ratio
+            out[start : start + b] = sums[:, 0] / sums[:, 3] + ratio
         return out
 
 
@@ -232,16 +242,18 @@ class Estimator:
         alpha: float = 0.05,
         n_bootstrap: int = 1000,
         random_state: int | None = 0,
+        cluster: Ints | None = None,
     ) -> Estimate:
         """The estimate with the ``1 - alpha`` percentile interval of ``n_bootstrap`` resampled replicates (NaN
-        replicates, a resample without one usable unit, are dropped). The reward model stays as fitted: the
-        interval of DM reflects the sampling of the rounds, not the model's own error."""
+        replicates, a resample without one usable unit, are dropped; ``cluster``: resample whole clusters of units,
+        see :meth:`Terms.bootstrap`). The reward model stays as fitted: the interval of DM reflects the sampling of
+        the rounds, not the model's own error."""
         if not 0 < alpha < 1:
             raise ValidationError("alpha", f"must lie in (0, 1) (got {alpha})")
         if n_bootstrap < 1:
             raise ValidationError("n_bootstrap", f"must be >= 1 (got {n_bootstrap})")
         terms = self.terms(log, target, q_hat)
-        reps = terms.bootstrap(n_bootstrap, random_state)
+        reps = terms.bootstrap(n_bootstrap, random_state, cluster)
         reps = reps[~np.isnan(reps)]
         lo, hi = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)]) if len(reps) else (math.nan,) * 2
         return Estimate(self.name, terms.value(), float(lo), float(hi))
@@ -358,6 +370,19 @@ class Replay(Estimator):
     def _terms(self, log: BanditLog, v: RoundValues) -> Terms:
         match = (v.pi == 1.0).astype(np.float64)
         return Terms(np.zeros(log.n_rounds), match * log.reward, match)
+
+
+def standard_estimators(tau: float = 100.0, lambda_: float = 100.0) -> list[Estimator]:
+    """DM, IPW, SNIPW, DR, SNDR, Switch-DR and DRos (Switch-DR's ``tau`` and DRos's ``lambda_`` as given)."""
+    return [
+        DirectMethod(),
+        InverseProbabilityWeighting(),
+        SelfNormalizedIPW(),
+        DoublyRobust(),
+        SelfNormalizedDoublyRobust(),
+        SwitchDoublyRobust(tau=tau),
+        DRos(lambda_=lambda_),
+    ]
 
 
 # -- slates ------------------------------------------------------------------------------------------------------

@@ -23,23 +23,12 @@ import numpy.typing as npt
 
 from adrec.data.records import CtrExample
 from adrec.data.schema import Ad, Advertiser, Campaign, EventBatch, EventType, User
-from adrec.evaluation.ope.estimators import (
-    BanditLog,
-    DirectMethod,
-    DoublyRobust,
-    DRos,
-    Estimate,
-    Estimator,
-    InverseProbabilityWeighting,
-    SelfNormalizedDoublyRobust,
-    SelfNormalizedIPW,
-    SwitchDoublyRobust,
-)
+from adrec.evaluation.ope.estimators import BanditLog, Estimate, standard_estimators
 from adrec.evaluation.ope.policies import bernoulli_ts, uniform_random, zozotown_prior
 from adrec.evaluation.ope.reward import cross_fit, one_hot
 from adrec.exceptions import ValidationError
 
-__all__ = ["CAMPAIGNS", "POLICIES", "ObdLog", "estimators", "evaluate_obd", "read_obd"]
+__all__ = ["CAMPAIGNS", "POLICIES", "ObdLog", "evaluate_obd", "read_obd"]
 
 CAMPAIGNS = ("all", "men", "women")
 POLICIES = ("bts", "random")
@@ -138,19 +127,6 @@ def read_obd(path: str | Path, campaign: str) -> ObdLog:
     return ObdLog(campaign, folder, log, context, np.eye(n_actions))
 
 
-def estimators(tau: float = 100.0, lambda_: float = 100.0) -> list[Estimator]:
-    """The standard estimators (Switch-DR's ``tau`` and DRos's ``lambda_`` as given)."""
-    return [
-        DirectMethod(),
-        InverseProbabilityWeighting(),
-        SelfNormalizedIPW(),
-        DoublyRobust(),
-        SelfNormalizedDoublyRobust(),
-        SwitchDoublyRobust(tau=tau),
-        DRos(lambda_=lambda_),
-    ]
-
-
 def evaluate_obd(
     path: str | Path,
     campaign: str,
@@ -184,7 +160,7 @@ def evaluate_obd(
     q_hat = cross_fit(log, data.context, data.actions, k=folds, l2=l2, random_state=seed)
     results: list[Estimate] = [
         e.estimate_interval(log, dist, q_hat, alpha=alpha, n_bootstrap=n_bootstrap, random_state=seed)
-        for e in estimators(tau, lambda_)
+        for e in standard_estimators(tau, lambda_)
     ]
     return {
         "dataset": "obd",

@@ -592,6 +592,9 @@ class SqlLedger(SqlBase):
             d.c.served_ts,
             d.c.click_ts,
             d.c.conversion_ts,
+            d.c.pricing_model,
+            d.c.price,
+            d.c.cost,
         )
         if since is not None:
             query = query.where(d.c.served_ts >= since)
@@ -612,6 +615,9 @@ class SqlLedger(SqlBase):
                     served_ts=np.array(cols[6], dtype=np.float64),
                     click_ts=np.array([np.nan if v is None else v for v in cols[7]], dtype=np.float64),
                     conversion_ts=np.array([np.nan if v is None else v for v in cols[8]], dtype=np.float64),
+                    pricing_model=np.array(cols[9], dtype=object),
+                    price=np.array(cols[10], dtype=np.float64),
+                    cost=np.array(cols[11], dtype=np.float64),
                 )
 
     def segment_click_counts(self, limit: int = 200) -> dict[str, list[tuple[str, int]]]:
