@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from adrec.evaluation.ope import BanditLog, bernoulli_ts, cross_fit, deterministic, uniform_random, zozotown_prior
+from adrec.evaluation.ope import standard_estimators as estimators
 from adrec.evaluation.ope.estimators import IndependentIPS, Replay
-from adrec.evaluation.ope.obd import estimators, read_obd
+from adrec.evaluation.ope.obd import read_obd
 from benchmarks.common import write_results
 
 REPO = Path(__file__).resolve().parents[1]

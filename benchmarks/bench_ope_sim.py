@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from adrec.evaluation.ope import BanditLog, RoundValues, fit_folds, one_hot
+from adrec.evaluation.ope import standard_estimators as estimators
 from adrec.evaluation.ope.estimators import Replay
-from adrec.evaluation.ope.obd import estimators
 from adrec.progress import Bars
 from adrec.simulate.config import SimulationConfig
 from adrec.simulate.market import Market
