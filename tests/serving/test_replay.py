@@ -235,6 +235,30 @@ def test_a_candidates_value_is_recovered_from_an_exploring_policys_logs(store: S
     assert own["overlap"]["mean_weight"] == pytest.approx(1.0, abs=0.1)
 
 
+def test_a_request_served_before_the_window_ends_keeps_a_late_impression(store: Store) -> None:
+    """An ad served before ``until`` whose impression was recorded after it still has its propensity: the request
+    is not dropped."""
+    signer = TokenSigner(SECRET)
+    p = Pipeline(store, blocks_model(), signer, PipelineConfig(exploration="egreedy", epsilon=0.5))
+    ads = p.recommend(USERS[0], 2, now=NOW, request_id="0000aaaa").ads
+    deliveries = [signer.verify(a.token, now=NOW) for a in ads]
+    store.apply_feedback([Feedback(f"i-{d.iid}", EventType.IMPRESSION, NOW + 120, d) for d in deliveries])
+    logged = read_logged(store, since=NOW, until=NOW + 60)
+    assert logged.n_requests == 1 and len(logged) == 2
+
+
+def test_a_bad_stored_ad_row_is_left_out_not_fatal(store: Store) -> None:
+    from sqlalchemy import text
+
+    signer = TokenSigner(SECRET)
+    logger = PipelineConfig(exploration="egreedy", epsilon=0.5, max_per_advertiser=10)
+    _serve_and_click(store, Pipeline(store, blocks_model(), signer, logger), signer, 30)
+    with store._engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(text("UPDATE ads SET price = -5 WHERE ad_id = :a"), {"a": ADS[3]})
+    report = evaluate_logged(store, blocks_model(), PipelineConfig(), n_bootstrap=20, progress=False)
+    assert report["requests"] == 30
+
+
 def test_a_log_without_propensities_is_refused_with_the_reason(store: Store) -> None:
     signer = TokenSigner(SECRET)
     _serve_and_click(store, Pipeline(store, blocks_model(), signer, PipelineConfig()), signer, 5)

@@ -17,15 +17,20 @@ on the requests an exploring policy served, before it serves a single user.
    cross-fitted by user: DM, IPW, SNIPW, DR, SNDR, Switch-DR and DRos, each with a bootstrap interval that
    resamples users (a user's requests are not independent).
 
-Estimated: ``ctr`` (clicks per impression), ``clicks_per_request`` and ``revenue_per_request`` (what the candidate
-would charge: its own GSP price of the ad in the slot times the billable event — click for CPC, impression for CPM,
-conversion for CPA), per request = per slot × logged slots per request.
+Estimated: ``ctr`` (clicks per logged slot: per impression where the candidate fills every slot the logger
+filled; a slot it would leave empty counts as a slot without a click), ``clicks_per_request`` and
+``revenue_per_request`` (what the candidate would bill: its own GSP price of the ad in the slot times the billable
+event — click for CPC, impression for CPM, conversion for CPA — before any budget cap; the ledger charges no more
+than a budget allows, so where budgets bind the logged charges, and live revenue, are lower), per request = per
+slot × logged slots per request.
 
 What the replay cannot see, and so assumes unchanged by the candidate: who comes and when (users who return
 because of what they were shown), how users tire of repeated ads (the candidate is replayed against the logged
 history, not its own), budgets spent (the logged spend, not the candidate's), the per-campaign exploration caps,
 and the catalogue (as it is now: a bid changed during the window is replayed at its new value). Behaviour profiles
-are read as they are now.
+are read as they are now: a candidate whose click model reads them sees interests the window's own clicks built.
+Spend is counted by when each event happened; a serving process sees it when its batch reaches the ledger, and
+counts its own recent tokens meanwhile (replayed here from the logged ads).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from adrec.data.schema import EventType
 from adrec.evaluation.ope import BanditLog, LogisticReward, RoundValues, one_hot, standard_estimators
@@ -109,7 +115,8 @@ def read_logged(store: Store, *, since: float | None = None, until: float | None
         for iid, *row in zip(batch.iid.tolist(), *(c.tolist() for c in columns), strict=True):
             served[iid] = tuple(row)
     propensity: dict[str, float] = {}
-    for events in store.iter_events(types=[EventType.IMPRESSION], since=since, until=until, batch_size=100_000):
+    # Impressions recorded after ``until`` of ads served before it count: rows are matched by their token's id.
+    for events in store.iter_events(types=[EventType.IMPRESSION], since=since, batch_size=100_000):
         for iid, p in zip(events.request_id.tolist(), events.propensity.tolist(), strict=True):
             if iid in served and not math.isnan(p):
                 propensity[iid] = p
@@ -150,7 +157,7 @@ class AsOf:
         self._store = store
         self.cutoff = cutoff
         self.now = cutoff
-        campaign_of = {a.ad_id: a.campaign_id for batch in store.iter_ads() for a in batch}
+        campaign_of = {a.ad_id: a.campaign_id for batch in store.iter_ads(on_error=_skip) for a in batch}
         spends: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for batch in store.iter_events(batch_size=100_000):
             costly = np.flatnonzero(batch.cost > 0)
@@ -205,6 +212,10 @@ class AsOf:
         return getattr(self._store, name)
 
 
+def _skip(record_id: str, err: Exception) -> None:
+    """A stored ad that is no longer a valid record: left out, as the serving catalogue leaves it out."""
+
+
 def _day_start(day: str) -> float:
     return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
 
@@ -250,7 +261,17 @@ def _replay(
                 if i is not None and dist.probability[i, slot] > 0:
                     pi[row] = dist.probability[i, slot]
                     price[row] = dist.price[i, slot]
-            dists.append((np.array([action_of[a] for a in dist.ad_ids], dtype=np.int64), dist))
+            shown = np.flatnonzero(dist.probability.sum(axis=1) > 0)  # kept for the DM terms: only what it may show
+            kept = dataclasses.replace(
+                dist,
+                ad_ids=[dist.ad_ids[i] for i in shown.tolist()],
+                probability=dist.probability[shown],
+                price=dist.price[shown],
+                pctr=dist.pctr[shown],
+                pcvr=dist.pcvr[shown],
+                pricing=[dist.pricing[i] for i in shown.tolist()],
+            )
+            dists.append((np.array([action_of[a] for a in kept.ad_ids], dtype=np.int64), kept))
             advance(1)
     return _Replayed(pi, price, dists)
 
@@ -260,9 +281,9 @@ def _reward_features(store: Store, logged: LoggedSlots, ads: list[str]) -> tuple
     (its category) and the cross vector (the segment again: how much each segment likes each category)."""
     segment = {u.user_id: demographic_segment(u.gender.value, u.age) for b in store.iter_users() for u in b}
     context = one_hot(np.array([segment.get(u, "unknown|?") for u in logged.user_id]))
-    category = {a.ad_id: a.category or "" for b in store.iter_ads() for a in b}
+    category = {a.ad_id: a.category or "" for b in store.iter_ads(on_error=_skip) for a in b}
     groups = np.unique(np.array([category.get(a, "") for a in ads]), return_inverse=True)[1].astype(np.int64)
-    return context, np.eye(len(ads)), groups, context
+    return context, sp.identity(len(ads), format="csr"), groups, context
 
 
 def evaluate_logged(
@@ -297,7 +318,7 @@ def evaluate_logged(
         )
     cutoff = float(logged.ts[0]) if since is None else since
     view = AsOf(store, cutoff)
-    ads = sorted({a.ad_id for b in store.iter_ads() for a in b} | set(logged.ad_id))
+    ads = sorted({a.ad_id for b in store.iter_ads(on_error=_skip) for a in b} | set(logged.ad_id))
     action_of = {a: i for i, a in enumerate(ads)}
     replay_config = dataclasses.replace(config, campaign_explore_share=1.0)
     if isinstance(model, str | Path):

@@ -38,7 +38,8 @@ def one_hot(values: npt.ArrayLike) -> Floats:
 @dataclass
 class LogisticReward:
     """``P(click | x, a, p) = σ(b + x·u + f_a·v + w_p + c·M[:, g_a])`` with penalty ``l2/2 · |weights|²`` on the
-    summed log-loss (the bias is not penalised).
+    summed log-loss (the bias is not penalised). The action features may be a sparse matrix (e.g. a sparse
+    identity: one weight per action, for many actions).
 
     ``x`` is the round's context, ``f_a`` the action's features, ``w_p`` the slot's weight. The optional cross
     term lets the context interact with a grouping of the actions: ``c`` is a per-round vector (``cross``, e.g.
@@ -51,7 +52,9 @@ class LogisticReward:
     coef_: Floats = field(init=False, repr=False, default_factory=lambda: np.zeros(0))
     _shape: tuple[int, int, int, int] = field(init=False, repr=False, default=(0, 0, 0, 0))
 
-    def fit(self, context: Floats, actions: Floats, log: BanditLog, cross: Floats | None = None) -> LogisticReward:
+    def fit(
+        self, context: Floats, actions: Floats | sp.spmatrix, log: BanditLog, cross: Floats | None = None
+    ) -> LogisticReward:
         if self.l2 < 0:
             raise ValidationError("l2", f"must be >= 0 (got {self.l2})")
         self._check_cross(cross, log.n_rounds, actions.shape[0])
@@ -76,7 +79,9 @@ class LogisticReward:
         self._shape = (context.shape[1], actions.shape[1], log.len_list, 0 if cross is None else cross.shape[1])
         return self
 
-    def predict(self, context: Floats, actions: Floats, len_list: int, cross: Floats | None = None) -> Floats:
+    def predict(
+        self, context: Floats, actions: Floats | sp.spmatrix, len_list: int, cross: Floats | None = None
+    ) -> Floats:
         """``(n_rounds, n_actions, len_list)`` probabilities for every round of ``context`` (and ``cross``)."""
         if not len(self.coef_):
             raise ValidationError("reward model", "call fit first")
@@ -86,7 +91,7 @@ class LogisticReward:
         self._check_cross(cross, context.shape[0], actions.shape[0])
         w = self.coef_
         ctx = context @ w[1 : 1 + d]
-        act = actions @ w[1 + d : 1 + d + e]
+        act = np.asarray(actions @ w[1 + d : 1 + d + e]).ravel()
         slot = w[1 + d + e : 1 + d + e + slots]
         z = w[0] + ctx[:, None, None] + act[None, :, None] + slot[None, None, :]
         if cross is not None and self.groups is not None:
@@ -106,7 +111,7 @@ class LogisticReward:
     def _design(
         self,
         context: Floats,
-        actions: Floats,
+        actions: Floats | sp.spmatrix,
         action: npt.NDArray[np.int64],
         position: npt.NDArray[np.int64],
         slots: int,
