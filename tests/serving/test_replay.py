@@ -247,6 +247,27 @@ def test_a_request_served_before_the_window_ends_keeps_a_late_impression(store: 
     assert logged.n_requests == 1 and len(logged) == 2
 
 
+def test_the_simulators_history_is_read_as_requests_and_its_approximate_propensities_are_flagged() -> None:
+    """The simulator numbers every impression (``sim{seed}-{n}``); a request's slots share its user and time."""
+    from adrec.simulate import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        seed=2, n_users=200, n_advertisers=4, n_campaigns=8, n_ads=40, n_impressions=2_000, days=1
+    )
+    with open_store("sqlite://") as s:
+        simulate(config, [s], progress=False)
+        logged = read_logged(s)
+        assert len(logged) > 1_000
+        assert logged.n_requests == len(logged) // config.slots
+        starts = np.flatnonzero(np.r_[True, np.diff(logged.request) != 0])
+        assert (logged.position[starts] == 1).all()
+        report = evaluate_logged(s, None, PipelineConfig(), n_bootstrap=20, progress=False)
+        assert report["requests"] == logged.n_requests
+        flagged = report["overlap"]["mean_weight"] > 1.1  # E[pi / mu] is at most 1 with true slot propensities
+        assert flagged  # the simulator's single-draw propensities understate the slot marginals
+        assert [("single-draw approximations" in w) for w in report["warnings"]] == ([True] if flagged else [])
+
+
 def test_a_bad_stored_ad_row_is_left_out_not_fatal(store: Store) -> None:
     from sqlalchemy import text
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from adrec.cli.app import DbOption, ProgressOption, app, friendly, out, parse_time, settings
+from adrec.cli.app import DbOption, ProgressOption, app, err, friendly, out, parse_time, settings
 from adrec.exceptions import ConfigError
 
 ope_app = typer.Typer(
@@ -45,14 +45,20 @@ def _serving(pairs: list[str]) -> dict[str, Any]:
     return out_
 
 
+def _when(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _store_table(report: dict[str, Any]) -> Table:
     window = report["window"]
     title = (
         f"{report['policy'].get('model')} on {report['requests']:,} logged requests ({report['rows']:,} impressions, "
         f"{report['users']:,} users; overlap: mean weight {report['overlap']['mean_weight']:.3f}, effective "
         f"sample size {report['overlap']['effective_sample_size']:,.0f}); "
-        f"{int((1 - report['settings']['alpha']) * 100)} % bootstrap intervals over users; logged window "
-        f"{window['since']:.0f}–{window['until']:.0f}"
+        f"{int((1 - report['settings']['alpha']) * 100)} % bootstrap intervals over users; logged "
+        f"{_when(window['since'])} – {_when(window['until'])}"
     )
     table = Table(title=title)
     metrics = list(report["estimates"])
@@ -142,6 +148,8 @@ def store(
             describe={"model": str(policy_model), "serving": overrides},
         )
     out.print(_store_table(report))
+    for warning in report["warnings"]:
+        err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2) + "\n")

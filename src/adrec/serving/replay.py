@@ -120,10 +120,12 @@ def read_logged(store: Store, *, since: float | None = None, until: float | None
         for iid, p in zip(events.request_id.tolist(), events.propensity.tolist(), strict=True):
             if iid in served and not math.isnan(p):
                 propensity[iid] = p
-    by_request: dict[str, list[str]] = defaultdict(list)
-    incomplete: set[str] = set()
+    # A request's slots: the pipeline names them ``{request_id}-{rank}``, and they share their user and serving
+    # time (the simulator's history numbers every impression, with one time per request).
+    by_request: dict[tuple[str, str, float], list[str]] = defaultdict(list)
+    incomplete: set[tuple[str, str, float]] = set()
     for iid, kept in served.items():
-        request = iid.rsplit("-", 1)[0]
+        request = (iid.rsplit("-", 1)[0], kept[0], kept[4])
         by_request[request].append(iid)
         if iid not in propensity or kept[3] < 1:
             incomplete.add(request)
@@ -381,6 +383,14 @@ def evaluate_logged(
             estimates[metric][e.name] = {k: v * scale for k, v in e.as_dict().items()}
     w = got.pi / logged.propensity
     ess = float(w.sum() ** 2 / (w**2).sum()) if (w**2).sum() > 0 else 0.0
+    warnings = []
+    if w.mean() > 1.1:  # E[pi / mu] over the logged slots is at most 1 when mu is the slot's true propensity
+        warnings.append(
+            f"the mean weight is {w.mean():.2f}, above 1: the logged propensities are smaller than the chance the "
+            "logging policy put those ads in those slots (logs not served by adrec's pipeline, such as the "
+            "simulator's warm-up history, whose propensities are single-draw approximations?); the estimates are "
+            "not to be trusted"
+        )
     return {
         "policy": describe or {},
         "rows": len(logged),
@@ -399,6 +409,7 @@ def evaluate_logged(
             "effective_sample_size": ess,
         },
         "estimates": estimates,
+        "warnings": warnings,
         "settings": {
             "runs": runs,
             "folds": folds,
