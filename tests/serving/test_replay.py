@@ -312,3 +312,5 @@ def test_adrec_ope_estimates_a_saved_candidate_from_the_store(tmp_path: Path) ->
     missing = runner.invoke(app, ["ope", "--db", db])
     assert missing.exit_code == 1 and "--policy-model" in missing.output
     assert "policy-model" in runner.invoke(app, ["ope"]).output  # no arguments: the help
+    mixed = runner.invoke(app, ["ope", "--db", db, "obd", "--data", str(tmp_path)])
+    assert mixed.exit_code == 1 and "--db belong to `adrec ope --db URL" in mixed.output

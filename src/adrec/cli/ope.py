@@ -115,9 +115,28 @@ def store(
     Example: `adrec ope --db sqlite:///adrec-demo/adrec.db --policy-model models/candidate --json ope.json`.
     `adrec ope obd --help` evaluates policies on the Open Bandit Dataset instead.
     """
+    given = (
+        [
+            name
+            for name, value in (
+                ("--db", db),
+                ("--policy-model", policy_model),
+                ("--json", json_out),
+                ("--since", since),
+            )
+            if value is not None
+        ]
+        + (["--serving"] if serving else [])
+        + (["--until"] if until is not None else [])
+    )
     if ctx.invoked_subcommand is not None:
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} belong to `adrec ope --db URL --policy-model DIR`, not to `adrec ope "
+                f"{ctx.invoked_subcommand}` (see `adrec ope {ctx.invoked_subcommand} --help`)"
+            )
         return
-    if db is None and policy_model is None:
+    if not given:
         out.print(ctx.get_help())
         return
     if policy_model is None:
