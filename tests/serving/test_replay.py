@@ -55,7 +55,7 @@ def store() -> Iterator[Store]:
 def test_slot_runs_draw_the_propensities_fill_slots_logs() -> None:
     """The share of runs that put an ad in slot 1 converges to the closed form fill_slots logs there."""
     explore = Exploration("softmax", temperature=0.7, draws=10)
-    picks = slot_runs(VALUES, ADVERTISER, CATEGORY, 3, explore, np.random.default_rng(1), 20_000, **RULES)
+    picks = slot_runs(VALUES, ADVERTISER, CATEGORY, 3, explore, np.random.default_rng(1), 20_000, **RULES).picks
     assert picks.shape == (20_000, 3)
     share = np.bincount(picks[:, 0], minlength=len(VALUES)) / len(picks)
     for seed in range(6):
@@ -106,11 +106,12 @@ def test_replayed_ads_count_against_budgets_as_the_served_ones_did(store: Store)
     replay = Pipeline(store, blocks_model(), TokenSigner(SECRET), config)
     for u in USERS[:6]:
         ads = served.recommend(u, 3, now=NOW).ads
-        dist = replay.slot_distribution(u, 3, now=NOW)
-        replay.remember_served(u, NOW, [a.ad_id for a in ads], [a.price for a in ads], dist)
+        replay.slot_distribution(u, 3, now=NOW)  # replaying computes nothing outstanding by itself
+        chances = [a.pctr for a in ads], [a.pcvr for a in ads]
+        replay.remember_served(u, NOW, [a.ad_id for a in ads], [a.price for a in ads], *chances)
     want = served.outstanding.expected_cost(NOW)
     assert want and replay.outstanding.expected_cost(NOW) == pytest.approx(want, rel=1e-5)
-    replay.remember_served(USERS[0], NOW, ["no-such-ad"], [1.0], dist)  # an ad gone from the catalogue: skipped
+    replay.remember_served(USERS[0], NOW, ["no-such-ad"], [1.0], [0.5], [0.1])  # gone from the catalogue: skipped
     assert replay.outstanding.expected_cost(NOW) == pytest.approx(want, rel=1e-5)
 
 

@@ -24,6 +24,26 @@ ope_app = typer.Typer(
 app.add_typer(ope_app, name="ope")
 
 
+FoldsOption = Annotated[
+    int, typer.Option(min=1, help="Cross-fitting folds of the reward model (by user on adrec's own logs).")
+]
+BootstrapOption = Annotated[
+    int, typer.Option(min=1, help="Bootstrap replicates of every interval (users resampled on adrec's own logs).")
+]
+TauOption = Annotated[float, typer.Option(min=0, help="Switch-DR's weight threshold.")]
+LambdaOption = Annotated[float, typer.Option("--lambda", min=0, help="DRos's shrinkage.")]
+JsonOutOption = Annotated[
+    Path | None, typer.Option("--json", help="Write the report here (estimates with their CI under `estimates`).")
+]
+
+
+def _write(report: dict[str, Any], json_out: Path | None) -> None:
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        out.print(f"wrote {json_out}")
+
+
 def _serving(pairs: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pipeline settings (numbers, or the exploration's name) over the deployment's."""
     import dataclasses
@@ -100,12 +120,12 @@ def store(
     ] = None,
     until: Annotated[str | None, typer.Option(help="... and before this one.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Selections drawn per replayed request (its slot marginals).")] = 100,
-    folds: Annotated[int, typer.Option(min=1, help="Cross-fitting folds (by user) of the reward model.")] = 3,
-    bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap replicates (users resampled).")] = 1000,
-    tau: Annotated[float, typer.Option(min=0, help="Switch-DR's weight threshold.")] = 100.0,
-    lambda_: Annotated[float, typer.Option("--lambda", min=0, help="DRos's shrinkage.")] = 100.0,
+    folds: FoldsOption = 3,
+    bootstrap: BootstrapOption = 1000,
+    tau: TauOption = 100.0,
+    lambda_: LambdaOption = 100.0,
     seed: Annotated[int, typer.Option(help="Seed of the folds and the bootstrap.")] = 0,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    json_out: JsonOutOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Estimate what a candidate model would earn (CTR, clicks and revenue per request) from the requests adrec
@@ -169,10 +189,7 @@ def store(
     out.print(_store_table(report))
     for warning in report["warnings"]:
         err.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
-        out.print(f"wrote {json_out}")
+    _write(report, json_out)
 
 
 def _table(report: dict[str, Any]) -> Table:
@@ -211,14 +228,12 @@ def obd(
         str,
         typer.Option(help="bts (ZOZOTOWN's Bernoulli Thompson sampling with its published prior) or random."),
     ] = "bts",
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the report here ({'estimates': {NAME: {...}}}).")
-    ] = None,
+    json_out: JsonOutOption = None,
     n_sim: Annotated[int, typer.Option(min=1, help="Monte Carlo draws for the BTS slot probabilities.")] = 100_000,
-    folds: Annotated[int, typer.Option(min=1, help="Cross-fitting folds of the reward model.")] = 3,
-    bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap replicates of every interval.")] = 1000,
-    tau: Annotated[float, typer.Option(min=0, help="Switch-DR's weight threshold.")] = 100.0,
-    lambda_: Annotated[float, typer.Option("--lambda", min=0, help="DRos's shrinkage.")] = 100.0,
+    folds: FoldsOption = 3,
+    bootstrap: BootstrapOption = 1000,
+    tau: TauOption = 100.0,
+    lambda_: LambdaOption = 100.0,
     seed: Annotated[int, typer.Option(help="Seed of the folds, the Monte Carlo draws and the bootstrap.")] = 0,
 ) -> None:
     """Estimate a policy's CTR on the Open Bandit Dataset from its uniform-random logs, with every estimator.
@@ -240,7 +255,4 @@ def obd(
         seed=seed,
     )
     out.print(_table(report))
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
-        out.print(f"wrote {json_out}")
+    _write(report, json_out)

@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from adrec.exceptions import ConfigError
 
-__all__ = ["STRATEGIES", "Exploration", "Filled", "fill_slots", "slot_runs"]
+__all__ = ["STRATEGIES", "Exploration", "Filled", "Runs", "fill_slots", "slot_runs"]
 
 STRATEGIES = ("none", "egreedy", "softmax", "thompson")
 Floats = npt.NDArray[np.float64]
@@ -83,17 +83,17 @@ class Filled:
 
 
 @dataclass(frozen=True)
-class _Runs:
-    """Independent runs of the whole selection: ``picks`` ``(runs, k)`` (pool positions, -1 where a run filled
-    fewer slots), whether each slot of run 0 explored, and slot 1's exact distribution over the pool where the
-    strategy has one (None otherwise)."""
+class Runs:
+    """Independent runs of the whole selection (:func:`slot_runs`): ``picks`` ``(runs, k)`` (pool positions, -1
+    where a run filled fewer slots), whether each slot of run 0 explored, and slot 1's exact distribution over the
+    pool where the strategy has one (None otherwise)."""
 
     picks: Ints
     explored: npt.NDArray[np.bool_]
     first: Floats | None
 
 
-def _runs(
+def slot_runs(
     values: Floats,
     advertiser: Ints,
     category: Ints,
@@ -104,12 +104,20 @@ def _runs(
     *,
     max_per_advertiser: int,
     category_decay: float,
-    pctr: Floats | None,
-    impressions: Floats | None,
-    ctr_priced: npt.NDArray[np.bool_] | None,
-    explorable: npt.NDArray[np.bool_] | None,
-) -> _Runs:
+    pctr: Floats | None = None,
+    impressions: Floats | None = None,
+    ctr_priced: npt.NDArray[np.bool_] | None = None,
+    explorable: npt.NDArray[np.bool_] | None = None,
+) -> Runs:
+    """``runs`` independent selections of the strategy at once (see :func:`fill_slots` for the arguments). The
+    shares of the runs that put each ad in each slot are unbiased estimates of the policy's slot marginals: the
+    propensities :func:`fill_slots` logs, and a target policy's distribution for off-policy evaluation
+    (:mod:`adrec.serving.replay`)."""
+    if runs < 1:
+        raise ConfigError(f"runs must be >= 1 (got {runs})")
     n = len(values)
+    if k <= 0 or n == 0:
+        return Runs(np.full((runs, max(k, 0)), -1, dtype=np.int64), np.zeros(max(k, 0), dtype=bool), None)
     base = np.broadcast_to(np.asarray(values, dtype=np.float64), (runs, n))
     drawn = base
     if explore.strategy == "thompson":
@@ -162,7 +170,7 @@ def _runs(
         taken[live, pick[alive]] = True
         np.add.at(adv_count, (live, adv[pick[alive]]), 1)
         np.add.at(cat_count, (live, cat[pick[alive]]), 1)
-    return _Runs(picks, was_explored, first)
+    return Runs(picks, was_explored, first)
 
 
 def fill_slots(
@@ -187,7 +195,7 @@ def fill_slots(
     Runs ``explore.draws + 1`` selections at once (row 0 is the one served) for the Monte Carlo propensities."""
     if k <= 0 or len(values) == 0:
         return Filled(np.array([], np.int64), np.array([]), np.array([], bool))
-    got = _runs(
+    got = slot_runs(
         values,
         advertiser,
         category,
@@ -210,46 +218,6 @@ def fill_slots(
     elif got.first is not None and len(served):
         share[0] = got.first[served[0]]
     return Filled(served, share.astype(np.float64), got.explored[: len(served)])
-
-
-def slot_runs(
-    values: Floats,
-    advertiser: Ints,
-    category: Ints,
-    k: int,
-    explore: Exploration,
-    rng: np.random.Generator,
-    runs: int,
-    *,
-    max_per_advertiser: int,
-    category_decay: float,
-    pctr: Floats | None = None,
-    impressions: Floats | None = None,
-    ctr_priced: npt.NDArray[np.bool_] | None = None,
-) -> Ints:
-    """``runs`` independent selections of the strategy (what :func:`fill_slots` serves one of): their picks
-    ``(runs, k)`` (pool positions, -1 for a slot a run left empty). Their shares are unbiased estimates of the
-    policy's slot marginals, which off-policy evaluation needs of a target policy (:mod:`adrec.serving.replay`)."""
-    if runs < 1:
-        raise ConfigError(f"runs must be >= 1 (got {runs})")
-    if k <= 0 or len(values) == 0:
-        return np.full((runs, max(k, 0)), -1, dtype=np.int64)
-    got = _runs(
-        values,
-        advertiser,
-        category,
-        k,
-        explore,
-        rng,
-        runs,
-        max_per_advertiser=max_per_advertiser,
-        category_decay=category_decay,
-        pctr=pctr,
-        impressions=impressions,
-        ctr_priced=ctr_priced,
-        explorable=None,
-    )
-    return got.picks
 
 
 def _first_slot(explore: Exploration, values: Floats, open_: npt.NDArray[np.bool_], best: int) -> Floats:

@@ -1041,21 +1041,30 @@ class Pipeline:
         self.outstanding.add(now, user_id, costs, capped, max(cat.max_window, self._repeat_window))
 
     def remember_served(
-        self, user_id: str, now: float, ad_ids: Sequence[str], prices: Sequence[float], dist: SlotDistribution
+        self,
+        user_id: str,
+        now: float,
+        ad_ids: Sequence[str],
+        prices: Sequence[float],
+        pctr: Sequence[float],
+        pcvr: Sequence[float],
     ) -> None:
         """Count ads another process served (a logged request being replayed) as this process counts its own:
-        outstanding until their events arrive, with their chance of a billable event as ``dist`` (this pipeline's
-        :meth:`slot_distribution` of that request) scores them (0 where it does not score the ad)."""
+        outstanding until their events arrive, each with its price and its estimated click and conversion chances
+        (ads the catalogue no longer holds are left out)."""
         cat = self._binding.catalog
-        known = [(cat.ad_index[a], p) for a, p in zip(ad_ids, prices, strict=True) if a in cat.ad_index]
-        if not known:
-            return
-        scored = {a: i for i, a in enumerate(dist.ad_ids)}
-        rows = [scored.get(a, -1) for a in ad_ids if a in cat.ad_index]
-        pctr = np.array([dist.pctr[r] if r >= 0 else 0.0 for r in rows])
-        pcvr = np.array([dist.pcvr[r] if r >= 0 else 0.0 for r in rows])
-        ads = np.array([i for i, _ in known], dtype=np.int64)
-        self._remember(cat, now, user_id, ads, np.array([p for _, p in known]), pctr, pcvr)
+        keep = [j for j, a in enumerate(ad_ids) if a in cat.ad_index]
+        if keep:
+            ads = np.array([cat.ad_index[ad_ids[j]] for j in keep], dtype=np.int64)
+            self._remember(
+                cat,
+                now,
+                user_id,
+                ads,
+                np.array([prices[j] for j in keep], dtype=np.float64),
+                np.array([pctr[j] for j in keep], dtype=np.float64),
+                np.array([pcvr[j] for j in keep], dtype=np.float64),
+            )
 
     def _prices(self, scored: _Scored, sel: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """GSP prices of the ads ``sel`` (``(runs, k)`` positions into the candidates, -1 where a slot is empty; NaN
@@ -1154,7 +1163,7 @@ class Pipeline:
                 pctr=scored.pctr[pool],
                 impressions=b.ad_impressions[ads],
                 ctr_priced=scored.pricing[pool] != "CPM",
-            )
+            ).picks
             return np.where(picks >= 0, pool[np.maximum(picks, 0)], -1)
         first = self._exploit(b, scored.cand, values, by_value, scored.source, k, f"r0:{seed}", b.model)
         # Only fresh ads are drawn at random: for the fresh-ad share, or to fill slots nothing else can.

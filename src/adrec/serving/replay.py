@@ -254,9 +254,18 @@ def _replay(
             dist = pipeline.slot_distribution(
                 logged.user_id[lo], k, now=ts, placement=logged.placement[lo], runs=runs, seed=f"{n}"
             )
-            # The logged ads are outstanding for the requests after this one, as they were for the logging policy.
-            pipeline.remember_served(logged.user_id[lo], ts, logged.ad_id[lo:hi], logged.price[lo:hi].tolist(), dist)
             where = {a: i for i, a in enumerate(dist.ad_ids)}
+            # The logged ads are outstanding for the requests after this one, as they were for the logging policy,
+            # with the chances the candidate estimates (0 for an ad it does not score).
+            rows = [where.get(a, -1) for a in logged.ad_id[lo:hi]]
+            pipeline.remember_served(
+                logged.user_id[lo],
+                ts,
+                logged.ad_id[lo:hi],
+                logged.price[lo:hi].tolist(),
+                [float(dist.pctr[r]) if r >= 0 else 0.0 for r in rows],
+                [float(dist.pcvr[r]) if r >= 0 else 0.0 for r in rows],
+            )
             for row in range(lo, hi):
                 i = where.get(logged.ad_id[row])
                 slot = int(logged.position[row]) - 1
@@ -278,12 +287,13 @@ def _replay(
     return _Replayed(pi, price, dists)
 
 
-def _reward_features(store: Store, logged: LoggedSlots, ads: list[str]) -> tuple[Floats, Floats, Ints, Floats]:
+def _reward_features(
+    store: Store, logged: LoggedSlots, ads: list[str], category: dict[str, str]
+) -> tuple[Floats, sp.csr_matrix, Ints, Floats]:
     """Context (the user's demographic segment, one-hot), action features (one-hot ad id), each action's group
-    (its category) and the cross vector (the segment again: how much each segment likes each category)."""
+    (its ``category``) and the cross vector (the segment again: how much each segment likes each category)."""
     segment = {u.user_id: demographic_segment(u.gender.value, u.age) for b in store.iter_users() for u in b}
     context = one_hot(np.array([segment.get(u, "unknown|?") for u in logged.user_id]))
-    category = {a.ad_id: a.category or "" for b in store.iter_ads(on_error=_skip) for a in b}
     groups = np.unique(np.array([category.get(a, "") for a in ads]), return_inverse=True)[1].astype(np.int64)
     return context, sp.identity(len(ads), format="csr"), groups, context
 
@@ -320,19 +330,20 @@ def evaluate_logged(
         )
     cutoff = float(logged.ts[0]) if since is None else since
     view = AsOf(store, cutoff)
-    ads = sorted({a.ad_id for b in store.iter_ads(on_error=_skip) for a in b} | set(logged.ad_id))
-    action_of = {a: i for i, a in enumerate(ads)}
     replay_config = dataclasses.replace(config, campaign_explore_share=1.0)
     if isinstance(model, str | Path):
         model = ServingModel.load(model, cast(Store, view))
     pipeline = Pipeline(cast(Store, view), model, TokenSigner(new_secret()), replay_config)
+    category = {a.ad_id: a.category or "" for a in pipeline.catalog.ads}  # the catalogue the pipeline loaded
+    ads = sorted(category.keys() | set(logged.ad_id))
+    action_of = {a: i for i, a in enumerate(ads)}
     got = _replay(pipeline, view, logged, action_of, runs, progress)
 
     slots = int(logged.position.max())
     action = np.array([action_of[a] for a in logged.ad_id], dtype=np.int64)
     users = np.unique(np.array(logged.user_id), return_inverse=True)[1].astype(np.int64)
     log = BanditLog(action, logged.position - 1, logged.clicked, logged.propensity, len(ads), slots)
-    context, features, groups, cross = _reward_features(store, logged, ads)
+    context, features, groups, cross = _reward_features(store, logged, ads, category)
     # Cross-fitting by user: no user's clicks predict their own.
     fold = (np.random.default_rng(seed).permutation(int(users.max()) + 1) % max(folds, 1))[users]
     q_click = np.zeros(len(logged))
