@@ -289,3 +289,36 @@ def test_fitting_twice_gives_the_same_model_bit_for_bit(name: str) -> None:
     data = simulated_click_dataset(Market.generate(SimulationConfig(n_users=2000, n_impressions=100_000, seed=1)))
     a, b = (get_click_model(name, threads=2).fit(data.train, data.valid, spec=data.spec) for _ in range(2))
     assert np.array_equal(a.predict(data.test), b.predict(data.test))
+
+
+@pytest.mark.parametrize("name", ["lr", "fm", "dcnv2"])
+def test_scoring_on_the_cpu_equals_the_torch_net(name: str) -> None:
+    """Scoring runs the net's forward pass in NumPy (a request's candidates are too few for torch's per-call
+    overhead): on every slot of adrec's spec (multi-valued fields included) and on an outside log's spec without
+    dense features, it must give the torch net's logits."""
+    import torch
+
+    from adrec.models.ctr.tabular import TabularSpec
+
+    rng = np.random.default_rng(16)
+    n = 3_000
+    tabular = TabularSpec([("a", 1), ("b", 1), ("c", 1)], ())
+    for spec, dense_width in ((SPEC, len(DENSE)), (tabular, 0)):
+        ids = rng.integers(1, spec.n_buckets, size=(n, len(spec.slot_fields)))
+        ids[rng.random(ids.shape) < 0.2] = 0  # empty slots of multi-valued fields
+        dense = rng.normal(size=(n, dense_width)).astype(np.float32)
+        label = (rng.random(n) < 0.1).astype(np.float32)
+        examples = Examples(ids, dense, rng.integers(1, 6, n), label)
+        model = get_click_model(name, epochs=1, batch_size=512, min_count=1, id_dropout=0.0).fit(examples, spec=spec)
+        with torch.no_grad():  # ClickNet's forward pass, as training computes it
+            net = model.net_  # type: ignore[attr-defined]
+            torch_logit = net(torch.from_numpy(ids), torch.from_numpy(dense), torch.from_numpy(examples.position))[
+                0
+            ].numpy()
+        np.testing.assert_allclose(model.logit(examples), torch_logit, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            model.logit(examples, position=2),
+            net(torch.from_numpy(ids), torch.from_numpy(dense), torch.full((n,), 2))[0].detach().numpy(),
+            rtol=1e-5,
+            atol=1e-5,
+        )

@@ -277,6 +277,12 @@ class FeatureSpec(HashedSpec):
     field_slots = FIELDS
     dense_names = DENSE
 
+    def __init__(self, hash_bits: int = 18) -> None:
+        super().__init__(hash_bits)
+        # Every request needs its hour's and weekday's buckets: hashed once here.
+        self._hours = np.array([self.bucket("hour", h) for h in range(24)], dtype=np.int64)
+        self._weekdays = np.array([self.bucket("weekday", d) for d in range(7)], dtype=np.int64)
+
     # -- the parts -----------------------------------------------------------------------------------------------
     def users(self, users: Sequence[User], behaviours: Sequence[Behaviour | None]) -> UserBlock:
         """Encode users and their behaviour. Without consent a user's interests, declared or behavioural, are
@@ -358,15 +364,18 @@ class FeatureSpec(HashedSpec):
         """Encode request times (seconds since the epoch; hour and weekday in UTC) and placements:
         ``(n, 3)``. A single placement applies to every time."""
         t = np.atleast_1d(np.asarray(ts, dtype=np.float64))
-        places = [placement] * len(t) if placement is None or isinstance(placement, str) else list(placement)
-        if len(places) != len(t):
+        places = None if placement is None or isinstance(placement, str) else list(placement)
+        if places is not None and len(places) != len(t):
             raise ValidationError("placement", f"{len(places)} placements for {len(t)} times")
         seconds = np.floor(t).astype(np.int64)
         hour = (seconds // 3600) % 24
         weekday = (seconds // 86_400 + 3) % 7  # 1970-01-01 was a Thursday (weekday 3, Monday = 0)
         out = np.empty((len(t), len(CONTEXT_FIELDS)), dtype=np.int64)
-        out[:, 0] = np.array([self.bucket("hour", h) for h in range(24)])[hour]
-        out[:, 1] = np.array([self.bucket("weekday", d) for d in range(7)])[weekday]
+        out[:, 0] = self._hours[hour]
+        out[:, 1] = self._weekdays[weekday]
+        if places is None:  # a request's context: one placement
+            out[:, 2] = self.bucket("placement", placement)
+            return out
         names, which = np.unique(np.array(["" if p is None else p for p in places], dtype=str), return_inverse=True)
         out[:, 2] = np.array([self.bucket("placement", p) for p in names.tolist()], dtype=np.int64)[which]
         return out

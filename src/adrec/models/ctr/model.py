@@ -344,6 +344,75 @@ class ClickNet(nn.Module):
         return logit + self.deep(xl).squeeze(-1), penalty
 
 
+class _NumpyNet:
+    """:class:`ClickNet`'s forward pass in NumPy, on views of its CPU weights (they follow the optimiser's in-place
+    updates), for scoring on the CPU: a request's 200 candidates pass through a dozen small layers, where torch's
+    per-call overhead costs more than the arithmetic (DCN-V2: 0.2 ms against 0.7 ms). Same float32 arithmetic as
+    the net, equal to it to rounding (a test checks 1e-5)."""
+
+    def __init__(self, net: ClickNet) -> None:
+        def a(t: torch.Tensor) -> npt.NDArray[np.float32]:
+            return t.detach().numpy()
+
+        self.net = net
+        self.kind = net.kind
+        self.first = a(net.linear.weight)[:, 0]
+        self.dense_mean, self.dense_std = a(net.dense_mean), a(net.dense_std)
+        self.dense_w, self.dense_b = a(net.dense_linear.weight)[0], a(net.dense_linear.bias)
+        self.position = a(net.position.weight)[:, 0]
+        if self.kind == "lr":
+            return
+        self.embedding = a(net.embedding.weight)
+        # A field's vector is the sum of its slots' (multi-valued fields have several): the first slot of each
+        # field gathered, then the others added one by one (faster here than any (slots x fields) product).
+        field_of = a(net.pool).argmax(1)
+        self.primary = np.array([int(np.flatnonzero(field_of == f)[0]) for f in range(net.pool.shape[1])])
+        first = set(self.primary.tolist())
+        self.extra = [(s, int(f)) for s, f in enumerate(field_of.tolist()) if s not in first]
+        if self.kind == "fm":
+            self.dense_embedding = a(net.dense_embedding)
+            return
+        self.cross = [
+            (a(v.weight).T, a(u.weight).T, a(u.bias))
+            for u, v in zip(net.cross_u.children(), net.cross_v.children(), strict=True)
+            if isinstance(u, nn.Linear) and isinstance(v, nn.Linear)
+        ]
+        self.deep = [(a(m.weight).T, a(m.bias)) for m in net.deep.children() if isinstance(m, nn.Linear)]
+
+    def __call__(
+        self, ids: npt.NDArray[np.int64], dense: npt.NDArray[np.float32], position: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        n = len(ids)
+        if dense.shape[1] < len(self.dense_mean):
+            dense = np.zeros((n, len(self.dense_mean)), dtype=np.float32)
+        x = (dense - self.dense_mean) / self.dense_std
+        logit: npt.NDArray[np.float32] = (
+            np.take(self.first, ids).sum(1) + x @ self.dense_w + self.dense_b + np.take(self.position, position)
+        )
+        if self.kind == "lr":
+            return logit
+        fields = np.take(self.embedding, ids[:, self.primary], axis=0)  # (n, fields, dim); faster than [ids]
+        for s, f in self.extra:
+            fields[:, f] += np.take(self.embedding, ids[:, s], axis=0)
+        if self.kind == "fm":  # (NumPy's sums over a middle axis are slow; einsum's are not)
+            vectors = np.concatenate([fields, x[:, :, None] * self.dense_embedding], axis=1)
+            total = np.einsum("nfd->nd", vectors)
+            pairs: npt.NDArray[np.float32] = np.einsum("nd,nd->n", total, total)
+            pairs -= np.einsum("nfd,nfd->n", vectors, vectors)
+            return logit + 0.5 * pairs
+        x0 = np.concatenate([fields.reshape(n, -1), x], axis=1)
+        xl = x0
+        for v_w, u_w, u_b in self.cross:  # low-rank cross layers (DCN-V2, eq. 3), as in ClickNet.forward
+            xl = x0 * ((xl @ v_w) @ u_w + u_b) + xl
+        h = xl
+        for i, (w, b) in enumerate(self.deep):
+            h = h @ w + b
+            if i < len(self.deep) - 1:
+                h = np.maximum(h, 0.0)
+        out: npt.NDArray[np.float32] = logit + h[:, 0]
+        return out
+
+
 @contextmanager
 def _deterministic(device: str) -> Iterator[None]:
     """Torch's deterministic algorithms for the block, on the CPU: without them the sparse embedding updates add up
@@ -379,6 +448,7 @@ class _TorchClickModel(ClickModel):
 
     net_: ClickNet
     epochs_run_: int
+    _numpy: _NumpyNet | None = None
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -476,6 +546,15 @@ class _TorchClickModel(ClickModel):
 
     def _logit(self, examples: Examples, position: int | None) -> npt.NDArray[np.float64]:
         out = np.empty(len(examples), dtype=np.float64)
+        if self.device == "cpu":
+            forward = self._numpy
+            if forward is None or forward.net is not self.net_:
+                forward = self._numpy = _NumpyNet(self.net_)
+            pos = examples.position if position is None else np.full(len(examples), position)
+            for start in range(0, len(examples), 65_536):
+                part = slice(start, start + 65_536)
+                out[part] = forward(examples.ids[part], examples.dense[part], np.minimum(pos[part], MAX_POSITION))
+            return out
         with torch.no_grad(), torch_threads(self.threads):
             for start in range(0, len(examples), 65_536):
                 part = slice(start, start + 65_536)
