@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_gan
 	$(BIN)/python -m benchmarks.bench_ctr
 	$(BIN)/python -m benchmarks.bench_ctr --target conversion
+	$(BIN)/python -m benchmarks.bench_ctr_obd
 	$(BIN)/python -m benchmarks.bench_gan --dataset gowalla
 	$(BIN)/python -m benchmarks.bench_coldstart
 	$(BIN)/python -m benchmarks.bench_lookalike

@@ -98,3 +98,70 @@ def test_real_samples_evaluate_end_to_end(kind: str, name: str, rows: int, tmp_p
     )
     assert result.exit_code == 0, result.output
     assert "read a larger log" in " ".join(result.output.split()) and out.exists()
+
+
+# -- the Open Bandit Dataset -----------------------------------------------------------------------------------------
+def _obd(root: Path, rows: list[tuple[int, int, int, int]]) -> Path:
+    """A campaign folder of two items; ``rows`` are (minute, item, slot, click), all of user ``a,b,c,d``."""
+    folder = root / "random" / "men"
+    folder.mkdir(parents=True)
+    (folder / "item_context.csv").write_text(
+        ",item_id,item_feature_0,item_feature_1,item_feature_2,item_feature_3\n0,0,-0.5,h1,h2,h3\n1,1,0.7,h4,h2,h3\n"
+    )
+    header = ",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,user_feature_2,"
+    header += "user_feature_3,user-item_affinity_0,user-item_affinity_1\n"
+    lines = [
+        f"{i},2019-11-24 {m // 60:02d}:{m % 60:02d}:00+00:00,{item},{slot},{click},0.5,a,b,c,d,0.0,1.0\n"
+        for i, (m, item, slot, click) in enumerate(rows)
+    ]
+    (folder / "men.csv").write_text(header + "".join(lines))
+    return root
+
+
+def test_obd_rows_encode_as_declared_and_popularity_by_slot_is_counted(tmp_path: Path) -> None:
+    from adrec.models.ctr.tabular import obd_click_dataset
+
+    # 10 rows over 90 minutes: minutes 0..60 train (rows 0-6), 70 validation, 80 and 90 test.
+    rows = [(0, 0, 1, 1), (10, 0, 1, 0), (20, 1, 2, 0), (30, 1, 1, 1), (40, 0, 2, 0), (50, 0, 1, 0)]
+    rows += [(60, 1, 2, 1), (70, 0, 1, 0), (80, 0, 1, 0), (90, 1, 2, 1)]
+    data = obd_click_dataset(_obd(tmp_path, rows), valid_share=0.1, test_share=0.2)
+    spec = data.spec
+    assert spec.fields == (
+        "campaign", "item", "item_feature_1", "item_feature_2", "item_feature_3",
+        "user_feature_0", "user_feature_1", "user_feature_2", "user_feature_3", "hour", "weekday",
+    )  # fmt: skip
+    assert spec.dense_names == ("item_feature_0",)
+    assert (len(data.train), len(data.valid), len(data.test)) == (7, 1, 2)
+    first = data.train.ids[0]
+    assert first[1] == spec.bucket("item", "obd:men:0") and first[2] == spec.bucket("item_feature_1", "h1")
+    assert first[5] == spec.bucket("user_feature_0", "a") and first[10] == spec.bucket("weekday", 6)  # a Sunday
+    assert data.train.ids[3][9] == spec.bucket("hour", 0) and data.test.ids[1][9] == spec.bucket("hour", 1)
+    assert data.train.dense[:3, 0].tolist() == [-0.5, -0.5, pytest.approx(0.7)]
+    assert data.train.position.tolist() == [1, 1, 2, 1, 2, 1, 2]  # the logged slot, not the reference one
+    assert data.train.labels.tolist() == [1, 0, 0, 1, 0, 0, 1] and data.test.labels.tolist() == [0, 1]
+    # Counted on train and validation (8 rows, 3 clicks): overall (3 + 1) / (8 + 2) = 0.4; slot 1 has 5 rows and 2
+    # clicks, slot 2 three rows and one click: their rates (2 + 0.4) / 6 and (1 + 0.4) / 4.
+    slot_rate = data.baselines["click rate by slot"]
+    np.testing.assert_allclose(slot_rate, [2.4 / 6, 1.4 / 4])
+    (name,) = [n for n in data.baselines if n.startswith("popularity by slot")]
+    prior = float(name.removeprefix("popularity by slot (prior ").removesuffix(")").replace(",", ""))
+    # Test row 1: item 0 at slot 1, seen 4 times with 1 click; row 2: item 1 at slot 2, twice with 1 click.
+    expected = [(1 + prior * 0.4) / (4 + prior), (1 + prior * 0.35) / (2 + prior)]
+    np.testing.assert_allclose(data.baselines[name], expected)
+
+
+def test_obd_real_random_logs_evaluate_end_to_end(tmp_path: Path) -> None:
+    import json
+
+    folder = require_dataset("open_bandit_dataset_random", "random/men/men.csv", "random/women/women.csv")
+    out = tmp_path / "obd.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--task", "ctr", "-d", f"obd:{folder}", "-m", "lr", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    examples = report["examples"]
+    assert examples["train"] + examples["valid"] + examples["test"] == 20_000  # both campaigns' random logs
+    assert {"click rate by slot"} < set(report["baselines"])
+    lr = report["models"]["lr"]
+    assert 0.0 < lr["logloss"] < report["base"]["logloss"] * 1.1 and 0.3 < lr["auc"] < 0.8

@@ -24,7 +24,12 @@ Mapping:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
 
 from adrec.data.importers.base import (
     Chunk,
@@ -38,10 +43,11 @@ from adrec.data.importers.base import (
     parse_id,
     parse_int,
 )
-from adrec.data.schema import Ad, Advertiser, Campaign, EventType, PricingModel, User
-from adrec.exceptions import ImportFormatError
+from adrec.data.records import CtrExample
+from adrec.data.schema import Ad, Advertiser, Campaign, EventBatch, EventType, PricingModel, User
+from adrec.exceptions import ImportFormatError, ValidationError
 
-__all__ = ["IMPORTER", "user_key"]
+__all__ = ["IMPORTER", "ObdRows", "read_logs", "user_key"]
 
 SOURCE = "obd"
 _EXPECTS = (
@@ -174,3 +180,96 @@ IMPORTER = Importer(
     expects=_EXPECTS,
     plan=plan,
 )
+
+
+# -- reading a log into memory (off-policy evaluation, click models) ---------------------------------------------
+@dataclass(frozen=True)
+class ObdRows:
+    """Open Bandit logs read through the importer (a bad row gets the error ``adrec import`` gives, naming its
+    file, line and column), one entry per logged impression in file order: its event id
+    (``obd:<policy>:<campaign>:<row>:imp``), time, user, ad, slot (1-based), click (0/1) and the logging policy's
+    propensity; with each user's four hashed features and each ad's record (its item features in ``body``)."""
+
+    event_id: npt.NDArray[np.object_]
+    ts: npt.NDArray[np.float64]
+    user_id: npt.NDArray[np.object_]
+    ad_id: npt.NDArray[np.object_]
+    position: npt.NDArray[np.int64]
+    click: npt.NDArray[np.float64]
+    propensity: npt.NDArray[np.float64]
+    users: dict[str, dict[str, str]]
+    ads: dict[str, Ad]
+
+    def item_features(self, ad_id: str) -> dict[str, str]:
+        """The ``item_feature_*`` values of an ad, as its ``item_context.csv`` row gave them."""
+        body = self.ads[ad_id].body or ""
+        return dict(pair.split("=", 1) for pair in body.split(";") if "=" in pair)
+
+
+@dataclass(frozen=True)
+class _Appended:
+    inserted: int
+    duplicates: int = 0
+
+
+class _Collect:
+    """The import sink that keeps the users, ads and events of an OBD import in memory."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, dict[str, str]] = {}
+        self.ads: dict[str, Ad] = {}
+        self.batches: list[EventBatch] = []
+
+    def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int:
+        return len(list(advertisers))
+
+    def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int:
+        return len(list(campaigns))
+
+    def upsert_ads(self, ads: Iterable[Ad]) -> int:
+        got = {a.ad_id: a for a in ads}
+        self.ads.update(got)
+        return len(got)
+
+    def upsert_users(self, users: Iterable[User]) -> int:
+        got = {u.user_id: {k: str(v) for k, v in u.attrs.items()} for u in users}
+        self.users.update(got)
+        return len(got)
+
+    def append_events(self, events: EventBatch) -> _Appended:
+        self.batches.append(events)
+        return _Appended(len(events.event_id))
+
+    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int:
+        raise ValidationError("--data", "the obd importer wrote CTR examples: not an Open Bandit log")
+
+
+def read_logs(path: str | Path) -> ObdRows:
+    """Every campaign log under ``path`` (the dataset root, a policy folder or a campaign folder), as
+    ``adrec import obd`` would import it, but into memory (see :class:`ObdRows`)."""
+    from adrec.data.importers.base import execute
+
+    sink = _Collect()
+    execute(IMPORTER, Path(path), sink, skip_bad=False, progress=False)
+    if not sink.batches:
+        raise ValidationError("--data", f"{path} holds no logged impressions")
+    ids = np.concatenate([b.event_id for b in sink.batches])
+    kind = np.concatenate([b.type for b in sink.batches])
+    imp = kind == int(EventType.IMPRESSION)
+    clicked = {str(e).removesuffix(":clk") for e in ids[~imp].tolist()}
+
+    def column(name: str) -> npt.NDArray[np.generic]:
+        values: npt.NDArray[np.generic] = np.concatenate([getattr(b, name) for b in sink.batches])[imp]
+        return values
+
+    return ObdRows(
+        event_id=ids[imp].astype(object),
+        ts=column("ts").astype(np.float64),
+        user_id=column("user_id").astype(object),
+        ad_id=column("ad_id").astype(object),
+        position=np.array([int(p) for p in column("placement").tolist()], dtype=np.int64),
+        click=np.array([str(e).removesuffix(":imp") in clicked for e in ids[imp].tolist()], dtype=np.float64),
+        propensity=column("propensity").astype(np.float64),
+        users=sink.users,
+        ads=sink.ads,
+    )

@@ -13,7 +13,6 @@ uniform-random policy, whose estimate must cover the logged CTR of uniform-rando
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from adrec.data.records import CtrExample
-from adrec.data.schema import Ad, Advertiser, Campaign, EventBatch, EventType, User
+from adrec.data.importers.obd import read_logs
 from adrec.evaluation.ope.estimators import BanditLog, Estimate, standard_estimators
 from adrec.evaluation.ope.policies import bernoulli_ts, uniform_random, zozotown_prior
 from adrec.evaluation.ope.reward import cross_fit, one_hot
@@ -46,44 +44,6 @@ class ObdLog:
     actions: npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True)
-class _Appended:
-    inserted: int
-    duplicates: int = 0
-
-
-class _Collect:
-    """The import sink that keeps the users and events of an OBD import in memory."""
-
-    def __init__(self) -> None:
-        self.users: dict[str, dict[str, str]] = {}
-        self.ads: list[str] = []
-        self.batches: list[EventBatch] = []
-
-    def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int:
-        return len(list(advertisers))
-
-    def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int:
-        return len(list(campaigns))
-
-    def upsert_ads(self, ads: Iterable[Ad]) -> int:
-        got = [a.ad_id for a in ads]
-        self.ads += got
-        return len(got)
-
-    def upsert_users(self, users: Iterable[User]) -> int:
-        got = {u.user_id: {k: str(v) for k, v in u.attrs.items()} for u in users}
-        self.users.update(got)
-        return len(got)
-
-    def append_events(self, events: EventBatch) -> _Appended:
-        self.batches.append(events)
-        return _Appended(len(events.event_id))
-
-    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int:
-        raise ValidationError("--data", "the obd importer wrote CTR examples: not an Open Bandit log")
-
-
 def _campaign_folder(path: Path, campaign: str) -> Path:
     for folder in (path, path / campaign, path / "random" / campaign):
         if (folder / "item_context.csv").is_file() and (folder / f"{campaign}.csv").is_file():
@@ -97,32 +57,19 @@ def _campaign_folder(path: Path, campaign: str) -> Path:
 
 def read_obd(path: str | Path, campaign: str) -> ObdLog:
     """The log of ``campaign`` under ``path`` (the dataset root, a policy folder or the campaign folder)."""
-    from adrec.data.importers import IMPORTERS
-    from adrec.data.importers.base import execute
-
     if campaign not in CAMPAIGNS:
         raise ValidationError("--campaign", f"unknown campaign {campaign!r}; known: {', '.join(CAMPAIGNS)}")
     folder = _campaign_folder(Path(path), campaign)
-    sink = _Collect()
-    execute(IMPORTERS["obd"], folder, sink, skip_bad=False, progress=False)
+    rows = read_logs(folder)
     prefix = f"obd:{campaign}:"
-    items = sorted(int(a.removeprefix(prefix)) for a in sink.ads)
+    items = sorted(int(a.removeprefix(prefix)) for a in rows.ads)
     n_actions = items[-1] + 1 if items else 0
     if items != list(range(n_actions)):
         raise ValidationError("item_context.csv", f"item ids of {folder} must be 0..{n_actions - 1} without gaps")
-    ids = np.concatenate([b.event_id for b in sink.batches])
-    kind = np.concatenate([b.type for b in sink.batches])
-    users = np.concatenate([b.user_id for b in sink.batches])
-    ads = np.concatenate([b.ad_id for b in sink.batches])
-    placement = np.concatenate([b.placement for b in sink.batches])
-    pscore = np.concatenate([b.propensity for b in sink.batches])
-    imp = kind == int(EventType.IMPRESSION)
-    clicked = {str(e).removesuffix(":clk") for e in ids[~imp].tolist()}
-    reward = np.array([str(e).removesuffix(":imp") in clicked for e in ids[imp].tolist()], dtype=np.float64)
-    action = np.array([int(str(a).removeprefix(prefix)) for a in ads[imp].tolist()], dtype=np.int64)
-    position = np.array([int(p) - 1 for p in placement[imp].tolist()], dtype=np.int64)
-    log = BanditLog(action, position, reward, pscore[imp], n_actions, int(position.max()) + 1)
-    attrs = [sink.users[u] for u in users[imp].tolist()]
+    action = np.array([int(str(a).removeprefix(prefix)) for a in rows.ad_id.tolist()], dtype=np.int64)
+    position = rows.position - 1
+    log = BanditLog(action, position, rows.click, rows.propensity, n_actions, int(position.max()) + 1)
+    attrs = [rows.users[u] for u in rows.user_id.tolist()]
     context = np.hstack([one_hot([a.get(f, "") for a in attrs]) for f in _USER_FEATURES])
     return ObdLog(campaign, folder, log, context, np.eye(n_actions))
 

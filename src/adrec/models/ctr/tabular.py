@@ -18,10 +18,21 @@ the hour of day and a ``weekday`` field from the date; split by the ``hour`` col
 every row has the same hour, as a sample of the file's first rows does).
 
 No slot is logged in either: every example is at position 1.
+
+``obd:PATH`` (the Open Bandit Dataset, ZOZOTOWN; every campaign log under ``PATH``, read by the ``obd``
+importer): real clicks on items shown uniformly at random in a three-slot widget (the random logs), so the
+clicks say what the items are worth free of a logging policy's choices. Fields: ``campaign``, ``item`` (the ad
+id), ``item_feature_1``..``3``, ``user_feature_0``..``3``, ``hour`` and ``weekday`` (UTC); dense:
+``item_feature_0`` (the publishers' numeric item feature); the logged slot is each example's position. Split by
+time. Beside the models stand two baselines that know no features: the click rate of each slot, and of each
+(item, slot) shrunk towards its slot's rate by a prior weight chosen on the validation examples (counted on
+train and validation for the test). The ``user-item_affinity_*`` columns are not read (the importer does not
+import them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,7 +47,7 @@ from adrec.exceptions import ValidationError
 from adrec.models.ctr.dataset import ClickDataset, check_shares, time_split
 from adrec.models.ctr.features import Examples, HashedSpec
 
-__all__ = ["LOGS", "TabularSpec", "ctr_log_dataset"]
+__all__ = ["LOGS", "TabularSpec", "ctr_log_dataset", "obd_click_dataset", "slot_popularity"]
 
 
 class TabularSpec(HashedSpec):
@@ -158,4 +169,94 @@ def ctr_log_dataset(kind: str, path: str | Path, *, valid_share: float = 0.1, te
         valid=examples.take(valid),
         test=examples.take(test),
         test_users=users,
+    )
+
+
+# -- the Open Bandit Dataset ---------------------------------------------------------------------------------------
+_OBD_USER = ("user_feature_0", "user_feature_1", "user_feature_2", "user_feature_3")
+_OBD_ITEM = ("item_feature_1", "item_feature_2", "item_feature_3")
+_PRIORS = (1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0)
+"""The prior weights (in impressions) :func:`slot_popularity` chooses from."""
+
+
+def slot_popularity(
+    item: npt.NDArray[np.object_],
+    slot: npt.NDArray[np.int64],
+    label: npt.NDArray[np.float32],
+    fit: npt.NDArray[np.intp],
+    score: npt.NDArray[np.intp],
+    prior: float,
+) -> npt.NDArray[np.float64]:
+    """Popularity by position: the click rate of each (item, slot) over the rows ``fit``, shrunk towards its slot's
+    rate with the weight of ``prior`` impressions (infinite: the slot's rate alone), for the rows ``score`` (an
+    unseen pair gets its slot's rate, an unseen slot the overall rate)."""
+    overall = (label[fit].sum() + 1.0) / (len(fit) + 2.0)
+    slots: dict[int, list[float]] = {}
+    pairs: dict[tuple[object, int], list[float]] = {}
+    for i in fit.tolist():
+        key = int(slot[i])
+        for seen in (slots.setdefault(key, [0.0, 0.0]), pairs.setdefault((item[i], key), [0.0, 0.0])):
+            seen[0] += 1.0
+            seen[1] += float(label[i])
+    slot_rate = {k: (c + overall) / (n + 1.0) for k, (n, c) in slots.items()}
+    out = np.empty(len(score), dtype=np.float64)
+    for j, i in enumerate(score.tolist()):
+        base = slot_rate.get(int(slot[i]), overall)
+        n, c = pairs.get((item[i], int(slot[i])), (0.0, 0.0))
+        out[j] = base if math.isinf(prior) else (c + prior * base) / (n + prior)
+    return out
+
+
+def obd_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_share: float = 0.2) -> ClickDataset:
+    """The :class:`~adrec.models.ctr.ClickDataset` of the Open Bandit logs under ``path`` (see the module docs):
+    the last ``test_share`` of their time is the test set, the ``valid_share`` before it the validation set."""
+    from adrec.data.importers.obd import read_logs
+
+    check_shares(0.5, valid_share, test_share)
+    rows = read_logs(path)
+    if rows.click.min() == rows.click.max():
+        raise ValidationError(
+            "--dataset", f"obd:{path}: all {len(rows.click):,} impressions are labelled {rows.click[0]:.0f}"
+        )
+    items = {ad: rows.item_features(ad) for ad in rows.ads}
+    spec = TabularSpec(
+        [(n, 1) for n in ("campaign", "item", *_OBD_ITEM, *_OBD_USER, "hour", "weekday")], ("item_feature_0",)
+    )
+    values: list[dict[str, object]] = []
+    dense = np.zeros((len(rows.ts), 1), dtype=np.float32)
+    for r, (ad, user, ts) in enumerate(zip(rows.ad_id.tolist(), rows.user_id.tolist(), rows.ts.tolist(), strict=True)):
+        when = datetime.fromtimestamp(ts, UTC)
+        item, person = items.get(ad, {}), rows.users.get(user, {})
+        row: dict[str, object] = {"campaign": rows.ads[ad].campaign_id, "item": ad, "hour": when.hour}
+        row["weekday"] = when.weekday()
+        row.update({f: item.get(f) for f in _OBD_ITEM})
+        row.update({f: person.get(f) for f in _OBD_USER})
+        values.append(row)
+        dense[r, 0] = float(item.get("item_feature_0", 0.0))
+    examples = spec.encode(values, dense, rows.click.tolist())
+    examples = dataclasses.replace(examples, position=rows.position.copy())
+    train, valid, test = time_split(rows.ts, valid_share, test_share)
+    label = examples.labels
+
+    # Popularity by position: its prior weight is the one whose rates counted on train predict the validation
+    # clicks best; the test gets the rates counted on train and validation.
+    def loss(p: npt.NDArray[np.float64], y: npt.NDArray[np.float32]) -> float:
+        q = np.clip(p, 1e-7, 1 - 1e-7)
+        return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+
+    item_ids, slot = rows.ad_id, rows.position
+    prior = min(_PRIORS, key=lambda m: loss(slot_popularity(item_ids, slot, label, train, valid, m), label[valid]))
+    seen = np.concatenate([train, valid])
+    by_slot = slot_popularity(item_ids, slot, label, seen, test, math.inf)
+    return ClickDataset(
+        name=f"obd:{path} ({len(rows.ts):,} impressions, {len(rows.ads)} items)",
+        spec=spec,
+        train=examples.take(train),
+        valid=examples.take(valid),
+        test=examples.take(test),
+        test_users=rows.user_id[test],
+        baselines={
+            "click rate by slot": by_slot,
+            f"popularity by slot (prior {prior:,.0f})": slot_popularity(item_ids, slot, label, seen, test, prior),
+        },
     )
