@@ -165,3 +165,46 @@ def test_obd_real_random_logs_evaluate_end_to_end(tmp_path: Path) -> None:
     assert {"click rate by slot"} < set(report["baselines"])
     lr = report["models"]["lr"]
     assert 0.0 < lr["logloss"] < report["base"]["logloss"] * 1.1 and 0.3 < lr["auc"] < 0.8
+
+
+# -- Taobao ----------------------------------------------------------------------------------------------------------
+def test_taobao_raw_release_encodes_profiles_ads_and_clicks(tmp_path: Path) -> None:
+    from tests.data.importers.test_import_taobao import ADS, PROFILE, SAMPLE
+
+    from adrec.models.ctr.tabular import taobao_click_dataset
+
+    folder = tmp_path / "taobao"
+    folder.mkdir()
+    (folder / "user_profile.csv").write_text(PROFILE)
+    (folder / "ad_feature.csv").write_text(ADS)
+    (folder / "raw_sample.csv").write_text(SAMPLE)  # its exact repeat is one impression
+    data = taobao_click_dataset(folder, valid_share=0.2, test_share=0.2)
+    spec = data.spec
+    assert spec.fields[:2] == ("user", "cms_segid") and spec.fields[-8:] == (
+        "ad", "campaign", "advertiser", "category", "brand", "pid", "hour", "weekday",
+    )  # fmt: skip
+    assert spec.dense_names == ("log_price",)
+    # By time: 581738 (05-07 06:14), 523 (05-08 12:05), 234 (05-12 00:55, clicked): a span of 4.8 days.
+    assert (len(data.train), len(data.valid), len(data.test)) == (2, 0, 1)
+    assert data.train.labels.tolist() == [0, 0] and data.test.labels.tolist() == [1]
+    assert data.test_users.tolist() == ["taobao:234"]
+    f = spec.fields.index
+    unprofiled, man = data.train.ids
+    assert unprofiled[f("age_level")] == spec.bucket("age_level", None)  # not in user_profile.csv
+    assert man[f("pvalue_level")] == spec.bucket("pvalue_level", "1")
+    assert man[f("advertiser")] == spec.bucket("advertiser", "taobao:26") and man[f("pid")] == spec.bucket(
+        "pid", "430539_1007"
+    )
+    (woman,) = data.test.ids
+    assert woman[f("brand")] == spec.bucket("brand", None) and woman[f("category")] == spec.bucket("category", "6406")
+    np.testing.assert_allclose(data.test.dense[:, 0], [math.log1p(199.0)], rtol=1e-6)
+
+
+def test_taobao_dmr_sample_evaluates_end_to_end(tmp_path: Path) -> None:
+    folder = require_dataset("taobao_ad_dmr_sample", "alimama_sampled_train.txt")
+    out = tmp_path / "taobao.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--task", "ctr", "-d", f"taobao:{folder}", "-m", "lr", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "taobao-dmr, 500 impressions" in " ".join(result.output.split())

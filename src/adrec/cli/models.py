@@ -44,8 +44,8 @@ DatasetOption = Annotated[
         help="`lightgcn:PATH`, `movielens:PATH` or `store:URL` (see adrec.store.datasets); with `--task ctr` or "
         "`cvr`, `store:URL` (the ads the store's ledger served, labelled by their clicks) or `sim:KEY=VALUE,...` "
         "(simulator settings, e.g. `sim:users=20000,impressions=5000000`); with `--task ctr` also an outside click "
-        "log, `criteo:PATH`, `avazu:PATH` or `obd:PATH` (the Open Bandit Dataset; its own columns: such a model "
-        "cannot serve).",
+        "log, `criteo:PATH`, `avazu:PATH`, `obd:PATH` (the Open Bandit Dataset) or `taobao:PATH` (the raw release's "
+        "folder or DMR's file; their own columns: such a model cannot serve).",
     ),
 ]
 TaskOption = Annotated[
@@ -55,7 +55,7 @@ TaskOption = Annotated[
         help="`ranking` (recommenders, top-K metrics), `ctr` (click models on user, ad and context features) or `cvr` "
         "(the same models predicting whether a click converts); ctr and cvr read `store:URL` (served ads and their "
         "clicks) or `sim:[KEY=VALUE,...]`, a simulated market with its true probabilities; ctr also `criteo:PATH`, "
-        "`avazu:PATH` and `obd:PATH`.",
+        "`avazu:PATH`, `obd:PATH` and `taobao:PATH`.",
     ),
 ]
 SetOption = Annotated[
@@ -155,18 +155,20 @@ def _click_dataset(dataset: str, task: str, seed: int) -> Any:
             raise ValidationError("--dataset", "store: needs the store's URL, e.g. store:sqlite:///adrec.db")
         with open_store(rest, create=False) as store:
             return served_click_dataset(store, target=target, name=f"store {shown_url(rest)}", progress=out.is_terminal)
-    if kind in ("criteo", "avazu", "obd"):
-        from adrec.models.ctr.tabular import ctr_log_dataset, obd_click_dataset
+    if kind in ("criteo", "avazu", "obd", "taobao"):
+        from adrec.models.ctr.tabular import ctr_log_dataset, obd_click_dataset, taobao_click_dataset
 
         if task != "ctr" or not rest:
             need = "a path, e.g. criteo:data/criteo_sample.txt" if not rest else "--task ctr (it logs no conversions)"
             raise ValidationError("--dataset", f"{kind}: needs {need}")
-        return obd_click_dataset(rest) if kind == "obd" else ctr_log_dataset(kind, rest)
+        if kind == "obd":
+            return obd_click_dataset(rest)
+        return taobao_click_dataset(rest) if kind == "taobao" else ctr_log_dataset(kind, rest)
     if kind != "sim":
         raise ValidationError(
             "--dataset",
-            f"--task {task} reads `sim:[KEY=VALUE,...]`, `store:URL`, `criteo:PATH`, `avazu:PATH` or `obd:PATH` "
-            "datasets; "
+            f"--task {task} reads `sim:[KEY=VALUE,...]`, `store:URL`, `criteo:PATH`, `avazu:PATH`, `obd:PATH` or "
+            "`taobao:PATH` datasets; "
             f"{kind!r} is not supported yet",
         )
     from adrec.simulate.ctr import simulated_click_dataset, simulation_from_spec

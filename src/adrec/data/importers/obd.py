@@ -24,7 +24,6 @@ Mapping:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +42,8 @@ from adrec.data.importers.base import (
     parse_id,
     parse_int,
 )
-from adrec.data.records import CtrExample
-from adrec.data.schema import Ad, Advertiser, Campaign, EventBatch, EventType, PricingModel, User
-from adrec.exceptions import ImportFormatError, ValidationError
+from adrec.data.schema import Ad, Advertiser, Campaign, EventType, PricingModel, User
+from adrec.exceptions import ImportFormatError
 
 __all__ = ["IMPORTER", "ObdRows", "read_logs", "user_key"]
 
@@ -185,12 +183,10 @@ IMPORTER = Importer(
 # -- reading a log into memory (off-policy evaluation, click models) ---------------------------------------------
 @dataclass(frozen=True)
 class ObdRows:
-    """Open Bandit logs read through the importer (a bad row gets the error ``adrec import`` gives, naming its
-    file, line and column), one entry per logged impression in file order: its event id
-    (``obd:<policy>:<campaign>:<row>:imp``), time, user, ad, slot (1-based), click (0/1) and the logging policy's
+    """Open Bandit logs read through the importer (:func:`~adrec.data.importers.base.read_into_memory`), one entry
+    per logged impression in file order: its time, user, ad, slot (1-based), click (0/1) and the logging policy's
     propensity; with each user's four hashed features and each ad's record (its item features in ``body``)."""
 
-    event_id: npt.NDArray[np.object_]
     ts: npt.NDArray[np.float64]
     user_id: npt.NDArray[np.object_]
     ad_id: npt.NDArray[np.object_]
@@ -206,70 +202,19 @@ class ObdRows:
         return dict(pair.split("=", 1) for pair in body.split(";") if "=" in pair)
 
 
-@dataclass(frozen=True)
-class _Appended:
-    inserted: int
-    duplicates: int = 0
-
-
-class _Collect:
-    """The import sink that keeps the users, ads and events of an OBD import in memory."""
-
-    def __init__(self) -> None:
-        self.users: dict[str, dict[str, str]] = {}
-        self.ads: dict[str, Ad] = {}
-        self.batches: list[EventBatch] = []
-
-    def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int:
-        return len(list(advertisers))
-
-    def upsert_campaigns(self, campaigns: Iterable[Campaign]) -> int:
-        return len(list(campaigns))
-
-    def upsert_ads(self, ads: Iterable[Ad]) -> int:
-        got = {a.ad_id: a for a in ads}
-        self.ads.update(got)
-        return len(got)
-
-    def upsert_users(self, users: Iterable[User]) -> int:
-        got = {u.user_id: {k: str(v) for k, v in u.attrs.items()} for u in users}
-        self.users.update(got)
-        return len(got)
-
-    def append_events(self, events: EventBatch) -> _Appended:
-        self.batches.append(events)
-        return _Appended(len(events.event_id))
-
-    def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int:
-        raise ValidationError("--data", "the obd importer wrote CTR examples: not an Open Bandit log")
-
-
 def read_logs(path: str | Path) -> ObdRows:
     """Every campaign log under ``path`` (the dataset root, a policy folder or a campaign folder), as
     ``adrec import obd`` would import it, but into memory (see :class:`ObdRows`)."""
-    from adrec.data.importers.base import execute
+    from adrec.data.importers.base import read_into_memory
 
-    sink = _Collect()
-    execute(IMPORTER, Path(path), sink, skip_bad=False, progress=False)
-    if not sink.batches:
-        raise ValidationError("--data", f"{path} holds no logged impressions")
-    ids = np.concatenate([b.event_id for b in sink.batches])
-    kind = np.concatenate([b.type for b in sink.batches])
-    imp = kind == int(EventType.IMPRESSION)
-    clicked = {str(e).removesuffix(":clk") for e in ids[~imp].tolist()}
-
-    def column(name: str) -> npt.NDArray[np.generic]:
-        values: npt.NDArray[np.generic] = np.concatenate([getattr(b, name) for b in sink.batches])[imp]
-        return values
-
+    log = read_into_memory(IMPORTER, Path(path))
     return ObdRows(
-        event_id=ids[imp].astype(object),
-        ts=column("ts").astype(np.float64),
-        user_id=column("user_id").astype(object),
-        ad_id=column("ad_id").astype(object),
-        position=np.array([int(p) for p in column("placement").tolist()], dtype=np.int64),
-        click=np.array([str(e).removesuffix(":imp") in clicked for e in ids[imp].tolist()], dtype=np.float64),
-        propensity=column("propensity").astype(np.float64),
-        users=sink.users,
-        ads=sink.ads,
+        ts=log.ts,
+        user_id=log.user_id,
+        ad_id=log.ad_id,
+        position=np.array([int(p) for p in log.placement.tolist()], dtype=np.int64),
+        click=log.click,
+        propensity=log.propensity,
+        users={u: {k: str(v) for k, v in user.attrs.items()} for u, user in log.users.items()},
+        ads=log.ads,
     )

@@ -28,6 +28,14 @@ time. Beside the models stand two baselines that know no features: the click rat
 (item, slot) shrunk towards its slot's rate by a prior weight chosen on the validation examples (counted on
 train and validation for the test). The ``user-item_affinity_*`` columns are not read (the importer does not
 import them).
+
+``taobao:PATH`` (Alimama's Taobao display-ad clicks): the raw release's folder (``raw_sample.csv``,
+``ad_feature.csv``, ``user_profile.csv``; the ``taobao`` importer) or DMR's pre-joined ``alimama_sampled*.txt``
+(a file or a folder of them; the ``taobao-dmr`` importer, whose rows have no time: file order). Fields: the
+user's id and eight profile columns (``?`` for a user the release did not profile), ``ad`` (adgroup),
+``campaign``, ``advertiser`` (customer), ``category``, ``brand``, ``pid`` (the placement), ``hour`` and
+``weekday``; dense: ``log_price`` (``ln(1 + price)``; DMR's prices are already scaled to about [0, 1]). Every
+example at position 1 (no slot is logged).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from adrec.exceptions import ValidationError
 from adrec.models.ctr.dataset import ClickDataset, check_shares, time_split
 from adrec.models.ctr.features import Examples, HashedSpec
 
-__all__ = ["LOGS", "TabularSpec", "ctr_log_dataset", "obd_click_dataset", "slot_popularity"]
+__all__ = ["LOGS", "TabularSpec", "ctr_log_dataset", "obd_click_dataset", "slot_popularity", "taobao_click_dataset"]
 
 
 class TabularSpec(HashedSpec):
@@ -259,4 +267,50 @@ def obd_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_share:
             "click rate by slot": by_slot,
             f"popularity by slot (prior {prior:,.0f})": slot_popularity(item_ids, slot, label, seen, test, prior),
         },
+    )
+
+
+# -- Taobao ----------------------------------------------------------------------------------------------------------
+_TAOBAO_AD = ("ad", "campaign", "advertiser", "category", "brand", "pid", "hour", "weekday")
+
+
+def taobao_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_share: float = 0.2) -> ClickDataset:
+    """The :class:`~adrec.models.ctr.ClickDataset` of a Taobao log at ``path`` (see the module docs): the last
+    ``test_share`` of its time (of its rows, for DMR's timeless file) is the test set, the ``valid_share`` before
+    it the validation set."""
+    from adrec.data.importers import IMPORTERS
+    from adrec.data.importers.base import read_into_memory
+    from adrec.data.importers.taobao import PROFILE_COLUMNS
+
+    check_shares(0.5, valid_share, test_share)
+    folder = Path(path)
+    kind = "taobao" if (folder / "raw_sample.csv").is_file() else "taobao-dmr"
+    log = read_into_memory(IMPORTERS[kind], folder)
+    if log.click.min() == log.click.max():
+        raise ValidationError(
+            "--dataset", f"taobao:{path}: all {len(log.click):,} impressions are labelled {log.click[0]:.0f}"
+        )
+    spec = TabularSpec([(n, 1) for n in ("user", *PROFILE_COLUMNS, *_TAOBAO_AD)], ("log_price",))
+    values: list[dict[str, object]] = []
+    dense = np.zeros((len(log.ts), 1), dtype=np.float32)
+    rows = zip(log.user_id.tolist(), log.ad_id.tolist(), log.placement.tolist(), log.ts.tolist(), strict=True)
+    for r, (user_id, ad_id, pid, ts) in enumerate(rows):
+        when = datetime.fromtimestamp(ts, UTC)
+        user, ad = log.users.get(user_id), log.ads[ad_id]
+        campaign = log.campaigns.get(ad.campaign_id)
+        row: dict[str, object] = {"user": user_id, "ad": ad_id, "campaign": ad.campaign_id, "pid": pid}
+        row.update(advertiser=campaign.advertiser_id if campaign is not None else None, category=ad.category)
+        row.update(brand=ad.brand, hour=when.hour, weekday=when.weekday())
+        row.update({c: None if user is None else user.attrs.get(c) for c in PROFILE_COLUMNS})
+        values.append(row)
+        dense[r, 0] = math.log1p(ad.price or 0.0)
+    examples = spec.encode(values, dense, log.click.tolist())
+    train, valid, test = time_split(log.ts, valid_share, test_share)
+    return ClickDataset(
+        name=f"taobao:{path} ({kind}, {len(log.ts):,} impressions)",
+        spec=spec,
+        train=examples.take(train),
+        valid=examples.take(valid),
+        test=examples.take(test),
+        test_users=log.user_id[test],
     )
