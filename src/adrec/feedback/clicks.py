@@ -147,13 +147,12 @@ def served_click_dataset(
     advertiser = np.array([campaigns[c].advertiser_id for c in campaign_of[test].tolist()], dtype=object)
     category = np.array([ads[a].category for a in served.ad_id[rows][test].tolist()], dtype=object)
     what = "clicks" if target == "conversion" else "served ads"
-    return ClickDataset(
-        name=f"{name} ({len(rows):,} {what} after the profile cut; {target}s)",
-        spec=spec,
-        train=examples.take(train),
-        valid=examples.take(valid),
-        test=examples.take(test),
-        test_users=user_of[test],
+    return ClickDataset.from_split(
+        f"{name} ({len(rows):,} {what} after the profile cut; {target}s)",
+        spec,
+        examples,
+        (train, valid, test),
+        user_of[test],
         test_fields={"advertiser": advertiser, "category": category},
         baselines=baselines,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +45,29 @@ class ClickDataset:
     baselines: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
     """Simple predictors of the test labels to report beside the models (name → probability per test example),
     e.g. the per-campaign conversion rate serving falls back to."""
+
+    @classmethod
+    def from_split(
+        cls,
+        name: str,
+        spec: HashedSpec,
+        examples: Examples,
+        split: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]],
+        test_users: npt.NDArray[np.object_],
+        **more: Any,
+    ) -> ClickDataset:
+        """The dataset of ``examples`` split into the rows of train, validation and test (:func:`time_split`);
+        ``more`` sets the other fields."""
+        train, valid, test = split
+        return cls(
+            name=name,
+            spec=spec,
+            train=examples.take(train),
+            valid=examples.take(valid),
+            test=examples.take(test),
+            test_users=test_users,
+            **more,
+        )
 
     @property
     def base_rate(self) -> float:

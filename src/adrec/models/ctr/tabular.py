@@ -168,16 +168,9 @@ def ctr_log_dataset(kind: str, path: str | Path, *, valid_share: float = 0.1, te
     ts = np.array([r.ts if r.ts is not None else math.nan for r in rows], dtype=np.float64)
     if np.isnan(ts).any() or ts.min() == ts.max():  # no times, or all in one hour (a sample's first rows)
         ts = np.arange(len(rows), dtype=np.float64)
-    train, valid, test = time_split(ts, valid_share, test_share)
-    users: npt.NDArray[np.object_] = np.array([f"row{i}" for i in test.tolist()], dtype=object)  # no users here
-    return ClickDataset(
-        name=f"{kind}:{path} ({len(rows):,} rows)",
-        spec=spec,
-        train=examples.take(train),
-        valid=examples.take(valid),
-        test=examples.take(test),
-        test_users=users,
-    )
+    split = time_split(ts, valid_share, test_share)
+    users: npt.NDArray[np.object_] = np.array([f"row{i}" for i in split[2].tolist()], dtype=object)  # no users here
+    return ClickDataset.from_split(f"{kind}:{path} ({len(rows):,} rows)", spec, examples, split, users)
 
 
 # -- the Open Bandit Dataset ---------------------------------------------------------------------------------------
@@ -256,13 +249,12 @@ def obd_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_share:
     prior = min(_PRIORS, key=lambda m: loss(slot_popularity(item_ids, slot, label, train, valid, m), label[valid]))
     seen = np.concatenate([train, valid])
     by_slot = slot_popularity(item_ids, slot, label, seen, test, math.inf)
-    return ClickDataset(
-        name=f"obd:{path} ({len(rows.ts):,} impressions, {len(rows.ads)} items)",
-        spec=spec,
-        train=examples.take(train),
-        valid=examples.take(valid),
-        test=examples.take(test),
-        test_users=rows.user_id[test],
+    return ClickDataset.from_split(
+        f"obd:{path} ({len(rows.ts):,} impressions, {len(rows.ads)} items)",
+        spec,
+        examples,
+        (train, valid, test),
+        rows.user_id[test],
         baselines={
             "click rate by slot": by_slot,
             f"popularity by slot (prior {prior:,.0f})": slot_popularity(item_ids, slot, label, seen, test, prior),
@@ -305,12 +297,6 @@ def taobao_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_sha
         values.append(row)
         dense[r, 0] = math.log1p(ad.price or 0.0)
     examples = spec.encode(values, dense, log.click.tolist())
-    train, valid, test = time_split(log.ts, valid_share, test_share)
-    return ClickDataset(
-        name=f"taobao:{path} ({kind}, {len(log.ts):,} impressions)",
-        spec=spec,
-        train=examples.take(train),
-        valid=examples.take(valid),
-        test=examples.take(test),
-        test_users=log.user_id[test],
-    )
+    split = time_split(log.ts, valid_share, test_share)
+    name = f"taobao:{path} ({kind}, {len(log.ts):,} impressions)"
+    return ClickDataset.from_split(name, spec, examples, split, log.user_id[split[2]])
