@@ -208,3 +208,37 @@ def test_taobao_dmr_sample_evaluates_end_to_end(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "taobao-dmr, 500 impressions" in " ".join(result.output.split())
+
+
+def test_obd_refuses_a_root_holding_several_policies(tmp_path: Path) -> None:
+    from adrec.models.ctr.tabular import obd_click_dataset
+
+    root = _obd(tmp_path, [(0, 0, 1, 1), (10, 1, 1, 0)])
+    bts = root / "bts" / "men"
+    bts.mkdir(parents=True)
+    for name in ("item_context.csv", "men.csv"):
+        (bts / name).write_text((root / "random" / "men" / name).read_text())
+    with pytest.raises(ValidationError, match=r"several policies \(bts, random\): name one's folder"):
+        obd_click_dataset(root)
+    assert len(obd_click_dataset(root / "bts", valid_share=0.1, test_share=0.2).train) == 1
+
+
+def test_a_repeat_in_a_later_chunk_is_one_impression_with_its_own_label(tmp_path: Path) -> None:
+    """The in-memory reader keeps each event id once, as a store does, also across the import's chunks: a repeated
+    Taobao row must not become a second impression, nor take a click that belongs to another row."""
+    from tests.data.importers.test_import_taobao import ADS, PROFILE
+
+    from adrec.data.importers import IMPORTERS
+    from adrec.data.importers.base import CHUNK_RECORDS, read_into_memory
+
+    folder = tmp_path / "taobao"
+    folder.mkdir()
+    (folder / "user_profile.csv").write_text(PROFILE)
+    (folder / "ad_feature.csv").write_text(ADS)
+    clicked, plain = "234,1494550536,313401,430548_1007,0,1\n", "523,1494245123,248909,430539_1007,1,0\n"
+    filler = "".join(f"9{i},1494137644,63133,430548_1007,1,0\n" for i in range(CHUNK_RECORDS))
+    header = "user,time_stamp,adgroup_id,pid,nonclk,clk\n"
+    (folder / "raw_sample.csv").write_text(header + clicked + plain + filler + clicked + plain)
+    log = read_into_memory(IMPORTERS["taobao"], folder)
+    assert len(log.event_id) == CHUNK_RECORDS + 2 and len(set(log.event_id.tolist())) == len(log.event_id)
+    assert log.click.sum() == 1

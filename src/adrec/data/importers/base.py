@@ -643,6 +643,7 @@ class _Memory:
         self.campaigns: dict[str, Campaign] = {}
         self.ads: dict[str, Ad] = {}
         self.batches: list[EventBatch] = []
+        self._seen: set[str] = set()
 
     def upsert_advertisers(self, advertisers: Iterable[Advertiser]) -> int:
         return len(list(advertisers))
@@ -663,8 +664,13 @@ class _Memory:
         return len(got)
 
     def append_events(self, events: EventBatch) -> _Appended:
-        self.batches.append(events)
-        return _Appended(len(events.event_id))
+        """Keeps each event id once, as a store does (a repeat in a later chunk is a duplicate, not a second
+        impression)."""
+        new = np.array([e not in self._seen for e in events.event_id.tolist()], dtype=bool)
+        kept = events.take(np.flatnonzero(new)) if not new.all() else events
+        self._seen.update(kept.event_id.tolist())
+        self.batches.append(kept)
+        return _Appended(len(kept.event_id), int((~new).sum()))
 
     def append_ctr_examples(self, examples: Sequence[CtrExample]) -> int:
         raise ValidationError("--dataset", "this import wrote feature rows, not a log of impressions")

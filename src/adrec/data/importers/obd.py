@@ -184,9 +184,11 @@ IMPORTER = Importer(
 @dataclass(frozen=True)
 class ObdRows:
     """Open Bandit logs read through the importer (:func:`~adrec.data.importers.base.read_into_memory`), one entry
-    per logged impression in file order: its time, user, ad, slot (1-based), click (0/1) and the logging policy's
-    propensity; with each user's four hashed features and each ad's record (its item features in ``body``)."""
+    per logged impression in file order: its logging policy (the folder it came from), time, user, ad, slot
+    (1-based), click (0/1) and the logging policy's propensity; with each user's four hashed features and each
+    ad's record (its item features in ``body``)."""
 
+    policy: npt.NDArray[np.object_]
     ts: npt.NDArray[np.float64]
     user_id: npt.NDArray[np.object_]
     ad_id: npt.NDArray[np.object_]
@@ -209,6 +211,7 @@ def read_logs(path: str | Path) -> ObdRows:
 
     log = read_into_memory(IMPORTER, Path(path))
     return ObdRows(
+        policy=np.array([str(e).split(":")[1] for e in log.event_id.tolist()], dtype=object),
         ts=log.ts,
         user_id=log.user_id,
         ad_id=log.ad_id,

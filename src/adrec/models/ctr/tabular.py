@@ -19,9 +19,10 @@ every row has the same hour, as a sample of the file's first rows does).
 
 No slot is logged in either: every example is at position 1.
 
-``obd:PATH`` (the Open Bandit Dataset, ZOZOTOWN; every campaign log under ``PATH``, read by the ``obd``
-importer): real clicks on items shown uniformly at random in a three-slot widget (the random logs), so the
-clicks say what the items are worth free of a logging policy's choices. Fields: ``campaign``, ``item`` (the ad
+``obd:PATH`` (the Open Bandit Dataset, ZOZOTOWN; every campaign log of one policy under ``PATH``, read by the
+``obd`` importer; a path holding several policies' logs is refused): real clicks in a three-slot widget; the
+random policy's logs show every item equally often in every slot, so their clicks say what the items are worth
+free of a logging policy's choices. Fields: ``campaign``, ``item`` (the ad
 id), ``item_feature_1``..``3``, ``user_feature_0``..``3``, ``hour`` and ``weekday`` (UTC); dense:
 ``item_feature_0`` (the publishers' numeric item feature); the logged slot is each example's position. Split by
 time. Beside the models stand two baselines that know no features: the click rate of each slot, and of each
@@ -34,8 +35,9 @@ import them).
 (a file or a folder of them; the ``taobao-dmr`` importer, whose rows have no time: file order). Fields: the
 user's id and eight profile columns (``?`` for a user the release did not profile), ``ad`` (adgroup),
 ``campaign``, ``advertiser`` (customer), ``category``, ``brand``, ``pid`` (the placement), ``hour`` and
-``weekday``; dense: ``log_price`` (``ln(1 + price)``; DMR's prices are already scaled to about [0, 1]). Every
-example at position 1 (no slot is logged).
+``weekday`` (UTC; missing for DMR, whose rows have no time: the importer numbers them, and they are split in the
+order read, file by file); dense: ``log_price`` (``ln(1 + price)``; DMR's prices are already scaled to about
+[0, 1]). Every example at position 1 (no slot is logged).
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ class TabularSpec(HashedSpec):
             raise ValidationError("fields", "a tabular spec needs at least one categorical field")
         if any(n != 1 for _, n in self.field_slots):
             raise ValidationError("fields", "a tabular spec has one slot per field")
+        if len(set(self.fields)) != len(self.fields):
+            raise ValidationError("fields", f"a tabular spec names each field once (got {list(self.fields)})")
 
     def __repr__(self) -> str:
         return f"TabularSpec({len(self.field_slots)} fields, {len(self.dense_names)} dense, hash_bits={self.hash_bits})"
@@ -215,6 +219,11 @@ def obd_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_share:
 
     check_shares(0.5, valid_share, test_share)
     rows = read_logs(path)
+    policies = sorted(set(rows.policy.tolist()))
+    if len(policies) > 1:  # their ad ids are the same, and each policy's files hash the item features apart
+        raise ValidationError(
+            "--dataset", f"obd:{path} holds the logs of several policies ({', '.join(policies)}): name one's folder"
+        )
     if rows.click.min() == rows.click.max():
         raise ValidationError(
             "--dataset", f"obd:{path}: all {len(rows.click):,} impressions are labelled {rows.click[0]:.0f}"
@@ -246,7 +255,9 @@ def obd_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_share:
         return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
 
     item_ids, slot = rows.ad_id, rows.position
-    prior = min(_PRIORS, key=lambda m: loss(slot_popularity(item_ids, slot, label, train, valid, m), label[valid]))
+    prior = math.inf  # without validation examples, the slot's rate
+    if len(valid):
+        prior = min(_PRIORS, key=lambda m: loss(slot_popularity(item_ids, slot, label, train, valid, m), label[valid]))
     seen = np.concatenate([train, valid])
     by_slot = slot_popularity(item_ids, slot, label, seen, test, math.inf)
     return ClickDataset.from_split(
@@ -282,21 +293,28 @@ def taobao_click_dataset(path: str | Path, *, valid_share: float = 0.1, test_sha
         raise ValidationError(
             "--dataset", f"taobao:{path}: all {len(log.click):,} impressions are labelled {log.click[0]:.0f}"
         )
+    timed = kind == "taobao"  # DMR's rows have no time (the importer numbers them): no hour, split in file order
     spec = TabularSpec([(n, 1) for n in ("user", *PROFILE_COLUMNS, *_TAOBAO_AD)], ("log_price",))
     values: list[dict[str, object]] = []
     dense = np.zeros((len(log.ts), 1), dtype=np.float32)
     rows = zip(log.user_id.tolist(), log.ad_id.tolist(), log.placement.tolist(), log.ts.tolist(), strict=True)
     for r, (user_id, ad_id, pid, ts) in enumerate(rows):
-        when = datetime.fromtimestamp(ts, UTC)
-        user, ad = log.users.get(user_id), log.ads[ad_id]
-        campaign = log.campaigns.get(ad.campaign_id)
-        row: dict[str, object] = {"user": user_id, "ad": ad_id, "campaign": ad.campaign_id, "pid": pid}
-        row.update(advertiser=campaign.advertiser_id if campaign is not None else None, category=ad.category)
-        row.update(brand=ad.brand, hour=when.hour, weekday=when.weekday())
-        row.update({c: None if user is None else user.attrs.get(c) for c in PROFILE_COLUMNS})
+        user, ad = log.users.get(user_id), log.ads.get(ad_id)  # an ad missing from ad_feature.csv: its id only
+        campaign = None if ad is None else log.campaigns.get(ad.campaign_id)
+        row: dict[str, object] = {"user": user_id, "ad": ad_id, "pid": pid}
+        if ad is not None:
+            row.update(campaign=ad.campaign_id, category=ad.category, brand=ad.brand)
+            dense[r, 0] = math.log1p(ad.price or 0.0)
+        if campaign is not None:
+            row["advertiser"] = campaign.advertiser_id
+        if timed:
+            when = datetime.fromtimestamp(ts, UTC)
+            row.update(hour=when.hour, weekday=when.weekday())
+        if user is not None:
+            row.update({c: user.attrs.get(c) for c in PROFILE_COLUMNS})
         values.append(row)
-        dense[r, 0] = math.log1p(ad.price or 0.0)
     examples = spec.encode(values, dense, log.click.tolist())
-    split = time_split(log.ts, valid_share, test_share)
+    order = log.ts if timed else np.arange(len(log.ts), dtype=np.float64)
+    split = time_split(order, valid_share, test_share)
     name = f"taobao:{path} ({kind}, {len(log.ts):,} impressions)"
     return ClickDataset.from_split(name, spec, examples, split, log.user_id[split[2]])
