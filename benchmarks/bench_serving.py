@@ -12,7 +12,12 @@ trained on its impressions and clicks:
    connections (a closed loop: latency ~ connections / QPS), with ``/health`` of the same server as the
    framework's ceiling; then ``POST /v1/events`` throughput in batches of impressions.
 
-Writes ``benchmarks/results/serving.json`` and ``serving.md``.
+With ``--click-model NAME`` (e.g. ``dcnv2``), a click model trained on the store's served ads
+(:func:`~adrec.feedback.clicks.served_click_dataset`, after the users' profiles are built into the store, as
+``adrec build-profiles`` does) ranks the candidates, in process and over HTTP (saved as the model folder's
+``ctr/``): what serving costs with a feature-based pCTR.
+
+Writes ``benchmarks/results/serving.json`` and ``serving.md`` (``--name`` another name).
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from adrec.data.schema import EventType
 from adrec.feedback.tokens import TokenSigner, new_secret
 from adrec.models.artifact import Artifact
 from adrec.models.bpr import BPR
+from adrec.models.ctr import ClickModel
 from adrec.retrieval import ExactIndex, FaissIndex, build_index, recall_at_k
 from adrec.serving.auth import create_api_key
-from adrec.serving.pipeline import Pipeline, PipelineConfig, ServingModel
+from adrec.serving.pipeline import CLICK_MODEL_DIR, Pipeline, PipelineConfig, ServingModel
 from adrec.simulate import SimulationConfig, simulate
 from adrec.store import Delivery, open_store
 from adrec.store.datasets import from_store
@@ -124,12 +130,45 @@ def ann_recall(
     return rows, (best["kind"], best["params"])
 
 
+def train_click_model(store_url: str, name: str) -> tuple[ClickModel, dict[str, Any]]:
+    """The users' profiles built into the store, then a click model fitted on its served ads (all of them: no
+    test set; the last tenth of their time for early stopping and calibration)."""
+    from adrec.feedback.clicks import served_click_dataset
+    from adrec.models.ctr import get_click_model
+    from adrec.profiles import ProfileBuilder
+
+    with open_store(store_url) as store:
+        t0 = time.perf_counter()
+        ProfileBuilder().rebuild(store)
+        profiles_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        data = served_click_dataset(store, test_share=0.0)
+        data_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = get_click_model(name).fit(data.train, data.valid, spec=data.spec)
+    fit_s = time.perf_counter() - t0
+    info = {
+        "description": f"{name} on {len(data.train):,} served ads ({len(data.valid):,} for early stopping and "
+        f"calibration) in {fit_s:.0f} s (profiles {profiles_s:.0f} s, examples {data_s:.0f} s)",
+    }
+    print("click model", info, flush=True)
+    return model, info
+
+
 def in_process(
-    store_url: str, artifact: Artifact, kind: str, params: dict[str, Any], n: int, population: list[str]
+    store_url: str,
+    artifact: Artifact,
+    kind: str,
+    params: dict[str, Any],
+    n: int,
+    population: list[str],
+    click: ClickModel | None = None,
 ) -> dict[str, Any]:
     with open_store(store_url) as store:
         t0 = time.perf_counter()
-        model = ServingModel.from_artifact(artifact, store, version="bpr", index_kind=kind, index_params=params)
+        model = ServingModel.from_artifact(
+            artifact, store, version="bpr", index_kind=kind, index_params=params, click=click
+        )
         load_s = time.perf_counter() - t0
         pipeline = Pipeline(store, model, TokenSigner(new_secret()))
         rng = np.random.default_rng(1)
@@ -186,9 +225,12 @@ def http(
     workers: int,
     seconds: float,
     concurrency: list[int],
+    click: ClickModel | None = None,
 ) -> dict[str, Any]:
     models = folder / "models"
     artifact.save(models / "bpr")
+    if click is not None:
+        click.save(models / "bpr" / CLICK_MODEL_DIR)
     # Built once here and cached in the model folder, as `adrec serve` does: the workers read it back.
     assert artifact.model.item_embeddings is not None
     build_index(artifact.model.item_embeddings, kind, cache_dir=models / "bpr", **params)
@@ -292,6 +334,8 @@ def markdown(p: dict[str, Any]) -> str:
     lines = []
     m = p["market"]
     lines += [f"Market: {m['description']}. Model: {p['model']['description']}.", ""]
+    if "click_model" in p:
+        lines += [f"Candidates ranked by a click model: {p['click_model']['description']}.", ""]
     lines += [
         "## ANN recall@100 against the exact index (queries = 1,000 user embeddings, one at a time; ms/query at "
         f"k = {N_CANDIDATES}, the pipeline's candidates)",
@@ -389,6 +433,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--click-model", default=None, help="a click model to rank the candidates (e.g. dcnv2)")
+    parser.add_argument("--name", default="serving", help="results name")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="adrec-bench-serving-"))
     url, sim_s = ensure_market(args.db, folder, args.users, args.ads, args.impressions)
@@ -418,21 +464,24 @@ def main() -> None:
             f"{data.n_users:,} users) in {train_s:.0f} s (+{load_s:.0f} s reading the store)",
         },
     }
+    click = None
+    if args.click_model:
+        click, payload["click_model"] = train_click_model(url, args.click_model)
     settings = [("hnsw", {"ef_search": e}) for e in args.ef_search] + [("ivf", {"nprobe": n}) for n in args.nprobe]
     settings.append(("hnsw", {"ef_search": 256, "storage": "flat"}))
     payload["ann"], (kind, params) = ann_recall(artifact, settings, 1000)
     payload["chosen_index"] = {"kind": kind, "params": params}
     payload["pipeline"] = [
-        in_process(url, artifact, kind, params, args.requests, population),
-        in_process(url, artifact, "exact", {}, args.requests, population),
+        in_process(url, artifact, kind, params, args.requests, population, click),
+        in_process(url, artifact, "exact", {}, args.requests, population, click),
     ]
     if not args.skip_http:
         payload["http"] = http(
-            url, folder, artifact, kind, params, population, args.workers, args.seconds, args.concurrency
+            url, folder, artifact, kind, params, population, args.workers, args.seconds, args.concurrency, click
         )
     payload["peak_rss_mib"] = peak_rss_mib()
     payload["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    write_results("serving", payload, markdown(payload), packages=("fastapi", "uvicorn", "faiss-cpu", "torch"))
+    write_results(args.name, payload, markdown(payload), packages=("fastapi", "uvicorn", "faiss-cpu", "torch"))
 
 
 if __name__ == "__main__":
