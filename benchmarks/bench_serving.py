@@ -163,6 +163,7 @@ def in_process(
     n: int,
     population: list[str],
     click: ClickModel | None = None,
+    config: PipelineConfig | None = None,
 ) -> dict[str, Any]:
     with open_store(store_url) as store:
         t0 = time.perf_counter()
@@ -170,7 +171,7 @@ def in_process(
             artifact, store, version="bpr", index_kind=kind, index_params=params, click=click
         )
         load_s = time.perf_counter() - t0
-        pipeline = Pipeline(store, model, TokenSigner(new_secret()))
+        pipeline = Pipeline(store, model, TokenSigner(new_secret()), config)
         rng = np.random.default_rng(1)
         warm = rng.choice(artifact.users.ids, n, replace=True).tolist()
         # Random users of the whole population (most never clicked: cold start), by sampling stored ids.
@@ -226,6 +227,7 @@ def http(
     seconds: float,
     concurrency: list[int],
     click: ClickModel | None = None,
+    config: PipelineConfig | None = None,
 ) -> dict[str, Any]:
     models = folder / "models"
     artifact.save(models / "bpr")
@@ -245,6 +247,8 @@ def http(
     users_file.write_text("\n".join(mix))
     port = _free_port()
     env = {**os.environ, "ADREC_TOKEN_SECRET": secret, "ADREC_PROGRESS": "false"}
+    if config is not None:
+        env["ADREC_MAX_FRESH_CANDIDATES"] = str(config.max_fresh_candidates)
     cmd = [sys.executable, "-m", "adrec.cli.main", "serve", "--db", store_url, "--models", str(models)]
     cmd += ["--port", str(port), "--workers", str(workers), "--index", kind]
     cmd += ["--nprobe", str(params["nprobe"])] if kind == "ivf" else ["--ef-search", str(params["ef_search"])]
@@ -336,6 +340,8 @@ def markdown(p: dict[str, Any]) -> str:
     lines += [f"Market: {m['description']}. Model: {p['model']['description']}.", ""]
     if "click_model" in p:
         lines += [f"Candidates ranked by a click model: {p['click_model']['description']}.", ""]
+    fresh = p.get("pipeline_settings", {}).get("max_fresh_candidates", 0)
+    lines += [f"Fresh ads entering a request's ranking: {f'at most {fresh}' if fresh else 'every eligible one'}.", ""]
     lines += [
         "## ANN recall@100 against the exact index (queries = 1,000 user embeddings, one at a time; ms/query at "
         f"k = {N_CANDIDATES}, the pipeline's candidates)",
@@ -434,6 +440,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--click-model", default=None, help="a click model to rank the candidates (e.g. dcnv2)")
+    parser.add_argument(
+        "--max-fresh-candidates", type=int, default=0, help="the pipeline setting (0: every eligible fresh ad)"
+    )
     parser.add_argument("--name", default="serving", help="results name")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="adrec-bench-serving-"))
@@ -464,6 +473,8 @@ def main() -> None:
             f"{data.n_users:,} users) in {train_s:.0f} s (+{load_s:.0f} s reading the store)",
         },
     }
+    config = PipelineConfig(max_fresh_candidates=args.max_fresh_candidates)
+    payload["pipeline_settings"] = {"max_fresh_candidates": args.max_fresh_candidates}
     click = None
     if args.click_model:
         click, payload["click_model"] = train_click_model(url, args.click_model)
@@ -472,12 +483,12 @@ def main() -> None:
     payload["ann"], (kind, params) = ann_recall(artifact, settings, 1000)
     payload["chosen_index"] = {"kind": kind, "params": params}
     payload["pipeline"] = [
-        in_process(url, artifact, kind, params, args.requests, population, click),
-        in_process(url, artifact, "exact", {}, args.requests, population, click),
+        in_process(url, artifact, kind, params, args.requests, population, click, config),
+        in_process(url, artifact, "exact", {}, args.requests, population, click, config),
     ]
     if not args.skip_http:
         payload["http"] = http(
-            url, folder, artifact, kind, params, population, args.workers, args.seconds, args.concurrency, click
+            url, folder, artifact, kind, params, population, args.workers, args.seconds, args.concurrency, click, config
         )
     payload["peak_rss_mib"] = peak_rss_mib()
     payload["load_average"] = [round(x, 2) for x in os.getloadavg()]

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     )
     reserve_ecpm: float = Field(default=0.0, ge=0, description="floor price in eCPM; ads below it are not shown")
     n_candidates: int = Field(default=200, ge=1, le=10_000, description="nearest neighbours that enter ranking")
+    max_fresh_candidates: int = Field(
+        default=0,
+        ge=0,
+        description="most fresh ads (the model learned nothing about) that enter a request's ranking, the most "
+        "promising first (0: every eligible one)",
+    )
     pcvr: float = Field(default=0.05, gt=0, le=1, description="prior conversions per click, for CPA eCPM")
     pcvr_prior_clicks: float = Field(
         default=50.0, gt=0, description="weight (in clicks) of the prior in each campaign's estimated pCVR"

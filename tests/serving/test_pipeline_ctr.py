@@ -184,3 +184,47 @@ def test_a_fresh_ad_competes_on_the_click_models_pctr(store: Store, click: Click
     assert r.ads[0].pctr > 0.05  # the favourite group's content, not the base rate
     without = Pipeline(store, blocks_model(), TokenSigner(SECRET), NEUTRAL).recommend(user, 3, now=NOW)
     assert "ad-new" not in [a.ad_id for a in without.ads]
+
+
+def test_at_most_max_fresh_candidates_fresh_ads_enter_the_most_promising_first(store: Store, click: ClickModel) -> None:
+    """A large catalogue can hold thousands of fresh ads, each a pass through the click model per request: capped,
+    the eligible ones enter in the order of the eCPM their pCTR gives for a request nothing is known about (the
+    click model's; the base rate without one), and the rest never compete."""
+    from adrec.data.schema import Ad, Campaign
+
+    favourite, other = store.get_ad(ad_id(FAVOURITE, 0)), store.get_ad(ad_id(0, 0))
+    bids = {"new-a": (favourite, 1.0), "new-b": (favourite, 2.0), "new-c": (other, 1.5), "new-d": (favourite, 0.3)}
+    owner = {FAVOURITE: f"adv-{FAVOURITE}", 0: "adv-0"}  # new campaigns of the groups' advertisers
+    store.upsert_campaigns(
+        [
+            Campaign(
+                campaign_id=f"cmp-{a}",
+                advertiser_id=owner[FAVOURITE if like is favourite else 0],
+                name=a,
+                pricing_model=PricingModel.CPC,
+                bid=b,
+            )
+            for a, (like, b) in bids.items()
+        ]
+    )
+    store.upsert_ads(
+        [
+            Ad(ad_id=a, campaign_id=f"cmp-{a}", title=a, category=like.category, brand=like.brand)
+            for a, (like, _) in bids.items()
+        ]
+    )
+    capped = dataclasses.replace(NEUTRAL, max_fresh_candidates=2)
+    model = dataclasses.replace(blocks_model(), click=click)
+    p = Pipeline(store, model, TokenSigner(SECRET), capped)
+    # pCTR about 0.14 for the favourite group's content and 0.06 for the other's, for a request nothing is known
+    # about: eCPM 0.28, 0.14, 0.09 and 0.04 per click (new-b, new-a, new-c, new-d).
+    assert p._binding.catalog.ad_ids[p._binding.fresh_order].tolist() == ["new-b", "new-a", "new-c", "new-d"]
+    shown = {a.ad_id for u in range(PER) for a in p.recommend(user_id(1, u), 8, now=NOW).ads if a.source == "explore"}
+    assert shown == {"new-b", "new-a"}
+    uncapped = Pipeline(store, model, TokenSigner(SECRET), NEUTRAL)
+    assert not len(uncapped._binding.fresh_order)  # no cap: every eligible fresh ad enters, unordered
+    everyone = {a.ad_id for u in range(PER) for a in uncapped.recommend(user_id(1, u), 8, now=NOW).ads}
+    assert everyone & set(bids) == {"new-b", "new-a", "new-c"}  # new-c wins a slot once it may compete
+    # Without a click model a fresh ad's pCTR is the base rate: the order is the bids'.
+    plain = Pipeline(store, blocks_model(), TokenSigner(SECRET), capped)
+    assert plain._binding.catalog.ad_ids[plain._binding.fresh_order].tolist() == ["new-b", "new-c", "new-a", "new-d"]

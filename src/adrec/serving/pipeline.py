@@ -274,6 +274,11 @@ class PipelineConfig:
     """Knobs of the decision pipeline, with their defaults.
 
     n_candidates: how many nearest neighbours (or top model scores) enter ranking.
+    max_fresh_candidates: how many fresh ads (see ``explore_share``) at most enter a request's ranking (0: every
+        eligible one). With a click model each candidate costs a pass through it, and a large catalogue can hold
+        thousands of fresh ads; capped, the eligible ones enter in a fixed order, by the eCPM their pCTR gives for
+        a request nothing is known about (the click model's for an unknown user at the epoch's hour and no
+        placement; the base rate without one), and the fresh-ad share draws among those.
     explore_share: share of slots kept for fresh ads (ads the model learned nothing about), when any are eligible
         (exploration ``none`` only: the other strategies explore every candidate, fresh ads included).
     exploration, epsilon, temperature, prior_precision, max_explore, propensity_draws: how the slots are filled
@@ -298,6 +303,7 @@ class PipelineConfig:
     """
 
     n_candidates: int = 200
+    max_fresh_candidates: int = 0
     explore_share: float = 0.1
     exploration: str = "none"
     epsilon: float = 0.1
@@ -343,6 +349,8 @@ class PipelineConfig:
             )
         if not 0.0 <= self.explore_share <= 1.0:
             raise ConfigError(f"explore_share must be in [0, 1] (got {self.explore_share})")
+        if self.max_fresh_candidates < 0:
+            raise ConfigError(f"max_fresh_candidates must be >= 0 (got {self.max_fresh_candidates})")
         if not 0.0 <= self.campaign_explore_share <= 1.0:
             raise ConfigError(f"campaign_explore_share must be in [0, 1] (got {self.campaign_explore_share})")
         self.explore  # noqa: B018  (validates the exploration settings)
@@ -402,6 +410,9 @@ class _Binding:
     """Per catalogue ad, its logged impressions (Thompson sampling's evidence; zeros unless it explores so)."""
     fresh_ads: npt.NDArray[np.int64] = field(init=False)
     """Catalogue indices of the fresh ads."""
+    fresh_order: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """The fresh ads, most promising first (see :attr:`PipelineConfig.max_fresh_candidates`; empty when there is
+    no cap)."""
 
     def __post_init__(self) -> None:
         self.fresh_ads = np.flatnonzero(self.fresh_mask)
@@ -431,7 +442,7 @@ class _Binding:
             seg: np.array([catalog.ad_index[a] for a, _ in ads if a in catalog.ad_index], dtype=np.int64)
             for seg, ads in logged.segments.items()
         }
-        return cls(
+        binding = cls(
             catalog,
             model,
             item_of_ad,
@@ -443,6 +454,25 @@ class _Binding:
             _encode_ads(catalog, model),
             np.array([logged.impressions.get(a, 0) for a in catalog.ad_ids.tolist()], dtype=np.float64),
         )
+        if config.max_fresh_candidates and len(binding.fresh_ads):
+            binding.fresh_order = binding.rank_fresh()
+        return binding
+
+    def rank_fresh(self) -> npt.NDArray[np.int64]:
+        """The fresh ads by the eCPM their pCTR gives for a request nothing is known about, best first (ties in
+        catalogue order)."""
+        cat, fresh, model = self.catalog, self.fresh_ads, self.model
+        if model is not None and model.click is not None:
+            anonymous = RequestContext(0.0)
+            blocks = self.ad_blocks[model.click.spec_.hash_bits]
+            features = click_features(model.click, blocks, fresh, None, "", None, anonymous)
+            pctr = model.click.predict(features, position=REFERENCE_POSITION)
+        else:
+            pctr = np.full(len(fresh), model.calibrator.base_rate if model is not None else Calibrator().base_rate)
+        camp = np.maximum(cat.ad_campaign[fresh], 0)
+        values = compute_ecpm(cat.c_pricing[camp], cat.c_bid[camp], pctr, self.campaign_pcvr[camp])
+        values = np.where(cat.ad_campaign[fresh] >= 0, values, -np.inf)  # an ad without a campaign: last
+        return fresh[np.argsort(-values, kind="stable")]
 
 
 @dataclass(frozen=True)
@@ -864,7 +894,11 @@ class Pipeline:
             if len(ranked):
                 parts.append((ranked, np.full(len(ranked), np.nan), POPULAR))
         if len(b.fresh_ads):  # the exploration share reserves slots for them; they also fill what nothing else can
-            fresh = b.fresh_ads[eligible[b.fresh_ads]]
+            if cfg.max_fresh_candidates:  # the most promising eligible ones, in the binding's fixed order
+                taken = set(np.concatenate([p[0] for p in parts]).tolist()) if parts else set()
+                fresh = _first_open(b.fresh_order, eligible, taken, cfg.max_fresh_candidates)
+            else:
+                fresh = b.fresh_ads[eligible[b.fresh_ads]]
             if len(fresh) and parts:  # clicked since the model was trained: a segment's or popular candidate
                 fresh = fresh[~np.isin(fresh, np.concatenate([p[0] for p in parts]))]
             if len(fresh):
