@@ -102,20 +102,17 @@ def test_real_samples_evaluate_end_to_end(kind: str, name: str, rows: int, tmp_p
 
 # -- the Open Bandit Dataset -----------------------------------------------------------------------------------------
 def _obd(root: Path, rows: list[tuple[int, int, int, int]]) -> Path:
-    """A campaign folder of two items; ``rows`` are (minute, item, slot, click), all of user ``a,b,c,d``."""
-    folder = root / "random" / "men"
-    folder.mkdir(parents=True)
-    (folder / "item_context.csv").write_text(
-        ",item_id,item_feature_0,item_feature_1,item_feature_2,item_feature_3\n0,0,-0.5,h1,h2,h3\n1,1,0.7,h4,h2,h3\n"
+    """The OPE tests' campaign folder of two items; ``rows`` are (minute, item, slot, click), all of user
+    ``a,b,c,d``."""
+    from tests.evaluation.test_ope_obd import _tiny
+
+    return _tiny(
+        root,
+        [
+            f"{i},2019-11-24 {m // 60:02d}:{m % 60:02d}:00+00:00,{item},{slot},{click},0.5,a,b,c,d,0.0,1.0\n"
+            for i, (m, item, slot, click) in enumerate(rows)
+        ],
     )
-    header = ",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,user_feature_2,"
-    header += "user_feature_3,user-item_affinity_0,user-item_affinity_1\n"
-    lines = [
-        f"{i},2019-11-24 {m // 60:02d}:{m % 60:02d}:00+00:00,{item},{slot},{click},0.5,a,b,c,d,0.0,1.0\n"
-        for i, (m, item, slot, click) in enumerate(rows)
-    ]
-    (folder / "men.csv").write_text(header + "".join(lines))
-    return root
 
 
 def test_obd_rows_encode_as_declared_and_popularity_by_slot_is_counted(tmp_path: Path) -> None:

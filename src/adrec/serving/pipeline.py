@@ -894,13 +894,14 @@ class Pipeline:
             if len(ranked):
                 parts.append((ranked, np.full(len(ranked), np.nan), POPULAR))
         if len(b.fresh_ads):  # the exploration share reserves slots for them; they also fill what nothing else can
-            if cfg.max_fresh_candidates:  # the most promising eligible ones, in the binding's fixed order
-                taken = set(np.concatenate([p[0] for p in parts]).tolist()) if parts else set()
-                fresh = _first_open(b.fresh_order, eligible, taken, cfg.max_fresh_candidates)
+            # A fresh ad clicked since the model was trained can already be a segment's or popular candidate.
+            chosen = np.concatenate([p[0] for p in parts]) if parts else np.array([], dtype=np.int64)
+            if cfg.max_fresh_candidates:  # the most promising eligible ones not chosen, in the binding's fixed order
+                fresh = _first_open(b.fresh_order, eligible, set(chosen.tolist()), cfg.max_fresh_candidates)
             else:
                 fresh = b.fresh_ads[eligible[b.fresh_ads]]
-            if len(fresh) and parts:  # clicked since the model was trained: a segment's or popular candidate
-                fresh = fresh[~np.isin(fresh, np.concatenate([p[0] for p in parts]))]
+                if len(fresh) and len(chosen):
+                    fresh = fresh[~np.isin(fresh, chosen)]
             if len(fresh):
                 parts.append((fresh, np.full(len(fresh), np.nan), EXPLORE))
         if not parts:
